@@ -93,7 +93,9 @@ class InboundConfig:
             try:
                 ipaddress.ip_network(network, strict=False)
             except ValueError:
-                raise ConfigError(f"{path}.relay_networks[{index}]", f"not a CIDR: {network!r}")
+                raise ConfigError(
+                    f"{path}.relay_networks[{index}]", f"not a CIDR: {network!r}"
+                ) from None
         if self.max_recipients < 1:
             raise ConfigError(f"{path}.max_recipients", "must be at least 1")
         if self.max_line_length < 1000:
@@ -339,4 +341,6 @@ class Config:
             raise ConfigError("delivery.default_pool", f"no [[pool]] named {self.default_pool!r}")
         for index, rule in enumerate(self.delivery.rule):
             if rule.pool not in pool_names:
-                raise ConfigError(f"delivery.rule[{index}].pool", f"no [[pool]] named {rule.pool!r}")
+                raise ConfigError(
+                    f"delivery.rule[{index}].pool", f"no [[pool]] named {rule.pool!r}"
+                )

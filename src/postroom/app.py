@@ -1,0 +1,141 @@
+"""The `postroom serve` process: every listener and worker in one asyncio loop.
+
+Start: apply migrations, open the queue, return this node's old leases, start
+the delivery engine, then bind the port 25 listeners, then tell systemd READY.
+SIGTERM: stop accepting (listeners close), let sessions and deliveries in
+progress finish within `[server] drain_timeout`, flush outcomes, stop.
+SIGHUP: re-read the config; pools, rules and lane limits take effect for new
+work, listener and database changes need a restart (the log says so).
+Config keys: all sections (this is where they meet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from postroom.config import Config, ConfigError, load_config
+from postroom.config.schema import parse_listen
+from postroom.core import sdnotify
+from postroom.core.dns import Resolver
+from postroom.db.engine import make_engine
+from postroom.db.migrate import upgrade
+from postroom.mta.bounce.outbound import BounceFactory
+from postroom.mta.delivery.engine import DeliveryEngine
+from postroom.mta.inbound.handler import InboundHandler, InboundPolicy
+from postroom.mta.inbound.policy import RelayNetworks
+from postroom.mta.inbound.session import ConnectionLimits, Session
+from postroom.mta.lanes.pools import PoolTable
+from postroom.mta.queue.store import QueueStore, RetryPolicy
+from postroom.mta.router import Router
+
+log = logging.getLogger("postroom")
+
+
+def build_store(config: Config) -> QueueStore:
+    engine = make_engine(config.database_url)
+    upgrade(engine)
+    pools = PoolTable(config)
+    return QueueStore(
+        engine,
+        node_name=config.node_name,
+        lease_s=config.delivery.lease,
+        retry=RetryPolicy(
+            min_backoff_s=config.delivery.min_backoff,
+            max_backoff_s=config.delivery.max_backoff,
+            max_queue_lifetime_s=config.delivery.max_queue_lifetime,
+        ),
+        batch_max=config.database.commit_batch_max,
+        bounce_builder=BounceFactory(config.server.hostname, pools.default_pool),
+    )
+
+
+async def start_inbound(
+    config: Config, router: Router, pools: PoolTable
+) -> tuple[InboundHandler, list[asyncio.Server]]:
+    inbound = config.smtp.inbound
+    handler = InboundHandler(
+        InboundPolicy(
+            hostname=config.server.hostname,
+            relay_networks=RelayNetworks(inbound.relay_networks),
+            max_recipients=inbound.max_recipients,
+        ),
+        router,
+        pools,
+    )
+    limits = ConnectionLimits(
+        max_total=inbound.max_connections, max_per_ip=inbound.max_connections_per_ip
+    )
+    loop = asyncio.get_running_loop()
+
+    def new_session() -> Session:
+        return Session(
+            handler,
+            limits=limits,
+            max_line_length=inbound.max_line_length,
+            idle_timeout_s=inbound.idle_timeout,
+            data_timeout_s=inbound.data_timeout,
+            data_size_limit=inbound.max_message_size,
+            hostname=config.server.hostname,
+            ident="postroom",
+            enable_SMTPUTF8=True,
+            loop=loop,
+        )
+
+    servers = []
+    for index, listen in enumerate(inbound.listen):
+        host, port = parse_listen(listen, f"smtp.inbound.listen[{index}]")
+        servers.append(
+            await loop.create_server(new_session, host, port, reuse_address=True, backlog=1024)
+        )
+        log.info("listening for SMTP on %s", listen)
+    return handler, servers
+
+
+async def serve(config_path: str) -> int:
+    config = load_config(config_path)
+    store = build_store(config)
+    store.start()
+    pools = PoolTable(config)
+    delivery = DeliveryEngine(store, Resolver.from_config(config.dns), pools, config.delivery)
+    router = Router(store, delivery)
+    delivery_task = asyncio.create_task(delivery.run(), name="delivery")
+    handler, servers = await start_inbound(config, router, pools)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(config_path, delivery, handler))
+    sdnotify.ready(f"queue open, {len(servers)} listener(s)")
+    log.info("postroom ready node=%s", config.node_name)
+    await stop.wait()
+    sdnotify.stopping()
+    log.info("stopping: closing listeners, draining for up to %.0fs", config.server.drain_timeout)
+    for server in servers:
+        server.close()
+    delivery.drain()
+    try:
+        await asyncio.wait_for(delivery_task, config.server.drain_timeout)
+    except TimeoutError:
+        log.warning("drain timeout: unfinished deliveries return to the queue at next start")
+    await store.close()
+    log.info("stopped")
+    return 0
+
+
+def _reload(config_path: str, delivery: DeliveryEngine, handler: InboundHandler) -> None:
+    sdnotify.reloading()
+    try:
+        config = load_config(config_path)
+    except ConfigError as error:
+        log.error("reload refused, keeping the running config: %s", error)
+    else:
+        pools = PoolTable(config)
+        delivery.pools = pools
+        handler.pools = pools
+        delivery.config = config.delivery
+        log.info(
+            "reloaded pools, rules and lane limits; listener and database changes need a restart"
+        )
+    sdnotify.ready("reloaded")

@@ -1,0 +1,52 @@
+"""Shared pieces of the CLI: the -c option, errors, opening the database."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from sqlalchemy import Engine
+
+from postroom.config import Config, default_config_path, load_config
+from postroom.core.logsetup import setup_logging
+from postroom.db.engine import make_engine
+from postroom.db.migrate import upgrade
+
+
+class CliError(Exception):
+    """A user-facing error: one line, no traceback."""
+
+    def __init__(self, message: str, exit_status: int = 2) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=argparse.SUPPRESS if parser.prog != "postroom" else default_config_path(),
+        metavar="FILE",
+        help="config file (default: $POSTROOM_CONFIG or /etc/postroom/postroom.toml)",
+    )
+
+
+def setup_logging_from(config_path: str) -> Config:
+    config = load_config(config_path)
+    setup_logging(config.logging)
+    return config
+
+
+def open_database(config_path: str) -> Engine:
+    """The configured database, migrated to the current schema."""
+    config = load_config(config_path)
+    engine = make_engine(config.database_url)
+    upgrade(engine)
+    return engine
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=None, default=str, ensure_ascii=False)
+    sys.stdout.write("\n")

@@ -1,0 +1,75 @@
+"""The `postroom` command: thin verbs over the packages.
+
+Every command accepts `-c FILE` (default /etc/postroom/postroom.toml or
+$POSTROOM_CONFIG). Errors are one line on stderr naming the file and key (or
+the object) and exit status 2 for bad input / 1 for a failed check; never a
+traceback. Verbs (the contract in ARCHITECTURE.md; extend, never rename):
+  serve · config check · config init · db upgrade ·
+  queue list | show ID | retry ID|--all | hold ID | release ID | delete ID | stats
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+
+from postroom.cli import config_cmd, queue_cmd
+from postroom.cli.common import CliError, add_config_option
+from postroom.config import ConfigError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="postroom", description="postroom mail server appliance")
+    add_config_option(parser)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+
+    serve = verbs.add_parser("serve", help="run every listener and worker in one process")
+    add_config_option(serve)
+    serve.set_defaults(handler=_serve)
+
+    db = verbs.add_parser("db", help="database schema")
+    db_verbs = db.add_subparsers(dest="db_verb", required=True, metavar="ACTION")
+    upgrade = db_verbs.add_parser("upgrade", help="apply pending migrations")
+    add_config_option(upgrade)
+    upgrade.set_defaults(handler=config_cmd.db_upgrade)
+
+    config_cmd.register(verbs)
+    queue_cmd.register(verbs)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from postroom.app import serve
+    from postroom.cli.common import setup_logging_from
+
+    setup_logging_from(args.config)
+    try:
+        import uvloop
+
+        return uvloop.run(serve(args.config))
+    except ImportError:  # uvloop is optional on platforms without it
+        return asyncio.run(serve(args.config))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ConfigError as error:
+        print(f"postroom: config error: {error}", file=sys.stderr)
+        return 2
+    except CliError as error:
+        print(f"postroom: {error}", file=sys.stderr)
+        return error.exit_status
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

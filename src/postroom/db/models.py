@@ -1,0 +1,99 @@
+"""The database schema (SQLAlchemy 2.0 Core tables).
+
+Every schema change goes through an Alembic migration in `db/migrations/versions`;
+`tests/unit/db/test_migrations.py` checks that the migrations produce exactly
+these tables. Times are Unix seconds (float, UTC) so that the hot path compares
+numbers and both SQLite and PostgreSQL store them the same way.
+
+Queue tables:
+- `messages`: bytes stored once with their envelope sender, pool and origin.
+- `deliveries`: one row per recipient, with its state (see `DeliveryState`),
+  attempts, next attempt time, lease, and the last remote reply kept verbatim.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class DeliveryState(StrEnum):
+    QUEUED = "queued"  # ready, never tried (or returned by an expired lease)
+    INFLIGHT = "inflight"  # claimed by a node, lease_until bounds the claim
+    DEFERRED = "deferred"  # temporary failure, waits for next_attempt_at
+    HELD = "held"  # an operator holds it; never tried until released
+    DELIVERED = "delivered"
+    FAILED = "failed"  # permanent failure or expiry; a DSN went to the sender
+
+
+PENDING_STATES = (DeliveryState.QUEUED, DeliveryState.INFLIGHT, DeliveryState.DEFERRED)
+FINAL_STATES = (DeliveryState.DELIVERED, DeliveryState.FAILED)
+
+
+class MessageOrigin(StrEnum):
+    RELAY = "relay"  # accepted on port 25 from a relay network
+    SUBMISSION = "submission"
+    DSN = "dsn"  # a delivery status notification we generated
+    CAMPAIGN = "campaign"
+
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("mail_from", Text, nullable=False),
+    Column("pool", String(64), nullable=False),
+    Column("origin", String(16), nullable=False),
+    Column("client_ip", String(64), nullable=False, default=""),
+    Column("size_bytes", Integer, nullable=False),
+    Column("envelope_id", Text, nullable=False, default=""),
+    Column("completed_at", Float, nullable=True),
+    # NULL once every delivery is final: the bytes are not kept past their use.
+    Column("body", LargeBinary, nullable=True),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", String(32), ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    Column("recipient", Text, nullable=False),
+    Column("domain", String(255), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_owner", String(255), nullable=True),
+    Column("lease_until", Float, nullable=True),
+    Column("updated_at", Float, nullable=False),
+    Column("last_status", String(16), nullable=False, default=""),
+    Column("last_reply", Text, nullable=False, default=""),
+    Column("last_stage", String(16), nullable=False, default=""),
+    Column("remote_mta", Text, nullable=False, default=""),
+    Column("source", String(64), nullable=False, default=""),
+    Index("ix_deliveries_due", "state", "next_attempt_at"),
+    Index("ix_deliveries_message", "message_id"),
+    Index("ix_deliveries_lease", "lease_owner", "state"),
+    Index("ix_deliveries_domain", "domain", "state"),
+)

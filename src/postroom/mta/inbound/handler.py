@@ -1,0 +1,193 @@
+"""Port 25 transaction rules: who may relay, recipient limits, and DATA to the queue.
+
+The aiosmtpd hooks of the inbound listener. MAIL and RCPT are judged by
+`policy` (no open relay, no relay tricks); at the end of DATA the message is
+checked (bare CR/LF, pool header), stamped with a Received header, and handed
+to the router, which answers only after the queue's commit: the 250 carries the
+queue id. Errors inside become 451 4.3.0 with the session's queue id, never a
+traceback on the wire.
+
+Untrusted input: the envelope and the message bytes.
+Config keys: [server] hostname; [smtp.inbound] relay_networks, max_recipients.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from email.utils import formatdate
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope
+from aiosmtpd.smtp import Session as SmtpSession
+
+from postroom.core.reply import Reply
+from postroom.db.models import MessageOrigin
+from postroom.mta.inbound.policy import RelayNetworks, check_address, normalise_sender
+from postroom.mta.lanes.pools import PoolTable, UnknownPool
+from postroom.mta.queue.ids import new_queue_id
+from postroom.mta.queue.records import NewMessage
+from postroom.mta.router import Router
+
+log = logging.getLogger("postroom.smtp")
+
+POOL_HEADER = re.compile(rb"^X-Postroom-Pool:[ \t]*(.*?)[ \t]*\r\n(?![ \t])", re.I | re.M | re.S)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundPolicy:
+    hostname: str
+    relay_networks: RelayNetworks
+    max_recipients: int
+
+
+class InboundHandler:
+    def __init__(self, policy: InboundPolicy, router: Router, pools: PoolTable) -> None:
+        self.policy = policy
+        self.router = router
+        self.pools = pools
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: SmtpSession,
+        envelope: Envelope,
+        address: str,
+        options: list[str],
+    ) -> str:
+        sender = normalise_sender(address)
+        if sender:
+            refusal = check_address(sender, smtputf8=envelope.smtp_utf8)
+            if refusal is not None:
+                return refusal.wire()
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return Reply(250, "2.1.0", "Ok").wire()
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: SmtpSession,
+        envelope: Envelope,
+        address: str,
+        options: list[str],
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self.policy.max_recipients:
+            return Reply(452, "4.5.3", "Too many recipients").wire()
+        refusal = check_address(address, smtputf8=envelope.smtp_utf8)
+        if refusal is not None:
+            return refusal.wire()
+        client_ip = _client_ip(session)
+        if not self.policy.relay_networks.allows(client_ip):
+            log.info("relay denied client=%s rcpt=<%s>", client_ip, address)
+            return Reply.relay_denied(f"<{address}>: Relay access denied").wire()
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return Reply(250, "2.1.5", "Ok").wire()
+
+    async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
+        queue_id = new_queue_id()
+        content: bytes = envelope.original_content or b""
+        if has_bare_line_ending(content):
+            log.info("refused queue_id=%s: bare CR or LF in DATA", queue_id)
+            return Reply(550, "5.5.2", "Bare CR or LF in message data is not accepted").wire()
+        client_ip = _client_ip(session)
+        header_end = _header_end(content)
+        headers, body = content[:header_end], content[header_end:]
+        requested_pool, headers = take_pool_header(headers)
+        if not self.policy.relay_networks.allows(client_ip):
+            requested_pool = None  # only trusted clients may choose a pool
+        sender = normalise_sender(envelope.mail_from or "")
+        try:
+            pool = self.pools.choose_pool(
+                requested=requested_pool,
+                sender_domain=sender.rpartition("@")[2],
+                client_ip=client_ip,
+            )
+        except UnknownPool:
+            return Reply(550, "5.7.1", f"Unknown pool {requested_pool!r} in X-Postroom-Pool").wire()
+        received = received_header(
+            helo=session.host_name or "unknown",
+            client_ip=client_ip,
+            hostname=self.policy.hostname,
+            queue_id=queue_id,
+            recipient=envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None,
+            esmtp=session.extended_smtp,
+        )
+        message = NewMessage(
+            queue_id=queue_id,
+            mail_from=sender,
+            recipients=tuple(envelope.rcpt_tos),
+            body=received + headers + body,
+            pool=pool,
+            origin=MessageOrigin.RELAY,
+            created_at=time.time(),
+            client_ip=client_ip,
+        )
+        try:
+            await self.router.accept(message)
+        except Exception:
+            log.exception("queue write failed queue_id=%s", queue_id)
+            return Reply.temporary_failure(
+                f"Queue write failed, try again later ({queue_id})"
+            ).wire()
+        log.info(
+            "queued queue_id=%s from=<%s> nrcpt=%d size=%d pool=%s client=%s",
+            queue_id,
+            sender,
+            len(envelope.rcpt_tos),
+            len(message.body),
+            pool,
+            client_ip,
+        )
+        return Reply.ok(f"Ok: queued as {queue_id}").wire()
+
+
+def has_bare_line_ending(content: bytes) -> bool:
+    """True when a CR or LF appears outside a CRLF pair (SMTP smuggling, RFC 5321 2.3.8)."""
+    crlf = content.count(b"\r\n")
+    return content.count(b"\n") != crlf or content.count(b"\r") != crlf
+
+
+def take_pool_header(headers: bytes) -> tuple[str | None, bytes]:
+    """The X-Postroom-Pool value (first one) and the headers without any of them."""
+    match = POOL_HEADER.search(headers)
+    if match is None:
+        return None, headers
+    value = match.group(1).decode("utf-8", "replace").strip()
+    return value, POOL_HEADER.sub(b"", headers)
+
+
+def received_header(
+    *,
+    helo: str,
+    client_ip: str,
+    hostname: str,
+    queue_id: str,
+    recipient: str | None,
+    esmtp: bool,
+) -> bytes:
+    """RFC 5321 4.4 trace header; `for` only with a single recipient (privacy)."""
+    helo = "".join(ch for ch in helo if ch.isprintable() and ch not in "()\\")[:255]
+    literal = f"IPv6:{client_ip}" if ":" in client_ip else client_ip
+    for_clause = f"\r\n\tfor <{recipient}>" if recipient else ""
+    protocol = "ESMTP" if esmtp else "SMTP"
+    return (
+        f"Received: from {helo} ([{literal}])\r\n\tby {hostname} (postroom) with {protocol} "
+        f"id {queue_id}{for_clause};\r\n\t{formatdate(localtime=False, usegmt=True)}\r\n"
+    ).encode("utf-8", "surrogateescape")
+
+
+def _header_end(content: bytes) -> int:
+    """Offset where the body (including the blank separator line) begins."""
+    if content.startswith(b"\r\n"):
+        return 0
+    index = content.find(b"\r\n\r\n")
+    return len(content) if index < 0 else index + 2
+
+
+def _client_ip(session: SmtpSession) -> str:
+    peer: Any = session.peer
+    return peer[0] if isinstance(peer, tuple) else ""

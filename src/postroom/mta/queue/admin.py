@@ -1,0 +1,160 @@
+"""Operator actions on the queue (`postroom queue ...`): list, show, retry, hold,
+release, delete, stats.
+
+Each action is one short transaction, safe while `serve` runs: the server
+picks up retried and released deliveries at its next claim (about a second).
+Held deliveries are never claimed; a delivery already in flight when it is held
+or deleted may still complete that attempt, but its outcome is then ignored:
+the operator's word stands.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, case, delete, func, select, update
+
+from postroom.db.models import FINAL_STATES, DeliveryState, deliveries, messages
+
+_NOT_FINAL = deliveries.c.state.not_in([state.value for state in FINAL_STATES])
+
+
+class NoSuchMessage(LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class QueueAdmin:
+    engine: Engine
+
+    def list(self, *, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        pending = func.sum(case((_NOT_FINAL, 1), else_=0))
+        query = (
+            select(
+                messages.c.id,
+                messages.c.created_at,
+                messages.c.mail_from,
+                messages.c.size_bytes,
+                messages.c.pool,
+                func.count(deliveries.c.id).label("recipients"),
+                pending.label("pending"),
+                func.min(deliveries.c.next_attempt_at).label("next_attempt_at"),
+            )
+            .join(deliveries, deliveries.c.message_id == messages.c.id)
+            .group_by(messages.c.id)
+            .order_by(messages.c.created_at)
+            .limit(limit)
+        )
+        query = query.where(deliveries.c.state == state if state else _NOT_FINAL)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def show(self, queue_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            message = conn.execute(
+                select(*[c for c in messages.c if c.name != "body"]).where(
+                    messages.c.id == queue_id
+                )
+            ).first()
+            if message is None:
+                raise NoSuchMessage(queue_id)
+            rows = conn.execute(
+                select(deliveries)
+                .where(deliveries.c.message_id == queue_id)
+                .order_by(deliveries.c.id)
+            ).all()
+            headers = conn.execute(
+                select(func.substr(messages.c.body, 1, 8192)).where(messages.c.id == queue_id)
+            ).scalar_one_or_none()
+        result = dict(message._mapping)
+        result["deliveries"] = [dict(row._mapping) for row in rows]
+        if headers is not None:
+            head = bytes(headers).split(b"\r\n\r\n", 1)[0]
+            result["headers"] = head.decode("utf-8", "replace")
+        return result
+
+    def _set(self, where: Any, **values: Any) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(update(deliveries).where(where).values(**values)).rowcount
+
+    def retry(self, queue_id: str | None) -> int:
+        """Deferred (and queued) deliveries become due now; `None` means all."""
+        where = deliveries.c.state.in_([DeliveryState.DEFERRED, DeliveryState.QUEUED])
+        if queue_id is not None:
+            self._require(queue_id)
+            where = where & (deliveries.c.message_id == queue_id)
+        return self._set(where, next_attempt_at=time.time(), state=DeliveryState.QUEUED)
+
+    def hold(self, queue_id: str) -> int:
+        self._require(queue_id)
+        return self._set(
+            (deliveries.c.message_id == queue_id)
+            & _NOT_FINAL
+            & (deliveries.c.state != DeliveryState.HELD),
+            state=DeliveryState.HELD,
+            lease_owner=None,
+            lease_until=None,
+            updated_at=time.time(),
+        )
+
+    def release(self, queue_id: str) -> int:
+        self._require(queue_id)
+        now = time.time()
+        return self._set(
+            (deliveries.c.message_id == queue_id) & (deliveries.c.state == DeliveryState.HELD),
+            state=DeliveryState.QUEUED,
+            next_attempt_at=now,
+            updated_at=now,
+        )
+
+    def delete(self, queue_id: str) -> int:
+        self._require(queue_id)
+        with self.engine.begin() as conn:
+            count = conn.execute(
+                delete(deliveries).where(deliveries.c.message_id == queue_id)
+            ).rowcount
+            conn.execute(delete(messages).where(messages.c.id == queue_id))
+        return count
+
+    def stats(self) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            by_state = dict(
+                conn.execute(
+                    select(deliveries.c.state, func.count()).group_by(deliveries.c.state)
+                ).all()
+            )
+            pending_join = deliveries.join(messages, messages.c.id == deliveries.c.message_id)
+            by_pool = dict(
+                conn.execute(
+                    select(messages.c.pool, func.count())
+                    .select_from(pending_join)
+                    .where(_NOT_FINAL)
+                    .group_by(messages.c.pool)
+                ).all()
+            )
+            by_destination = dict(
+                conn.execute(
+                    select(deliveries.c.domain, func.count())
+                    .where(_NOT_FINAL)
+                    .group_by(deliveries.c.domain)
+                    .order_by(func.count().desc())
+                    .limit(20)
+                ).all()
+            )
+            oldest = conn.execute(
+                select(func.min(messages.c.created_at)).select_from(pending_join).where(_NOT_FINAL)
+            ).scalar_one_or_none()
+        return {
+            "by_state": {state.value: by_state.get(state.value, 0) for state in DeliveryState},
+            "by_pool": by_pool,
+            "by_destination": by_destination,
+            "oldest_age_s": round(time.time() - oldest, 1) if oldest is not None else None,
+        }
+
+    def _require(self, queue_id: str) -> None:
+        with self.engine.connect() as conn:
+            found = conn.execute(select(messages.c.id).where(messages.c.id == queue_id)).first()
+        if found is None:
+            raise NoSuchMessage(queue_id)

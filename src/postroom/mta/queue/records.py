@@ -1,0 +1,65 @@
+"""Values that travel between producers, the queue store and the delivery engine.
+
+- `NewMessage`: what a producer (SMTP session, DSN generator, later campaigns)
+  hands to the queue: envelope, bytes, pool, origin.
+- `Job`: the claimed deliveries of one message to one destination domain; what a
+  lane sends in one SMTP transaction.
+- `DeliveryResult`: what happened to one delivery, as the store records it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from postroom.db.models import MessageOrigin
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    queue_id: str
+    mail_from: str
+    recipients: tuple[str, ...]
+    body: bytes
+    pool: str
+    origin: MessageOrigin
+    created_at: float
+    client_ip: str = ""
+    envelope_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    delivery_id: int
+    recipient: str
+    attempts: int
+
+
+@dataclass(slots=True)
+class Job:
+    message_id: str
+    mail_from: str
+    domain: str
+    pool: str
+    created_at: float
+    size_bytes: int
+    deliveries: list[ClaimedDelivery]
+    # Kept in memory for fresh small messages; None means "read it from the store".
+    body: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """One delivery's outcome. `verdict` is delivered | deferred | failed."""
+
+    delivery_id: int
+    verdict: str
+    status: str  # RFC 3463, e.g. 5.1.1
+    diagnostic: str  # "smtp; 550 5.1.1 ..." verbatim, or "X-Postroom; connect ... refused"
+    stage: str  # the SMTP stage that produced it
+    remote_mta: str = ""
+    source: str = ""  # egress source name
+
+
+def recipient_domain(address: str) -> str:
+    """The lower-cased domain of an address (the part after the last @)."""
+    return address.rpartition("@")[2].lower()

@@ -1,0 +1,410 @@
+"""The durable queue: enqueue, claim with a lease, record outcomes.
+
+Contract:
+- `enqueue(message)` returns only after the message and one delivery row per
+  recipient are committed (fsync, group commit). The deliveries are created
+  already claimed by this node (`inflight`, leased), so fresh mail goes straight
+  to the delivery engine without a round trip through the database.
+- `claim_due(limit)` claims due `queued`/`deferred` deliveries and those whose
+  lease expired (a crashed node's). On PostgreSQL rows are locked with
+  SKIP LOCKED, so several nodes can share one database.
+- `record(results)` stores outcomes: delivered; deferred with the next attempt
+  from the retry schedule, or failed once the queue lifetime is over; failed.
+  Failures produce a DSN in the same transaction (through `bounce_builder`), so
+  a crash can neither lose the bounce nor send it twice.
+- `renew_leases()` keeps this node's claims alive; `release_own_leases()` at
+  start returns what a previous run of this node held.
+Config keys read (through the caller): [delivery] lease, min_backoff,
+max_backoff, max_queue_lifetime; [database] commit_batch_max.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+
+from postroom.db.engine import is_postgresql
+from postroom.db.models import FINAL_STATES, DeliveryState, deliveries, messages
+from postroom.mta.queue.groupcommit import GroupCommitter
+from postroom.mta.queue.records import (
+    ClaimedDelivery,
+    DeliveryResult,
+    Job,
+    NewMessage,
+    recipient_domain,
+)
+from postroom.mta.queue.retry import is_expired, next_attempt_at
+
+# Bodies up to this size stay in memory with a fresh job; larger ones are read
+# back from the store when a lane is ready to send them.
+KEEP_IN_MEMORY_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    min_backoff_s: float = 300
+    max_backoff_s: float = 4000
+    max_queue_lifetime_s: float = 5 * 86400
+
+
+@dataclass(frozen=True, slots=True)
+class FailedDelivery:
+    """What the DSN builder needs to know about one failed recipient."""
+
+    recipient: str
+    status: str
+    diagnostic: str
+    remote_mta: str
+    updated_at: float
+    expired: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OriginalMessage:
+    queue_id: str
+    mail_from: str
+    origin: str
+    created_at: float
+    envelope_id: str
+    body: bytes
+
+
+BounceBuilder = Callable[[OriginalMessage, list[FailedDelivery]], NewMessage | None]
+
+
+class QueueStore:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        node_name: str,
+        lease_s: float = 600,
+        retry: RetryPolicy | None = None,
+        batch_max: int = 256,
+        bounce_builder: BounceBuilder | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.node_name = node_name
+        self.lease_s = lease_s
+        self.retry = retry or RetryPolicy()
+        self.bounce_builder = bounce_builder
+        self.clock = clock
+        self._committer = GroupCommitter(engine, batch_max=batch_max)
+        self._skip_locked = is_postgresql(engine)
+
+    def start(self) -> None:
+        self._committer.start()
+
+    async def close(self) -> None:
+        await self._committer.close()
+
+    # -- producers -----------------------------------------------------------
+
+    async def enqueue(self, message: NewMessage) -> list[Job]:
+        """Store `message` durably; return its deliveries as claimed jobs."""
+        return await self._committer.submit(lambda conn: self._insert(conn, message))
+
+    def _insert(self, conn: Connection, message: NewMessage) -> list[Job]:
+        now = self.clock()
+        conn.execute(
+            insert(messages),
+            {
+                "id": message.queue_id,
+                "created_at": message.created_at,
+                "mail_from": message.mail_from,
+                "pool": message.pool,
+                "origin": message.origin.value,
+                "client_ip": message.client_ip,
+                "size_bytes": len(message.body),
+                "envelope_id": message.envelope_id,
+                "body": message.body,
+            },
+        )
+        rows = [
+            {
+                "message_id": message.queue_id,
+                "recipient": recipient,
+                "domain": recipient_domain(recipient),
+                "state": DeliveryState.INFLIGHT.value,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "lease_owner": self.node_name,
+                "lease_until": now + self.lease_s,
+                "updated_at": now,
+            }
+            for recipient in message.recipients
+        ]
+        inserted = conn.execute(
+            insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True), rows
+        )
+        ids = [row.id for row in inserted]
+        body = message.body if len(message.body) <= KEEP_IN_MEMORY_BYTES else None
+        by_domain: dict[str, list[ClaimedDelivery]] = defaultdict(list)
+        for delivery_id, row in zip(ids, rows, strict=True):
+            by_domain[row["domain"]].append(ClaimedDelivery(delivery_id, row["recipient"], 0))
+        return [
+            Job(
+                message_id=message.queue_id,
+                mail_from=message.mail_from,
+                domain=domain,
+                pool=message.pool,
+                created_at=message.created_at,
+                size_bytes=len(message.body),
+                deliveries=claimed,
+                body=body,
+            )
+            for domain, claimed in by_domain.items()
+        ]
+
+    # -- the delivery engine ---------------------------------------------------
+
+    async def claim_due(self, limit: int) -> list[Job]:
+        return await self._committer.submit(lambda conn: self._claim(conn, limit))
+
+    def _claim(self, conn: Connection, limit: int) -> list[Job]:
+        now = self.clock()
+        due = or_(
+            and_(
+                deliveries.c.state.in_([DeliveryState.QUEUED, DeliveryState.DEFERRED]),
+                deliveries.c.next_attempt_at <= now,
+            ),
+            and_(deliveries.c.state == DeliveryState.INFLIGHT, deliveries.c.lease_until < now),
+        )
+        query = (
+            select(
+                deliveries.c.id,
+                deliveries.c.message_id,
+                deliveries.c.recipient,
+                deliveries.c.domain,
+                deliveries.c.attempts,
+            )
+            .where(due)
+            .order_by(deliveries.c.next_attempt_at)
+            .limit(limit)
+        )
+        if self._skip_locked:
+            query = query.with_for_update(skip_locked=True)
+        claimed = conn.execute(query).all()
+        if not claimed:
+            return []
+        ids = [row.id for row in claimed]
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_(ids))
+            .values(
+                state=DeliveryState.INFLIGHT,
+                lease_owner=self.node_name,
+                lease_until=now + self.lease_s,
+                updated_at=now,
+            )
+        )
+        message_ids = {row.message_id for row in claimed}
+        envelopes = {
+            row.id: row
+            for row in conn.execute(
+                select(
+                    messages.c.id,
+                    messages.c.mail_from,
+                    messages.c.pool,
+                    messages.c.created_at,
+                    messages.c.size_bytes,
+                ).where(messages.c.id.in_(message_ids))
+            )
+        }
+        jobs: dict[tuple[str, str], Job] = {}
+        for row in claimed:
+            envelope = envelopes[row.message_id]
+            key = (row.message_id, row.domain)
+            if key not in jobs:
+                jobs[key] = Job(
+                    message_id=row.message_id,
+                    mail_from=envelope.mail_from,
+                    domain=row.domain,
+                    pool=envelope.pool,
+                    created_at=envelope.created_at,
+                    size_bytes=envelope.size_bytes,
+                    deliveries=[],
+                )
+            jobs[key].deliveries.append(ClaimedDelivery(row.id, row.recipient, row.attempts))
+        return list(jobs.values())
+
+    async def load_body(self, message_id: str) -> bytes:
+        def read() -> bytes:
+            with self.engine.connect() as conn:
+                body = conn.execute(
+                    select(messages.c.body).where(messages.c.id == message_id)
+                ).scalar_one_or_none()
+            if body is None:
+                raise LookupError(f"message {message_id} has no stored body")
+            return bytes(body)
+
+        return await asyncio.to_thread(read)
+
+    async def record(self, results: list[DeliveryResult]) -> list[Job]:
+        """Store outcomes; return the jobs of any DSNs they produced."""
+        if not results:
+            return []
+        return await self._committer.submit(lambda conn: self._record(conn, results))
+
+    def _record(self, conn: Connection, results: list[DeliveryResult]) -> list[Job]:
+        now = self.clock()
+        rows = {
+            row.id: row
+            for row in conn.execute(
+                select(
+                    deliveries.c.id,
+                    deliveries.c.message_id,
+                    deliveries.c.recipient,
+                    deliveries.c.attempts,
+                    deliveries.c.state,
+                    messages.c.created_at,
+                )
+                .join(messages, messages.c.id == deliveries.c.message_id)
+                .where(deliveries.c.id.in_([result.delivery_id for result in results]))
+            )
+        }
+        failed: dict[str, list[FailedDelivery]] = defaultdict(list)
+        for result in results:
+            row = rows.get(result.delivery_id)
+            # Deleted or held by an operator meanwhile: the operator's word stands.
+            if row is None or row.state != DeliveryState.INFLIGHT:
+                continue
+            attempts = row.attempts + 1
+            values = {
+                "attempts": attempts,
+                "updated_at": now,
+                "lease_owner": None,
+                "lease_until": None,
+                "last_status": result.status,
+                "last_reply": result.diagnostic,
+                "last_stage": result.stage,
+                "remote_mta": result.remote_mta,
+                "source": result.source,
+            }
+            state = DeliveryState(result.verdict)
+            expired = False
+            if state is DeliveryState.DEFERRED:
+                if is_expired(
+                    row.created_at, now, max_queue_lifetime_s=self.retry.max_queue_lifetime_s
+                ):
+                    state, expired = DeliveryState.FAILED, True
+                else:
+                    values["next_attempt_at"] = next_attempt_at(
+                        now,
+                        attempts,
+                        min_backoff_s=self.retry.min_backoff_s,
+                        max_backoff_s=self.retry.max_backoff_s,
+                    )
+            values["state"] = state.value
+            conn.execute(update(deliveries).where(deliveries.c.id == row.id).values(values))
+            if state is DeliveryState.FAILED:
+                failed[row.message_id].append(
+                    FailedDelivery(
+                        recipient=row.recipient,
+                        status=result.status,
+                        diagnostic=result.diagnostic,
+                        remote_mta=result.remote_mta,
+                        updated_at=now,
+                        expired=expired,
+                    )
+                )
+        jobs = self._bounce(conn, failed)
+        self._complete_messages(conn, {row.message_id for row in rows.values()}, now)
+        return jobs
+
+    def _bounce(self, conn: Connection, failed: dict[str, list[FailedDelivery]]) -> list[Job]:
+        if not failed or self.bounce_builder is None:
+            return []
+        jobs: list[Job] = []
+        for original in conn.execute(
+            select(
+                messages.c.id,
+                messages.c.mail_from,
+                messages.c.origin,
+                messages.c.created_at,
+                messages.c.envelope_id,
+                messages.c.body,
+            ).where(messages.c.id.in_(list(failed)))
+        ):
+            dsn = self.bounce_builder(
+                OriginalMessage(
+                    queue_id=original.id,
+                    mail_from=original.mail_from,
+                    origin=original.origin,
+                    created_at=original.created_at,
+                    envelope_id=original.envelope_id,
+                    body=bytes(original.body or b""),
+                ),
+                failed[original.id],
+            )
+            if dsn is not None:
+                jobs.extend(self._insert(conn, dsn))
+        return jobs
+
+    def _complete_messages(self, conn: Connection, message_ids: Iterable[str], now: float) -> None:
+        """Drop the bytes of messages whose every delivery is final."""
+        candidates = list(message_ids)
+        if not candidates:
+            return
+        pending = {
+            row.message_id
+            for row in conn.execute(
+                select(deliveries.c.message_id)
+                .where(
+                    deliveries.c.message_id.in_(candidates),
+                    deliveries.c.state.not_in([state.value for state in FINAL_STATES]),
+                )
+                .group_by(deliveries.c.message_id)
+            )
+        }
+        done = [message_id for message_id in candidates if message_id not in pending]
+        if done:
+            conn.execute(
+                update(messages).where(messages.c.id.in_(done)).values(body=None, completed_at=now)
+            )
+
+    async def renew_leases(self) -> int:
+        def renew(conn: Connection) -> int:
+            now = self.clock()
+            return conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.lease_owner == self.node_name,
+                    deliveries.c.state == DeliveryState.INFLIGHT,
+                )
+                .values(lease_until=now + self.lease_s)
+            ).rowcount
+
+        return await self._committer.submit(renew)
+
+    async def release_own_leases(self) -> int:
+        """At start: whatever this node held when it stopped goes back to the queue."""
+
+        def release(conn: Connection) -> int:
+            return conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.lease_owner == self.node_name,
+                    deliveries.c.state == DeliveryState.INFLIGHT,
+                )
+                .values(state=DeliveryState.QUEUED, lease_owner=None, lease_until=None)
+            ).rowcount
+
+        return await self._committer.submit(release)
+
+    async def pending_count(self) -> int:
+        def count() -> int:
+            with self.engine.connect() as conn:
+                return conn.execute(
+                    select(func.count()).where(
+                        deliveries.c.state.not_in([state.value for state in FINAL_STATES])
+                    )
+                ).scalar_one()
+
+        return await asyncio.to_thread(count)
