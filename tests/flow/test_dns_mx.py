@@ -8,17 +8,10 @@ from __future__ import annotations
 
 import random
 import socket
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-# Make `tests.peers` importable from the repository root (as in test_peer_postgres).
-if str(Path(__file__).resolve().parents[2]) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from tests.peers.dns import NsdError, NsdServer, make_zone
 
 from postroom.core.dns import (
