@@ -1,0 +1,160 @@
+"""postroom itself as a process under test: `postroom serve` with a generated config.
+
+`PostroomServer(directory, config_text)` writes the config, runs `python -m
+postroom.cli.main -c FILE serve` as a child process (its log in
+`directory/serve.log`), and waits (bounded) until the inbound port accepts
+connections. `stop()` sends SIGTERM and waits for the drain; `kill()` is
+SIGKILL, for crash tests; `start()` again reuses the same state directory.
+`cli(*args)` runs another `postroom` command against the same config.
+`flow_config(...)` renders the config most flow tests need.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 40.0
+
+
+def flow_config(
+    *,
+    state_dir: Path,
+    smtp_port: int,
+    nameserver: str,
+    delivery_port: int,
+    extra: str = "",
+    relay_networks: tuple[str, ...] = ("127.0.0.0/8",),
+    inbound: str = "",
+    delivery: str = "",
+    database_url: str = "",
+    hostname: str = "relay.postroom.test",
+) -> str:
+    database = f'[database]\nurl = "{database_url}"\n' if database_url else ""
+    return f"""
+[server]
+hostname = "{hostname}"
+drain_timeout = "10s"
+
+[state]
+dir = "{state_dir}"
+
+{database}
+[smtp.inbound]
+listen = ["127.0.0.1:{smtp_port}"]
+relay_networks = {json.dumps(list(relay_networks))}
+{inbound}
+
+[dns]
+nameservers = ["{nameserver}"]
+timeout = "2s"
+
+[delivery]
+port = {delivery_port}
+min_backoff = "1s"
+max_backoff = "2s"
+connect_timeout = "3s"
+command_timeout = "10s"
+idle_connection_timeout = "1s"
+{delivery}
+
+{extra}
+"""
+
+
+def free_tcp_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+class PostroomServer:
+    def __init__(self, directory: Path, config_text: str, smtp_port: int) -> None:
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.config_path = directory / "postroom.toml"
+        self.config_path.write_text(config_text)
+        self.smtp_port = smtp_port
+        self.log_path = directory / "serve.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Self:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "postroom.cli.main", "-c", str(self.config_path), "serve"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"postroom serve exited early:\n{self.log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.smtp_port), timeout=0.5) as probe:
+                    probe.recv(256)
+                    probe.sendall(b"QUIT\r\n")
+                return self
+            except OSError:
+                time.sleep(0.1)
+        self.kill()
+        raise RuntimeError(
+            f"postroom serve did not listen within {START_TIMEOUT_S}s:\n{self.log()}"
+        )
+
+    def stop(self) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+            raise RuntimeError(f"postroom serve did not stop on SIGTERM:\n{self.log()}") from None
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "postroom.cli.main", "-c", str(self.config_path), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"postroom {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def cli_json(self, *args: str) -> Any:
+        return json.loads(self.cli(*args, "--json").stdout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self.stop()
+        finally:
+            self.kill()
