@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from tests.peers.dns import NsdServer, make_zone
 from tests.peers.postroom import PostroomServer, flow_config, free_tcp_port
 from tests.peers.sinks import AiosmtpdSink, ReceivedMessage

@@ -11,7 +11,6 @@ import subprocess
 import time
 
 import pytest
-
 from tests.flow.conftest import World, with_token
 from tests.peers.postroom import PostroomServer
 

@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
 from tests.flow.conftest import World, start_postroom, with_token
 from tests.flow.test_relay_flow import message, send, wait_token
 from tests.peers.postroom import PostroomServer

@@ -142,6 +142,8 @@ def _convert(hint: Any, raw: Any, path: str) -> Any:
             try:
                 return _convert(option, raw, path)
             except ConfigError as error:
+                if error.path != path:  # the value had this option's shape: its error is exact
+                    raise
                 errors.append(error.message)
         raise ConfigError(path, " or ".join(errors))
     if origin is tuple:

@@ -24,6 +24,8 @@ def parse_listen(value: str, path: str) -> tuple[str, int]:
         raise ConfigError(path, f"expected ADDR:PORT, got {value!r}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
+    elif ":" in host:  # "::1:25" is itself an IPv6 address: the port must follow brackets
+        raise ConfigError(path, f"write IPv6 as [ADDR]:PORT, got {value!r}")
     try:
         ipaddress.ip_address(host)
     except ValueError:
