@@ -7,6 +7,7 @@ on distinct loopback addresses, which the zones name as MX hosts:
   127.0.0.10  dest.test, implicit.test (no MX), multi.test's second MX  (aiosmtpd sink)
   127.0.0.12  sender.test: where DSNs to our test senders arrive         (aiosmtpd sink)
   127.0.0.13  script.test: scripted replies (451 / 550 ...)              (aiosmtpd sink)
+  127.0.0.14  crash.test: the crash-safety test's own sink
   127.0.0.30  multi.test's first MX and dead.test: nothing listens (connection refused)
   nullmx.test publishes a null MX (RFC 7505).
 
@@ -30,6 +31,7 @@ from tests.peers.sinks import AiosmtpdSink, ReceivedMessage
 DEST_IP = "127.0.0.10"
 DSN_IP = "127.0.0.12"
 SCRIPT_IP = "127.0.0.13"
+CRASH_IP = "127.0.0.14"
 DEAD_IP = "127.0.0.30"
 
 ZONES = {
@@ -47,6 +49,7 @@ ZONES = {
     "sender.test": make_zone("sender.test", ["@ IN MX 10 mx.sender.test.", f"mx IN A {DSN_IP}"]),
     "script.test": make_zone("script.test", ["@ IN MX 10 mx.script.test.", f"mx IN A {SCRIPT_IP}"]),
     "nullmx.test": make_zone("nullmx.test", ["@ IN MX 0 ."]),
+    "crash.test": make_zone("crash.test", ["@ IN MX 10 mx.crash.test.", f"mx IN A {CRASH_IP}"]),
     "dead.test": make_zone("dead.test", ["@ IN MX 10 mx.dead.test.", f"mx IN A {DEAD_IP}"]),
 }
 
