@@ -8,6 +8,7 @@ on distinct loopback addresses, which the zones name as MX hosts:
   127.0.0.12  sender.test: where DSNs to our test senders arrive         (aiosmtpd sink)
   127.0.0.13  script.test: scripted replies (451 / 550 ...)              (aiosmtpd sink)
   127.0.0.14  crash.test: the crash-safety test's own sink
+  127.0.0.15  tls.test: a sink offering STARTTLS (self-signed)
   127.0.0.30  multi.test's first MX and dead.test: nothing listens (connection refused)
   nullmx.test publishes a null MX (RFC 7505).
 
@@ -32,6 +33,7 @@ DEST_IP = "127.0.0.10"
 DSN_IP = "127.0.0.12"
 SCRIPT_IP = "127.0.0.13"
 CRASH_IP = "127.0.0.14"
+TLS_IP = "127.0.0.15"
 DEAD_IP = "127.0.0.30"
 
 ZONES = {
@@ -49,6 +51,7 @@ ZONES = {
     "sender.test": make_zone("sender.test", ["@ IN MX 10 mx.sender.test.", f"mx IN A {DSN_IP}"]),
     "script.test": make_zone("script.test", ["@ IN MX 10 mx.script.test.", f"mx IN A {SCRIPT_IP}"]),
     "nullmx.test": make_zone("nullmx.test", ["@ IN MX 0 ."]),
+    "tls.test": make_zone("tls.test", ["@ IN MX 10 mx.tls.test.", f"mx IN A {TLS_IP}"]),
     "crash.test": make_zone("crash.test", ["@ IN MX 10 mx.crash.test.", f"mx IN A {CRASH_IP}"]),
     "dead.test": make_zone("dead.test", ["@ IN MX 10 mx.dead.test.", f"mx IN A {DEAD_IP}"]),
 }
@@ -91,7 +94,9 @@ def with_token(messages: list[ReceivedMessage], token: str) -> list[ReceivedMess
     return [message for message in messages if token.encode() in message.data]
 
 
-def start_postroom(directory: Path, world: World, **config: str) -> PostroomServer:
+def start_postroom(
+    directory: Path, world: World, env: dict[str, str] | None = None, **config: str
+) -> PostroomServer:
     port = free_tcp_port()
     text = flow_config(
         state_dir=directory / "state",
@@ -100,7 +105,7 @@ def start_postroom(directory: Path, world: World, **config: str) -> PostroomServ
         delivery_port=world.sink_port,
         **config,
     )
-    return PostroomServer(directory, text, port).start()
+    return PostroomServer(directory, text, port, env).start()
 
 
 POOLS = """

@@ -78,7 +78,9 @@ def free_tcp_port(host: str = "127.0.0.1") -> int:
 
 
 class PostroomServer:
-    def __init__(self, directory: Path, config_text: str, smtp_port: int) -> None:
+    def __init__(
+        self, directory: Path, config_text: str, smtp_port: int, env: dict[str, str] | None = None
+    ) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.config_path = directory / "postroom.toml"
@@ -86,6 +88,7 @@ class PostroomServer:
         self.smtp_port = smtp_port
         self.log_path = directory / "serve.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.env = env or {}
 
     def start(self) -> Self:
         log = self.log_path.open("ab")
@@ -93,7 +96,7 @@ class PostroomServer:
             [sys.executable, "-m", "postroom.cli.main", "-c", str(self.config_path), "serve"],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         log.close()
         deadline = time.monotonic() + START_TIMEOUT_S

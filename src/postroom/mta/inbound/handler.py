@@ -64,6 +64,9 @@ class InboundHandler:
                 return refusal.wire()
         envelope.mail_from = address
         envelope.mail_options.extend(options)
+        # Assigned at MAIL (as Postfix does) so that every log line of the
+        # transaction, refusals included, carries the id the 250 will name.
+        envelope.queue_id = new_queue_id()
         return Reply(250, "2.1.0", "Ok").wire()
 
     async def handle_RCPT(
@@ -74,21 +77,24 @@ class InboundHandler:
         address: str,
         options: list[str],
     ) -> str:
+        queue_id = getattr(envelope, "queue_id", "-")
         if len(envelope.rcpt_tos) >= self.policy.max_recipients:
+            log.info("queue_id=%s too many recipients", queue_id)
             return Reply(452, "4.5.3", "Too many recipients").wire()
         refusal = check_address(address, smtputf8=envelope.smtp_utf8)
         if refusal is not None:
+            log.info("queue_id=%s rcpt refused: %s", queue_id, refusal.text)
             return refusal.wire()
         client_ip = _client_ip(session)
         if not self.policy.relay_networks.allows(client_ip):
-            log.info("relay denied client=%s rcpt=<%s>", client_ip, address)
+            log.info("queue_id=%s relay denied client=%s rcpt=<%s>", queue_id, client_ip, address)
             return Reply.relay_denied(f"<{address}>: Relay access denied").wire()
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         return Reply(250, "2.1.5", "Ok").wire()
 
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
-        queue_id = new_queue_id()
+        queue_id: str = envelope.queue_id
         content: bytes = envelope.original_content or b""
         if has_bare_line_ending(content):
             log.info("refused queue_id=%s: bare CR or LF in DATA", queue_id)
@@ -107,6 +113,7 @@ class InboundHandler:
                 client_ip=client_ip,
             )
         except UnknownPool:
+            log.info("queue_id=%s refused: unknown pool %r", queue_id, requested_pool)
             return Reply(550, "5.7.1", f"Unknown pool {requested_pool!r} in X-Postroom-Pool").wire()
         received = received_header(
             helo=session.host_name or "unknown",

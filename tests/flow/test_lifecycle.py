@@ -1,0 +1,91 @@
+"""The process contract: sd_notify READY/RELOADING/STOPPING, SIGHUP reload (a bad
+config is refused, the old one kept), SIGTERM drains and exits 0, config errors
+name the key; and opportunistic STARTTLS toward a real TLS sink."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.flow.conftest import TLS_IP, World, start_postroom
+from tests.flow.test_relay_flow import message, send, wait_token
+from tests.peers.sinks import AiosmtpdSink
+
+pytestmark = pytest.mark.flow
+
+
+def read_notifications(sock: socket.socket, until: bytes, timeout_s: float = 15) -> list[bytes]:
+    seen: list[bytes] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            seen.append(sock.recv(4096))
+        except TimeoutError:
+            break
+        if until in seen[-1]:
+            break
+    return seen
+
+
+def test_notify_reload_and_drain(world: World, tmp_path: Path) -> None:
+    notify_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(notify_path))
+        server = start_postroom(tmp_path / "srv", world, env={"NOTIFY_SOCKET": str(notify_path)})
+        assert any(b"READY=1" in n for n in read_notifications(notify, b"READY=1"))
+
+        good = server.config_path.read_text()
+        server.config_path.write_text(good + "\n[bogus]\nkey = 1\n")
+        server.process.send_signal(signal.SIGHUP)  # with a broken config
+        seen = read_notifications(notify, b"READY=1")
+        assert any(b"RELOADING=1" in n for n in seen)
+        assert "reload refused" in server.log()
+        assert "bogus" in server.log()
+        assert server.process.poll() is None  # still serving on the old config
+
+        server.config_path.write_text(good)
+        server.process.send_signal(signal.SIGHUP)
+        assert any(b"READY=1" in n for n in read_notifications(notify, b"READY=1"))
+        assert "reloaded pools" in server.log()
+
+        assert server.stop() == 0
+        assert any(b"STOPPING=1" in n for n in read_notifications(notify, b"STOPPING=1", 2))
+
+
+def test_config_check_names_the_bad_key(world: World, tmp_path: Path) -> None:
+    server = start_postroom(tmp_path, world)
+    try:
+        assert "ok" in server.cli("config", "check").stdout
+        server.config_path.write_text(
+            server.config_path.read_text().replace("relay_networks", "relay_netwroks")
+        )
+        result = server.cli("config", "check", check=False)
+    finally:
+        server.stop()
+    assert result.returncode == 2
+    assert "smtp.inbound.relay_netwroks: unknown key" in result.stderr
+    assert str(server.config_path) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def tls_sink(world: World) -> Iterator[AiosmtpdSink]:
+    with AiosmtpdSink(TLS_IP, world.sink_port, hostname="mx.tls.test", starttls=True) as sink:
+        yield sink
+
+
+def test_opportunistic_starttls_to_a_tls_sink(
+    world: World, tls_sink: AiosmtpdSink, tmp_path: Path, token: str
+) -> None:
+    server = start_postroom(tmp_path, world)
+    try:
+        send(server, "app@sender.test", ["user@tls.test"], message(token, to="user@tls.test"))
+        [got] = wait_token(tls_sink, token)
+    finally:
+        server.stop()
+    assert got.tls is True
