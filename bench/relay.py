@@ -1,0 +1,775 @@
+"""Relay throughput: postroom against a private Postfix, both relaying to one smtp-sink.
+
+Contract (`.venv/bin/python bench/relay.py [options]`, as root, from the repo root):
+the same workload — `--messages` N messages of `--size` bytes from `--clients`
+concurrent SMTP clients, each reusing one connection (MAIL, RCPT, DATA, next
+MAIL), all to `user@bench.test` — goes through
+
+- postroom: `postroom serve` (tests/peers/postroom.py) with a fresh SQLite state
+  directory, production durability (WAL, synchronous=FULL: 250 only after
+  fsync), `[logging] level = "warning"`, default delivery settings, its
+  `[dns] nameservers` pointing at an NSD (tests/peers/dns.py) that serves
+  `bench.test MX → mx.bench.test A 127.0.0.10`, `[delivery] port` = the sink's;
+- Postfix: a private instance (tests/peers/postfix.py: `postfix -c DIR`, its
+  own main.cf, master.cf and queue directory, smtpd on 127.0.0.1 only) with
+  `relayhost = [127.0.0.10]:PORT`, stock settings otherwise (queue files fsynced);
+
+each time into a fresh Postfix `smtp-sink` on 127.0.0.10 (tests/peers/sinks.py,
+no recording, `-c` running counters: the sink's "mesg=" counter is how delivered
+messages are counted, polled every 50 ms). Per run it measures
+
+- accepted msg/s: N / (time of the last 250 to DATA − start);
+- delivered msg/s: N / (time the sink counted N messages − start), end to end;
+- server CPU seconds (utime+stime from /proc of the server's process tree: the
+  postroom process; Postfix's master, its live daemons and the reaped ones
+  through the master's cutime/cstime) up to "delivered" and once the server
+  has gone quiet (bounded settle), and per message.
+
+The load generator is this file run as `_loadgen` in its own process (asyncio,
+uvloop, a minimal non-pipelining SMTP client), so that its CPU is not the
+orchestrator's; its CPU is reported too. Each run is checked: no client error,
+the sink counted exactly N, and (postroom) `queue stats` says N delivered.
+Runs alternate postroom/Postfix `--repeat` times; medians and the ratio
+postroom/Postfix of both figures are printed (`--json`: one JSON document).
+Target (the issue): postroom ≥ 1.5× Postfix delivered msg/s, durability kept.
+
+`--profile FILE` runs postroom once (no Postfix) under cProfile inside the
+server process (this file's `_serve-profiled` role: one profile for the event
+loop thread, one merged for the worker threads such as the group-commit
+thread; thread CPU time by default, `--profile-clock wall` for wall time),
+writes FILE and FILE.threads (pstats) and prints the top functions.
+
+Loopback only (127.0.0.0/8); every wait is bounded (`--timeout` per run).
+Exit status: 0 when every run verified, 1 otherwise, 2 for a setup failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import json
+import os
+import re
+import select
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+SINK_IP = "127.0.0.10"
+SERVER_IP = "127.0.0.1"
+DOMAIN = "bench.test"
+RECIPIENT = f"user@{DOMAIN}"
+SENDER = "bench@client.bench.test"
+POLL_S = 0.05
+SETTLE_INTERVAL_S = 0.5
+SETTLE_QUIET_CPU_S = 0.02
+SETTLE_MAX_S = 30.0
+READY_TIMEOUT_S = 30.0
+TARGET_RATIO = 1.5
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_SINK_COUNTER = re.compile(rb"mesg=(\d+)\r")
+
+
+# -- the messages ---------------------------------------------------------------
+
+
+def make_message(index: int, size: int, token: str, filler: bytes) -> bytes:
+    """One RFC 5322 message of exactly `size` bytes (CRLF lines, none starting with '.')."""
+    head = (
+        f"From: Bench <{SENDER}>\r\n"
+        f"To: <{RECIPIENT}>\r\n"
+        f"Subject: relay bench {token} #{index}\r\n"
+        f"Message-ID: <{token}.{index}@client.bench.test>\r\n"
+        "Date: Thu, 01 Jan 2026 00:00:00 +0000\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=us-ascii\r\n"
+        "\r\n"
+    ).encode()
+    room = size - len(head)
+    if room < 2:
+        return head
+    return head + filler[: room - 2] + b"\r\n"
+
+
+def make_filler(size: int) -> bytes:
+    """Body text: 76-character lines of letters, CRLF-terminated, at least `size` bytes."""
+    line = (b"abcdefghijklmnopqrstuvwxyz" * 3)[:76] + b"\r\n"
+    return line * (size // len(line) + 2)
+
+
+# -- the load generator (its own process) -----------------------------------------
+
+
+async def _reply(reader: asyncio.StreamReader) -> int:
+    """The code of one (possibly multi-line) SMTP reply."""
+    while True:
+        line = await reader.readline()
+        if not line:
+            raise ConnectionError("server closed the connection")
+        if line[3:4] != b"-":
+            return int(line[:3])
+
+
+async def _loadgen(host: str, port: int, messages: int, clients: int, size: int, token: str) -> Any:
+    filler = make_filler(size)
+    connections = []
+    for _ in range(clients):
+        reader, writer = await asyncio.open_connection(host, port)
+        if await _reply(reader) != 220:
+            raise ConnectionError("no 220 greeting")
+        writer.write(b"EHLO client.bench.test\r\n")
+        if await _reply(reader) != 250:
+            raise ConnectionError("EHLO refused")
+        connections.append((reader, writer))
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    start = time.monotonic()
+    indices = iter(range(messages))
+    state = {"accepted": 0, "errors": 0, "last": start}
+    first_errors: list[str] = []
+    mail = f"MAIL FROM:<{SENDER}>\r\n".encode()
+    rcpt = f"RCPT TO:<{RECIPIENT}>\r\n".encode()
+
+    def error(text: str) -> None:
+        state["errors"] += 1
+        if len(first_errors) < 5:
+            first_errors.append(text)
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for index in indices:
+            writer.write(mail)
+            if (code := await _reply(reader)) != 250:
+                error(f"MAIL {code}")
+                writer.write(b"RSET\r\n")
+                await _reply(reader)
+                continue
+            writer.write(rcpt)
+            if (code := await _reply(reader)) != 250:
+                error(f"RCPT {code}")
+                writer.write(b"RSET\r\n")
+                await _reply(reader)
+                continue
+            writer.write(b"DATA\r\n")
+            if (code := await _reply(reader)) != 354:
+                error(f"DATA {code}")
+                writer.write(b"RSET\r\n")
+                await _reply(reader)
+                continue
+            writer.write(make_message(index, size, token, filler) + b".\r\n")
+            if (code := await _reply(reader)) == 250:
+                state["accepted"] += 1
+                state["last"] = time.monotonic()
+            else:
+                error(f"end of DATA {code}")
+        writer.write(b"QUIT\r\n")
+        with contextlib.suppress(OSError, ConnectionError):
+            await _reply(reader)
+        writer.close()
+
+    await asyncio.gather(*(client(reader, writer) for reader, writer in connections))
+    usage = os.times()
+    return {
+        "start": start,
+        "last_accept": state["last"],
+        "accepted": state["accepted"],
+        "errors": state["errors"],
+        "first_errors": first_errors,
+        "cpu_s": usage.user + usage.system,
+    }
+
+
+def loadgen_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="relay.py _loadgen")
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--messages", type=int, required=True)
+    parser.add_argument("--clients", type=int, required=True)
+    parser.add_argument("--size", type=int, required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--timeout", type=float, required=True)
+    args = parser.parse_args(argv)
+
+    async def bounded() -> Any:
+        return await asyncio.wait_for(
+            _loadgen(args.host, args.port, args.messages, args.clients, args.size, args.token),
+            args.timeout,
+        )
+
+    try:
+        import uvloop
+
+        result = uvloop.run(bounded())
+    except ImportError:
+        result = asyncio.run(bounded())
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+# -- postroom under cProfile (its own process) ------------------------------------
+
+
+def serve_profiled_main(argv: list[str]) -> int:
+    """`_serve-profiled OUT CONFIG CLOCK`: `postroom serve` with every thread profiled."""
+    import cProfile
+    import threading
+
+    out, config, clock = argv
+    timer: Callable[[], int] = time.thread_time_ns if clock == "cpu" else time.perf_counter_ns
+    threads: list[tuple[str, cProfile.Profile]] = []
+    lock = threading.Lock()
+
+    def start_thread_profile(frame: Any, event: str, arg: Any) -> None:
+        # Called once in each new thread: swap this hook for a cProfile of its own.
+        profile = cProfile.Profile(timer, 1e-9)
+        with lock:
+            threads.append((threading.current_thread().name, profile))
+        profile.enable()
+
+    threading.setprofile(start_thread_profile)
+    main_profile = cProfile.Profile(timer, 1e-9)
+    main_profile.enable()
+    try:
+        from postroom.cli.main import main
+
+        status = main(["-c", config, "serve"])
+    finally:
+        main_profile.disable()
+        threading.setprofile(None)  # type: ignore[arg-type]
+        main_profile.dump_stats(out)
+        import pstats
+
+        merged: pstats.Stats | None = None
+        names = []
+        for name, profile in threads:
+            try:
+                stats = pstats.Stats(profile)
+            except TypeError:  # the thread never called anything
+                continue
+            names.append(name)
+            if merged is None:
+                merged = stats
+            else:
+                merged.add(stats)
+        if merged is not None:
+            merged.dump_stats(f"{out}.threads")
+        Path(f"{out}.threads.names").write_text("\n".join(names) + "\n")
+    return status
+
+
+# -- measuring processes ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProcSample:
+    """CPU seconds of a process tree: live processes by pid, reaped ones via the root."""
+
+    live: dict[int, tuple[str, float]]
+    root_reaped: float
+
+    @property
+    def total(self) -> float:
+        return sum(cpu for _, cpu in self.live.values()) + self.root_reaped
+
+
+def _read_stat(pid: int) -> tuple[str, int, float, float] | None:
+    """(comm, ppid, own CPU s, reaped children's CPU s) from /proc/PID/stat."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    comm = raw[raw.index(b"(") + 1 : raw.rindex(b")")].decode(errors="replace")
+    fields = raw[raw.rindex(b")") + 2 :].split()
+    own = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    reaped = (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
+    return comm, int(fields[1]), own, reaped
+
+
+def sample_tree(root: int) -> ProcSample:
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _read_stat(int(entry))
+            if stat is not None:
+                stats[int(entry)] = stat
+    if root not in stats:
+        return ProcSample({}, 0.0)
+    children: dict[int, list[int]] = defaultdict(list)
+    for pid, (_, ppid, _, _) in stats.items():
+        children[ppid].append(pid)
+    live: dict[int, tuple[str, float]] = {}
+    pending = [root]
+    while pending and len(live) < 10_000:
+        pid = pending.pop()
+        live[pid] = (stats[pid][0], stats[pid][2])
+        pending.extend(children.get(pid, []))
+    return ProcSample(live, stats[root][3])
+
+
+def cpu_by_name(before: ProcSample, after: ProcSample) -> dict[str, float]:
+    by_name: dict[str, float] = defaultdict(float)
+    for pid, (name, cpu) in after.live.items():
+        old = before.live.get(pid)
+        by_name[name] += cpu - (old[1] if old and old[0] == name else 0.0)
+    reaped = after.root_reaped - before.root_reaped
+    if reaped:
+        by_name["(exited daemons)"] += reaped
+    return {name: round(cpu, 3) for name, cpu in sorted(by_name.items()) if round(cpu, 3)}
+
+
+def settle(root: int, deadline_s: float) -> ProcSample:
+    """Wait (bounded) until the tree uses almost no CPU for two intervals in a row."""
+    previous = sample_tree(root)
+    quiet = 0
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end and quiet < 2:
+        time.sleep(SETTLE_INTERVAL_S)
+        current = sample_tree(root)
+        quiet = quiet + 1 if current.total - previous.total < SETTLE_QUIET_CPU_S else 0
+        previous = current
+    return previous
+
+
+# -- the sink counter -------------------------------------------------------------
+
+
+class SinkCounter:
+    """Messages smtp-sink received, from its `-c` counters ("... mesg=N\\r") in its log."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+
+    def count(self) -> int:
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(0, io.SEEK_END)
+                log.seek(max(0, log.tell() - 4096))
+                tail = log.read()
+        except OSError:
+            return 0
+        matches = _SINK_COUNTER.findall(tail)
+        return int(matches[-1]) if matches else 0
+
+
+# -- one run ----------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    server: str
+    run: int
+    messages: int
+    accepted: int = 0
+    client_errors: int = 0
+    first_errors: list[str] = field(default_factory=list)
+    accepted_s: float = 0.0
+    delivered_s: float = 0.0
+    accepted_per_s: float = 0.0
+    delivered_per_s: float = 0.0
+    sink_count: int = 0
+    server_cpu_delivered_s: float = 0.0
+    server_cpu_total_s: float = 0.0
+    server_cpu_ms_per_msg: float = 0.0
+    server_cpu_by_process: dict[str, float] = field(default_factory=dict)
+    loadgen_cpu_s: float = 0.0
+    sink_cpu_s: float = 0.0
+    checks: dict[str, bool] = field(default_factory=dict)
+    log_tail: str = ""
+    ok: bool = False
+    profiled: bool = False
+
+
+def drive(
+    args: argparse.Namespace,
+    result: RunResult,
+    port: int,
+    server_pid: int,
+    sink_pid: int,
+    counter: SinkCounter,
+) -> None:
+    """Run the load generator against SERVER_IP:port and fill `result`."""
+    command = [
+        sys.executable, str(Path(__file__).resolve()), "_loadgen",
+        "--host", SERVER_IP, "--port", str(port), "--messages", str(args.messages),
+        "--clients", str(args.clients), "--size", str(args.size),
+        "--token", f"{result.server}{result.run}", "--timeout", str(args.timeout),
+    ]  # fmt: skip
+    loadgen = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert loadgen.stdin is not None and loadgen.stdout is not None
+    try:
+        ready, _, _ = select.select([loadgen.stdout], [], [], READY_TIMEOUT_S)
+        if not ready or loadgen.stdout.readline().strip() != b"ready":
+            raise RuntimeError(f"load generator not ready (exit {loadgen.poll()})")
+        cpu_start = sample_tree(server_pid)
+        sink_start = sample_tree(sink_pid).total
+        loadgen.stdin.write(b"go\n")
+        loadgen.stdin.flush()
+        deadline = time.monotonic() + args.timeout
+        target = args.messages
+        report: dict[str, Any] | None = None
+        delivered_at = None
+        while delivered_at is None:
+            now = time.monotonic()
+            if counter.count() >= target:
+                delivered_at = now
+                break
+            if report is None and loadgen.poll() is not None:
+                report = _loadgen_report(loadgen)
+                target = min(target, report["accepted"])
+                continue
+            if now > deadline:
+                raise TimeoutError(
+                    f"{result.server}: sink has {counter.count()} of {target} after "
+                    f"{args.timeout} s"
+                )
+            time.sleep(POLL_S)
+        cpu_delivered = sample_tree(server_pid)
+        if report is None:
+            loadgen.wait(max(1.0, deadline - time.monotonic()))
+            report = _loadgen_report(loadgen)
+    finally:
+        if loadgen.poll() is None:
+            loadgen.kill()
+            loadgen.wait(5)
+    cpu_total = settle(server_pid, SETTLE_MAX_S)
+    result.accepted = report["accepted"]
+    result.client_errors = report["errors"]
+    result.first_errors = report["first_errors"]
+    result.loadgen_cpu_s = round(report["cpu_s"], 3)
+    result.accepted_s = round(report["last_accept"] - report["start"], 3)
+    result.delivered_s = round(delivered_at - report["start"], 3)
+    if result.accepted_s > 0:
+        result.accepted_per_s = round(result.accepted / result.accepted_s, 1)
+    if result.delivered_s > 0:
+        result.delivered_per_s = round(target / result.delivered_s, 1)
+    result.server_cpu_delivered_s = round(cpu_delivered.total - cpu_start.total, 3)
+    result.server_cpu_total_s = round(cpu_total.total - cpu_start.total, 3)
+    result.server_cpu_ms_per_msg = round(1000 * result.server_cpu_total_s / args.messages, 3)
+    result.server_cpu_by_process = cpu_by_name(cpu_start, cpu_total)
+    result.sink_cpu_s = round(sample_tree(sink_pid).total - sink_start, 3)
+    result.sink_count = counter.count()
+    result.checks["no_client_errors"] = result.client_errors == 0
+    result.checks["all_accepted"] = result.accepted == args.messages
+    result.checks["sink_count_equals_n"] = result.sink_count == args.messages
+
+
+def _loadgen_report(loadgen: subprocess.Popen[bytes]) -> dict[str, Any]:
+    assert loadgen.stdout is not None
+    output = loadgen.stdout.read().decode(errors="replace")
+    if loadgen.returncode != 0:
+        raise RuntimeError(f"load generator failed ({loadgen.returncode}): {output[-2000:]}")
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def postroom_config(state_dir: Path, smtp_port: int, nameserver: str, sink_port: int) -> str:
+    return f"""
+[server]
+hostname = "relay.postroom.test"
+drain_timeout = "30s"
+
+[state]
+dir = "{state_dir}"
+
+[smtp.inbound]
+listen = ["{SERVER_IP}:{smtp_port}"]
+relay_networks = ["127.0.0.0/8"]
+
+[dns]
+nameservers = ["{nameserver}"]
+
+[delivery]
+port = {sink_port}
+
+[logging]
+level = "warning"
+"""
+
+
+def run_postroom(
+    args: argparse.Namespace, run: int, nameserver: str, workdir: Path, profile: str | None
+) -> RunResult:
+    from sqlalchemy import text
+    from tests.peers.postroom import free_tcp_port
+    from tests.peers.sinks import SmtpSink
+
+    from postroom.db.engine import make_engine
+
+    result = RunResult("postroom", run, args.messages, profiled=profile is not None)
+    directory = Path(tempfile.mkdtemp(prefix="postroom-bench-", dir=workdir))
+    try:
+        with SmtpSink(
+            SINK_IP, 0, hostname="mx.bench.test", record=False, extra_args=["-c"]
+        ) as sink:
+            assert sink.process is not None and sink.base_dir is not None
+            counter = SinkCounter(sink.base_dir / "smtp-sink.log")
+            port = free_tcp_port(SERVER_IP)
+            config = postroom_config(directory / "state", port, nameserver, sink.port)
+            server = ProfiledPostroom(directory, config, port, profile, args.profile_clock)
+            with server:
+                assert server.process is not None
+                drive(args, result, port, server.process.pid, sink.process.pid, counter)
+                status = server.stop()
+            result.checks["serve_exit_0_on_sigterm"] = status == 0
+            stats = server.cli_json("queue", "stats")["by_state"]
+            result.checks["queue_delivered_equals_n"] = stats.get("delivered") == args.messages
+            engine = make_engine(f"sqlite:///{directory}/state/postroom.db")
+            with engine.connect() as conn:
+                journal = conn.execute(text("PRAGMA journal_mode")).scalar_one()
+                synchronous = conn.execute(text("PRAGMA synchronous")).scalar_one()
+            engine.dispose()
+            result.checks["sqlite_wal_synchronous_full"] = journal == "wal" and synchronous == 2
+            if not all(result.checks.values()):
+                result.log_tail = server.log()[-2000:]
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    result.ok = all(result.checks.values())
+    return result
+
+
+def run_postfix(args: argparse.Namespace, run: int) -> RunResult:
+    from tests.peers.postfix import PostfixRelay
+    from tests.peers.sinks import SmtpSink
+
+    result = RunResult("postfix", run, args.messages)
+    with SmtpSink(SINK_IP, 0, hostname="mx.bench.test", record=False, extra_args=["-c"]) as sink:
+        assert sink.process is not None and sink.base_dir is not None
+        counter = SinkCounter(sink.base_dir / "smtp-sink.log")
+        with PostfixRelay(listen=f"{SERVER_IP}:0", relayhost=f"[{SINK_IP}]:{sink.port}") as relay:
+            master = relay.master_pid()
+            if master is None:
+                raise RuntimeError("private postfix has no master pid")
+            drive(args, result, relay.port, master, sink.process.pid, counter)
+            result.checks["postfix_queue_empty"] = relay.queued_message_count() == 0
+    result.ok = all(result.checks.values())
+    return result
+
+
+class ProfiledPostroom:
+    """PostroomServer, optionally started under this file's `_serve-profiled` role."""
+
+    def __init__(
+        self, directory: Path, config: str, port: int, profile: str | None, clock: str
+    ) -> None:
+        from tests.peers.postroom import PostroomServer
+
+        self.server = PostroomServer(directory, config, port)
+        self.profile = profile
+        self.clock = clock
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.server, name)
+
+    def __enter__(self) -> ProfiledPostroom:
+        if self.profile is None:
+            self.server.start()
+            return self
+        # PostroomServer.start() runs `sys.executable -m postroom.cli.main -c FILE serve`:
+        # a one-off launcher stands in for sys.executable and runs our profiled role
+        # instead ($4 is FILE); exec keeps the pid, so CPU sampling sees the server.
+        launcher = self.server.directory / "python-profiled"
+        launcher.write_text(
+            "#!/bin/sh\n"
+            f'exec "{sys.executable}" "{Path(__file__).resolve()}" _serve-profiled '
+            f'"{self.profile}" "$4" "{self.clock}"\n'
+        )
+        launcher.chmod(0o755)
+        real = sys.executable
+        sys.executable = str(launcher)
+        try:
+            self.server.start()
+        finally:
+            sys.executable = real
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.__exit__(None, None, None)
+
+
+# -- orchestration and output ------------------------------------------------------
+
+
+def median_of(results: list[RunResult], name: str) -> float:
+    values = [getattr(result, name) for result in results]
+    return round(statistics.median(values), 3) if values else 0.0
+
+
+FIGURES = (
+    "accepted_per_s",
+    "delivered_per_s",
+    "server_cpu_total_s",
+    "server_cpu_ms_per_msg",
+    "loadgen_cpu_s",
+)
+
+
+def summarise(results: list[RunResult]) -> dict[str, Any]:
+    summary: dict[str, Any] = {"median": {}, "ratio_postroom_over_postfix": {}}
+    for server in ("postroom", "postfix"):
+        runs = [result for result in results if result.server == server]
+        if runs:
+            summary["median"][server] = {name: median_of(runs, name) for name in FIGURES}
+            summary["median"][server]["runs"] = len(runs)
+    medians = summary["median"]
+    if "postroom" in medians and "postfix" in medians:
+        for name in ("accepted_per_s", "delivered_per_s", "server_cpu_ms_per_msg"):
+            if medians["postfix"][name]:
+                summary["ratio_postroom_over_postfix"][name] = round(
+                    medians["postroom"][name] / medians["postfix"][name], 3
+                )
+        delivered = summary["ratio_postroom_over_postfix"].get("delivered_per_s", 0.0)
+        summary["target"] = {"delivered_ratio_min": TARGET_RATIO, "met": delivered >= TARGET_RATIO}
+    return summary
+
+
+def print_run(result: RunResult) -> None:
+    flag = "ok" if result.ok else "FAILED " + json.dumps(result.checks)
+    print(
+        f"run {result.run} {result.server:8s} accepted {result.accepted_per_s:8.1f} msg/s "
+        f"({result.accepted_s:.2f} s)  delivered {result.delivered_per_s:8.1f} msg/s "
+        f"({result.delivered_s:.2f} s)  server CPU {result.server_cpu_total_s:.2f} s "
+        f"({result.server_cpu_ms_per_msg:.3f} ms/msg; {result.server_cpu_delivered_s:.2f} s "
+        f"until delivered)  loadgen CPU {result.loadgen_cpu_s:.2f} s  "
+        f"sink CPU {result.sink_cpu_s:.2f} s  sink {result.sink_count}  {flag}",
+        flush=True,
+    )
+    print(f"      CPU by process: {json.dumps(result.server_cpu_by_process)}", flush=True)
+    if result.client_errors:
+        print(f"      client errors: {result.client_errors} {result.first_errors}", flush=True)
+    if result.log_tail:
+        print(f"      server log (tail):\n{result.log_tail}", flush=True)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    print()
+    print(
+        f"{'median':10s} {'accepted msg/s':>15s} {'delivered msg/s':>16s} "
+        f"{'server CPU s':>13s} {'CPU ms/msg':>11s} {'runs':>5s}"
+    )
+    for server, figures in summary["median"].items():
+        print(
+            f"{server:10s} {figures['accepted_per_s']:15.1f} {figures['delivered_per_s']:16.1f} "
+            f"{figures['server_cpu_total_s']:13.2f} {figures['server_cpu_ms_per_msg']:11.3f} "
+            f"{figures['runs']:5d}"
+        )
+    ratio = summary["ratio_postroom_over_postfix"]
+    if ratio:
+        print(
+            f"ratio postroom/Postfix: accepted {ratio.get('accepted_per_s', 0):.2f}x  "
+            f"delivered {ratio.get('delivered_per_s', 0):.2f}x  "
+            f"CPU per message {ratio.get('server_cpu_ms_per_msg', 0):.2f}x"
+        )
+        met = "met" if summary["target"]["met"] else "NOT met"
+        print(f"target postroom >= {TARGET_RATIO}x Postfix delivered msg/s: {met}")
+
+
+def print_profile(path: str, limit: int) -> None:
+    import pstats
+
+    for label, file in (("event loop thread", path), ("worker threads", f"{path}.threads")):
+        if not Path(file).exists():
+            continue
+        for order in ("tottime", "cumulative"):
+            print(f"\n=== profile: {label}, top {limit} by {order} ({file}) ===")
+            stream = io.StringIO()
+            pstats.Stats(file, stream=stream).sort_stats(order).print_stats(limit)
+            print(stream.getvalue().split("\n", 4)[-1].rstrip())
+
+
+def schedule(args: argparse.Namespace) -> Iterator[tuple[int, str]]:
+    servers = ["postroom", "postfix"]
+    if args.only:
+        servers = [args.only]
+    for run in range(1, args.repeat + 1):
+        order = servers if run % 2 else list(reversed(servers))
+        for server in order:
+            yield run, server
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/relay.py",
+        description="Relay throughput of postroom vs a private Postfix into one smtp-sink.",
+    )
+    parser.add_argument("--messages", type=int, default=10_000, help="messages per run")
+    parser.add_argument("--clients", type=int, default=20, help="concurrent SMTP clients")
+    parser.add_argument("--size", type=int, default=2048, help="message size in bytes")
+    parser.add_argument("--only", choices=("postroom", "postfix"), help="run one server only")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per server (medians)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="bound per run, seconds")
+    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp"), help="postroom state parent")
+    parser.add_argument("--profile", metavar="FILE", help="one profiled postroom run → pstats")
+    parser.add_argument("--profile-clock", choices=("cpu", "wall"), default="cpu")
+    parser.add_argument("--profile-top", type=int, default=30, help="functions printed")
+    args = parser.parse_args(argv)
+    if args.messages < 1 or args.clients < 1 or args.repeat < 1 or args.size < 256:
+        parser.error("--messages, --clients, --repeat must be >= 1 and --size >= 256")
+    if args.profile:
+        args.only, args.repeat = "postroom", 1
+        args.profile = str(Path(args.profile).resolve())
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    from tests.peers.dns import NsdServer, make_zone
+
+    if os.geteuid() != 0:
+        print("bench/relay.py: run as root (private Postfix, smtp-sink)", file=sys.stderr)
+        return 2
+    zone = make_zone(DOMAIN, ["@ IN MX 10 mx.bench.test.", f"mx IN A {SINK_IP}"])
+    log = (lambda *_: None) if args.json else print
+    log(
+        f"relay bench: {args.messages} messages x {args.size} bytes, {args.clients} clients, "
+        f"sink smtp-sink on {SINK_IP}, repeat {args.repeat}, {os.cpu_count()} CPUs"
+    )
+    results: list[RunResult] = []
+    with NsdServer({DOMAIN: zone}) as nsd:
+        for run, server in schedule(args):
+            if server == "postroom":
+                result = run_postroom(args, run, nsd.nameserver(), args.workdir, args.profile)
+            else:
+                result = run_postfix(args, run)
+            results.append(result)
+            if not args.json:
+                print_run(result)
+    summary = summarise(results)
+    if args.json:
+        document = {
+            "parameters": {
+                key: value
+                for key, value in vars(args).items()
+                if key not in ("json", "workdir", "profile_top")
+            }
+            | {"sink": SINK_IP, "cpus": os.cpu_count()},
+            "runs": [asdict(result) for result in results],
+            **summary,
+        }
+        print(json.dumps(document, indent=2, default=str))
+    else:
+        print_summary(summary)
+        if args.profile:
+            print_profile(args.profile, args.profile_top)
+    return 0 if all(result.ok for result in results) else 1
+
+
+if __name__ == "__main__":
+    roles = {"_loadgen": loadgen_main, "_serve-profiled": serve_profiled_main}
+    if len(sys.argv) > 1 and sys.argv[1] in roles:
+        sys.exit(roles[sys.argv[1]](sys.argv[2:]))
+    sys.exit(main(sys.argv[1:]))
