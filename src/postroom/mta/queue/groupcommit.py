@@ -1,7 +1,8 @@
 """Group commit: many writers, one transaction, one fsync.
 
 Sessions and delivery workers submit write operations (a function taking a
-SQLAlchemy connection) and await their result. One thread runs whatever has
+SQLAlchemy connection, or an item for a batch operation that handles many
+items in one statement) and await their result. One thread runs whatever has
 accumulated in a single transaction, so that concurrent SMTP sessions share one
 fsync instead of queueing behind each other's (this is how the queue reaches
 thousands of durable messages a second on SQLite). The caller's future resolves
@@ -17,6 +18,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
@@ -25,13 +27,26 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Operation = Callable[[Connection], Any]
+# Does the work of many callers in one call: items in, one result per item out.
+BatchOperation = Callable[[Connection, list[Any]], list[Any]]
+
+
+def _call_each(connection: Connection, operations: list[Operation]) -> list[Any]:
+    return [operation(connection) for operation in operations]
+
+
+@dataclass(slots=True)
+class _Entry:
+    batch_operation: BatchOperation
+    item: Any
+    future: asyncio.Future[Any]
 
 
 class GroupCommitter:
     def __init__(self, engine: Engine, *, batch_max: int = 256) -> None:
         self._engine = engine
         self._batch_max = batch_max
-        self._pending: list[tuple[Operation, asyncio.Future[Any]]] = []
+        self._pending: list[_Entry] = []
         self._wakeup = asyncio.Event()
         # One thread: SQLite has one writer anyway, and ordering stays simple.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="postroom-commit")
@@ -42,10 +57,16 @@ class GroupCommitter:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="group-commit")
 
     async def submit(self, operation: Callable[[Connection], T]) -> T:
+        """Run `operation` in the next transaction; its result once committed."""
+        return await self.submit_item(_call_each, operation)
+
+    async def submit_item(self, batch_operation: BatchOperation, item: Any) -> Any:
+        """Add `item` to the next transaction; every item of that transaction with the
+        same `batch_operation` is handled by one call (e.g. one multi-row INSERT)."""
         if self._closing:
             raise RuntimeError("the queue is shutting down")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((operation, future))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Entry(batch_operation, item, future))
         self._wakeup.set()
         return await future
 
@@ -69,26 +90,37 @@ class GroupCommitter:
             batch = self._pending[: self._batch_max]
             del self._pending[: self._batch_max]
             results = await loop.run_in_executor(self._thread, self._commit_batch, batch)
-            for (_, future), (ok, value) in zip(batch, results, strict=True):
-                if future.done():  # the caller went away (connection lost)
+            for entry, (ok, value) in zip(batch, results, strict=True):
+                if entry.future.done():  # the caller went away (connection lost)
                     continue
                 if ok:
-                    future.set_result(value)
+                    entry.future.set_result(value)
                 else:
-                    future.set_exception(value)
+                    entry.future.set_exception(value)
 
-    def _commit_batch(
-        self, batch: list[tuple[Operation, asyncio.Future[Any]]]
-    ) -> list[tuple[bool, Any]]:
+    def _commit_batch(self, batch: list[_Entry]) -> list[tuple[bool, Any]]:
         try:
             with self._engine.begin() as connection:
-                return [(True, operation(connection)) for operation, _ in batch]
+                return [(True, value) for value in self._apply(connection, batch)]
         except Exception:
             if len(batch) == 1:
                 log.exception("queue write failed")
                 return [(False, QueueWriteError("queue write failed"))]
         # Retry alone: one failing operation must not fail the others' callers.
-        return [result for item in batch for result in self._commit_batch([item])]
+        return [result for entry in batch for result in self._commit_batch([entry])]
+
+    @staticmethod
+    def _apply(connection: Connection, batch: list[_Entry]) -> list[Any]:
+        """Each batch operation once, over its items in arrival order."""
+        groups: dict[BatchOperation, list[int]] = {}
+        for index, entry in enumerate(batch):
+            groups.setdefault(entry.batch_operation, []).append(index)
+        results: list[Any] = [None] * len(batch)
+        for batch_operation, indexes in groups.items():
+            values = batch_operation(connection, [batch[i].item for i in indexes])
+            for index, value in zip(indexes, values, strict=True):
+                results[index] = value
+        return results
 
 
 class QueueWriteError(RuntimeError):

@@ -23,10 +23,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, or_, select, update
 
 from postroom.db.engine import is_postgresql
 from postroom.db.models import FINAL_STATES, DeliveryState, deliveries, messages
@@ -43,6 +43,21 @@ from postroom.mta.queue.retry import is_expired, next_attempt_at
 # Bodies up to this size stay in memory with a fresh job; larger ones are read
 # back from the store when a lane is ready to send them.
 KEEP_IN_MEMORY_BYTES = 256 * 1024
+
+# What recording an outcome writes, as one executemany UPDATE per batch.
+_OUTCOME_COLUMNS = (
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "updated_at",
+    "lease_owner",
+    "lease_until",
+    "last_status",
+    "last_reply",
+    "last_stage",
+    "remote_mta",
+    "source",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +112,15 @@ class QueueStore:
         self.clock = clock
         self._committer = GroupCommitter(engine, batch_max=batch_max)
         self._skip_locked = is_postgresql(engine)
+        # Built once: the same statement objects keep SQLAlchemy's compiled cache warm.
+        self._insert_deliveries = insert(deliveries).returning(
+            deliveries.c.id, sort_by_parameter_order=True
+        )
+        self._update_outcome = (
+            update(deliveries)
+            .where(deliveries.c.id == bindparam("b_id"))
+            .values({column: bindparam(f"b_{column}") for column in _OUTCOME_COLUMNS})
+        )
 
     def start(self) -> None:
         self._committer.start()
@@ -108,23 +132,28 @@ class QueueStore:
 
     async def enqueue(self, message: NewMessage) -> list[Job]:
         """Store `message` durably; return its deliveries as claimed jobs."""
-        return await self._committer.submit(lambda conn: self._insert(conn, message))
+        jobs: list[Job] = await self._committer.submit_item(self._insert_many, message)
+        return jobs
 
-    def _insert(self, conn: Connection, message: NewMessage) -> list[Job]:
+    def _insert_many(self, conn: Connection, new_messages: list[NewMessage]) -> list[list[Job]]:
+        """Every message of a group commit in two multi-row INSERTs."""
         now = self.clock()
         conn.execute(
             insert(messages),
-            {
-                "id": message.queue_id,
-                "created_at": message.created_at,
-                "mail_from": message.mail_from,
-                "pool": message.pool,
-                "origin": message.origin.value,
-                "client_ip": message.client_ip,
-                "size_bytes": len(message.body),
-                "envelope_id": message.envelope_id,
-                "body": message.body,
-            },
+            [
+                {
+                    "id": message.queue_id,
+                    "created_at": message.created_at,
+                    "mail_from": message.mail_from,
+                    "pool": message.pool,
+                    "origin": message.origin.value,
+                    "client_ip": message.client_ip,
+                    "size_bytes": len(message.body),
+                    "envelope_id": message.envelope_id,
+                    "body": message.body,
+                }
+                for message in new_messages
+            ],
         )
         rows = [
             {
@@ -138,16 +167,19 @@ class QueueStore:
                 "lease_until": now + self.lease_s,
                 "updated_at": now,
             }
+            for message in new_messages
             for recipient in message.recipients
         ]
-        inserted = conn.execute(
-            insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True), rows
-        )
-        ids = [row.id for row in inserted]
+        inserted = conn.execute(self._insert_deliveries, rows)
+        ids = iter(row.id for row in inserted)
+        return [self._jobs_for(message, ids) for message in new_messages]
+
+    @staticmethod
+    def _jobs_for(message: NewMessage, ids: Iterator[int]) -> list[Job]:
         body = message.body if len(message.body) <= KEEP_IN_MEMORY_BYTES else None
         by_domain: dict[str, list[ClaimedDelivery]] = defaultdict(list)
-        for delivery_id, row in zip(ids, rows, strict=True):
-            by_domain[row["domain"]].append(ClaimedDelivery(delivery_id, row["recipient"], 0))
+        for recipient in message.recipients:
+            by_domain[recipient_domain(recipient)].append(ClaimedDelivery(next(ids), recipient, 0))
         return [
             Job(
                 message_id=message.queue_id,
@@ -269,6 +301,7 @@ class QueueStore:
                 .where(deliveries.c.id.in_([result.delivery_id for result in results]))
             )
         }
+        updates: list[dict[str, object]] = []
         failed: dict[str, list[FailedDelivery]] = defaultdict(list)
         for result in results:
             row = rows.get(result.delivery_id)
@@ -276,33 +309,37 @@ class QueueStore:
             if row is None or row.state != DeliveryState.INFLIGHT:
                 continue
             attempts = row.attempts + 1
-            values = {
-                "attempts": attempts,
-                "updated_at": now,
-                "lease_owner": None,
-                "lease_until": None,
-                "last_status": result.status,
-                "last_reply": result.diagnostic,
-                "last_stage": result.stage,
-                "remote_mta": result.remote_mta,
-                "source": result.source,
-            }
             state = DeliveryState(result.verdict)
             expired = False
+            next_attempt = now
             if state is DeliveryState.DEFERRED:
                 if is_expired(
                     row.created_at, now, max_queue_lifetime_s=self.retry.max_queue_lifetime_s
                 ):
                     state, expired = DeliveryState.FAILED, True
                 else:
-                    values["next_attempt_at"] = next_attempt_at(
+                    next_attempt = next_attempt_at(
                         now,
                         attempts,
                         min_backoff_s=self.retry.min_backoff_s,
                         max_backoff_s=self.retry.max_backoff_s,
                     )
-            values["state"] = state.value
-            conn.execute(update(deliveries).where(deliveries.c.id == row.id).values(values))
+            updates.append(
+                {
+                    "b_id": row.id,
+                    "b_state": state.value,
+                    "b_attempts": attempts,
+                    "b_next_attempt_at": next_attempt,
+                    "b_updated_at": now,
+                    "b_lease_owner": None,
+                    "b_lease_until": None,
+                    "b_last_status": result.status,
+                    "b_last_reply": result.diagnostic,
+                    "b_last_stage": result.stage,
+                    "b_remote_mta": result.remote_mta,
+                    "b_source": result.source,
+                }
+            )
             if state is DeliveryState.FAILED:
                 failed[row.message_id].append(
                     FailedDelivery(
@@ -314,6 +351,8 @@ class QueueStore:
                         expired=expired,
                     )
                 )
+        if updates:
+            conn.execute(self._update_outcome, updates)
         jobs = self._bounce(conn, failed)
         self._complete_messages(conn, {row.message_id for row in rows.values()}, now)
         return jobs
@@ -344,7 +383,7 @@ class QueueStore:
                 failed[original.id],
             )
             if dsn is not None:
-                jobs.extend(self._insert(conn, dsn))
+                jobs.extend(self._insert_many(conn, [dsn])[0])
         return jobs
 
     def _complete_messages(self, conn: Connection, message_ids: Iterable[str], now: float) -> None:
