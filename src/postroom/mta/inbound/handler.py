@@ -36,6 +36,10 @@ log = logging.getLogger("postroom.smtp")
 POOL_HEADER = re.compile(rb"^X-Postroom-Pool:[ \t]*(.*?)[ \t]*\r\n(?![ \t])", re.I | re.M | re.S)
 
 
+# What may not appear inside the Received header's comment: controls, parentheses, backslash.
+_UNSAFE_IN_COMMENT = re.compile(r"[\x00-\x1f\x7f()\\]|[^\x20-\x7e]")
+
+
 @dataclass(frozen=True, slots=True)
 class InboundPolicy:
     hostname: str
@@ -177,7 +181,7 @@ def received_header(
     esmtp: bool,
 ) -> bytes:
     """RFC 5321 4.4 trace header; `for` only with a single recipient (privacy)."""
-    helo = "".join(ch for ch in helo if ch.isprintable() and ch not in "()\\")[:255]
+    helo = _UNSAFE_IN_COMMENT.sub("", helo)[:255]
     literal = f"IPv6:{client_ip}" if ":" in client_ip else client_ip
     for_clause = f"\r\n\tfor <{recipient}>" if recipient else ""
     protocol = "ESMTP" if esmtp else "SMTP"
