@@ -5,19 +5,43 @@ binding the socket to the source's address and saying EHLO with its name; a
 connection-scope failure (refused, timeout, 4xx/5xx greeting or EHLO) moves on
 to the next host, and when none is left it raises `SiteUnreachable` with the
 last outcome. STARTTLS is opportunistic: offered → used, without certificate
-checks (RFC 7435); a failed handshake retries that host in plain text.
+checks (RFC 7435), then EHLO again (RFC 3207 4.2); a failed handshake retries
+that host in plain text.
+
 `send(job, body)` runs one transaction (MAIL, RCPT per recipient, DATA) and
 returns one `Outcome` per recipient, classified by `outcome.py`; the
-connection stays open for the next message of the same site while it is usable.
+connection stays open for the next message of the same site while it is
+usable. When the server offers PIPELINING (RFC 2920) MAIL, every RCPT and DATA
+go out in one write and their replies are read in order; the body follows a
+354. Without it, each command waits for its reply. After a transaction that
+did not reach the end of the body (MAIL refused, no recipient accepted, DATA
+refused) the client sends RSET. A connection that breaks or times out defers
+whoever has no answer yet and is not used again.
 
-Untrusted input: the remote server's replies (kept verbatim in outcomes).
-Config keys (through the caller): [delivery] port, connect_timeout,
-command_timeout, starttls.
+Why not aiosmtplib all the way: its `mail()`/`rcpt()` re-parse every address
+with `email.utils.parseaddr`, every command is a round trip, and its
+`SMTPProtocol` cannot read pipelined replies (it parses one reply per arriving
+packet and drops data that arrives while a parsed reply waits to be taken).
+So aiosmtplib (checked: 5.1.3; we require >=3) opens the session — connect,
+greeting, EHLO, STARTTLS — and `ReplyStream` then takes over its transport
+with asyncio's public `BaseTransport.set_protocol()`. Of aiosmtplib only public
+API is used: `SMTP(...)`, `connect`, `ehlo`, `starttls`, `supports_extension`,
+`esmtp_extensions` and `transport`.
+
+Every reply is awaited at most `command_timeout_s`, the final reply to the
+body included (RFC 5321 4.5.3.2 suggests 10 minutes for that one; the
+configured default of 300 s has been enough in practice).
+
+Untrusted input: the remote server's replies (kept verbatim in outcomes; reply
+lines are bounded in length and size). Config keys (through the caller):
+[delivery] port, connect_timeout, command_timeout, starttls.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import ssl
 from dataclasses import dataclass
 
@@ -33,10 +57,15 @@ from postroom.mta.delivery.outcome import (
     from_reply,
     try_next_mx,
 )
+from postroom.mta.delivery.wire import ReplyStream, data_payload
 from postroom.mta.lanes.pools import Source
 from postroom.mta.queue.records import ClaimedDelivery, Job
 
 log = logging.getLogger("postroom.delivery")
+
+_QUIT_TIMEOUT_S = 5.0
+# Addresses were validated on entry; a control character here would inject commands.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +93,36 @@ def _tls_context() -> ssl.SSLContext:
     return context
 
 
+def _paired(
+    deliveries: list[ClaimedDelivery],
+    outcomes: list[Outcome | None],
+    unanswered: Outcome | None = None,
+) -> list[tuple[ClaimedDelivery, Outcome]]:
+    paired = []
+    for delivery, outcome in zip(deliveries, outcomes, strict=True):
+        outcome = outcome or unanswered
+        assert outcome is not None  # every path answers every delivery
+        paired.append((delivery, outcome))
+    return paired
+
+
 class SiteConnection:
-    def __init__(self, client: aiosmtplib.SMTP, host: MxHost, address: str) -> None:
-        self._client = client
+    def __init__(
+        self,
+        stream: ReplyStream,
+        extensions: dict[str, str],
+        host: MxHost,
+        address: str,
+        command_timeout_s: float,
+    ) -> None:
+        self._stream = stream
+        self._timeout_s = command_timeout_s
+        self._pipelining = "pipelining" in extensions
+        self._size_limit: int | None = None
+        if "size" in extensions:
+            limit = extensions["size"]
+            self._size_limit = int(limit) if limit.isdigit() else 0  # 0: no stated limit
+        self._eight_bit_mime = "8bitmime" in extensions
         self.remote_host = f"{host.name}[{address}]"
         self.usable = True
         self.messages_sent = 0
@@ -110,6 +166,8 @@ class SiteConnection:
             if tls and client.supports_extension("starttls"):
                 stage = Stage.STARTTLS
                 await client.starttls(server_hostname=host.name, tls_context=_tls_context())
+                stage = Stage.EHLO
+                await client.ehlo()
         except aiosmtplib.SMTPResponseException as error:
             client.close()
             return from_reply(
@@ -124,90 +182,167 @@ class SiteConnection:
                 log.info("STARTTLS with %s failed (%s); retrying in plain text", remote, error)
                 return await cls._try_host(host, address, source, settings, tls=False)
             return from_error(stage, f"{stage.value} {remote}: {error}", remote_host=remote)
-        return cls(client, host, address)
+        if client.transport is None:  # lost between the EHLO reply and here
+            return from_error(stage, f"{stage.value} {remote}: connection lost", remote_host=remote)
+        # From here on the session is ours: the aiosmtplib client is dropped unclosed,
+        # since closing it would close the transport the stream now reads.
+        stream = ReplyStream(client.transport)
+        return cls(stream, dict(client.esmtp_extensions), host, address, settings.command_timeout_s)
 
     async def send(self, job: Job, body: bytes) -> list[tuple[ClaimedDelivery, Outcome]]:
-        """One SMTP transaction for the job's recipients."""
-        client = self._client
-        options = []
-        if client.supports_extension("size"):
-            limit = client.esmtp_extensions.get("size", "")
-            if limit.isdigit() and 0 < int(limit) < len(body):
-                outcome = from_error(
-                    Stage.MAIL,
-                    f"message size {len(body)} exceeds {self.remote_host}'s limit {limit}",
+        """One SMTP transaction for the job's recipients: one outcome per delivery."""
+        deliveries = job.deliveries
+        refusal = self._refusal(job, body)
+        if refusal is not None:
+            return [(delivery, refusal) for delivery in deliveries]
+        outcomes: list[Outcome | None] = [None] * len(deliveries)
+        # (index in deliveries, RCPT command) for every recipient we may send.
+        recipients: list[tuple[int, bytes]] = []
+        for index, delivery in enumerate(deliveries):
+            if _CONTROL_CHARACTERS.search(delivery.recipient):
+                outcomes[index] = from_error(
+                    Stage.RCPT,
+                    f"recipient address with control characters: {delivery.recipient!r}",
                     permanent=True,
-                    status="5.3.4",
-                    scope=Scope.MESSAGE,
+                    status="5.1.3",
+                    scope=Scope.RECIPIENT,
                     remote_host=self.remote_host,
                 )
-                return [(delivery, outcome) for delivery in job.deliveries]
-            options.append(f"SIZE={len(body)}")
-        if client.supports_extension("8bitmime") and not body.isascii():
-            options.append("BODY=8BITMIME")
+            else:
+                recipients.append((index, b"RCPT TO:<%s>\r\n" % delivery.recipient.encode()))
+        if not recipients:
+            return _paired(deliveries, outcomes)
+
+        stream, timeout_s, remote = self._stream, self._timeout_s, self.remote_host
+        pipelining = self._pipelining
+        mail = self._mail_command(job.mail_from, body)
+        accepted: list[int] = []
+        finished = False  # the server answered the end of the body
         stage = Stage.MAIL
-        results: list[tuple[ClaimedDelivery, Outcome]] = []
         try:
-            try:
-                await client.mail(job.mail_from, options=options, encoding="utf-8")
-            except aiosmtplib.SMTPResponseException as error:
-                outcome = from_reply(Stage.MAIL, error.code, error.message, self.remote_host)
-                await self._reset()
-                return [(delivery, outcome) for delivery in job.deliveries]
+            if pipelining:
+                batch = b"".join([mail, *(command for _, command in recipients), b"DATA\r\n"])
+                stream.send(batch, len(recipients) + 2)
+            else:
+                stream.send(mail, 1)
+            code, text = await stream.reply(timeout_s)
+            mail_accepted = 200 <= code < 300
+            if not mail_accepted:
+                refused = from_reply(Stage.MAIL, code, text, remote)
+                for index, _ in recipients:
+                    outcomes[index] = refused
             stage = Stage.RCPT
-            accepted: list[ClaimedDelivery] = []
-            for delivery in job.deliveries:
-                try:
-                    await client.rcpt(delivery.recipient, encoding="utf-8")
-                    accepted.append(delivery)
-                except aiosmtplib.SMTPResponseException as error:
-                    results.append(
-                        (
-                            delivery,
-                            from_reply(Stage.RCPT, error.code, error.message, self.remote_host),
-                        )
-                    )
-            if not accepted:
-                await self._reset()
-                return results
+            for index, command in recipients:
+                if not pipelining:
+                    if not mail_accepted:
+                        break
+                    stream.send(command, 1)
+                # After a refused MAIL the pipelined RCPT replies (503) only keep us in step.
+                code, text = await stream.reply(timeout_s)
+                if not mail_accepted:
+                    continue
+                if 200 <= code < 300:
+                    accepted.append(index)
+                else:
+                    outcomes[index] = from_reply(Stage.RCPT, code, text, remote)
             stage = Stage.DATA
-            try:
-                response = await client.data(body)
-                outcome = from_reply(Stage.DATA, response.code, response.message, self.remote_host)
-                if outcome.reply is not None and outcome.reply.code < 300:
-                    outcome = delivered(self.remote_host, outcome.reply)
-            except aiosmtplib.SMTPResponseException as error:
-                outcome = from_reply(Stage.DATA, error.code, error.message, self.remote_host)
-            results.extend((delivery, outcome) for delivery in accepted)
-            self.messages_sent += 1
-            if outcome.scope is Scope.CONNECTION:
-                self.usable = False
-            return results
-        except (aiosmtplib.SMTPException, OSError) as error:
+            if pipelining or accepted:
+                if not pipelining:
+                    stream.send(b"DATA\r\n", 1)
+                code, text = await stream.reply(timeout_s)
+                if code == 354:
+                    # RFC 2920 3.1: a server may say 354 although no recipient was
+                    # accepted; then we end an empty message instead of sending the body.
+                    stream.send(data_payload(body) if accepted else b".\r\n", 1)
+                    code, text = await stream.reply(timeout_s)
+                    finished = True
+                if accepted:
+                    outcome = self._data_outcome(code, text, finished)
+                    for index in accepted:
+                        outcomes[index] = outcome
+                    self.messages_sent += 1
+                    if outcome.scope is Scope.CONNECTION:
+                        self.usable = False
+        except OSError as error:  # ConnectionError, TimeoutError
             # The connection broke mid-transaction: whoever has no answer yet is deferred.
-            self.usable = False
-            self._client.close()
-            answered = {delivery.delivery_id for delivery, _ in results}
-            outcome = from_error(
-                stage, f"{stage.value} {self.remote_host}: {error}", remote_host=self.remote_host
+            self._give_up()
+            lost = from_error(stage, f"{stage.value} {remote}: {error}", remote_host=remote)
+            return _paired(deliveries, outcomes, lost)
+        except asyncio.CancelledError:
+            self._give_up()
+            raise
+        if not (accepted and finished) and self.usable:
+            await self._reset()
+        return _paired(deliveries, outcomes)
+
+    def _refusal(self, job: Job, body: bytes) -> Outcome | None:
+        """The outcome for every recipient when the message cannot be offered at all."""
+        if self._size_limit and self._size_limit < len(body):
+            return from_error(
+                Stage.MAIL,
+                f"message size {len(body)} exceeds {self.remote_host}'s limit {self._size_limit}",
+                permanent=True,
+                status="5.3.4",
+                scope=Scope.MESSAGE,
+                remote_host=self.remote_host,
             )
-            return results + [
-                (delivery, outcome)
-                for delivery in job.deliveries
-                if delivery.delivery_id not in answered
-            ]
+        if _CONTROL_CHARACTERS.search(job.mail_from):
+            return from_error(
+                Stage.MAIL,
+                f"sender address with control characters: {job.mail_from!r}",
+                permanent=True,
+                status="5.1.7",
+                scope=Scope.MESSAGE,
+                remote_host=self.remote_host,
+            )
+        return None
+
+    def _data_outcome(self, code: int, text: str, finished: bool) -> Outcome:
+        """The outcome for the accepted recipients: the reply to DATA, or to the body."""
+        if not finished and 200 <= code < 300:
+            # A 2xx to DATA itself: the body was never sent, so nothing was delivered.
+            return from_error(
+                Stage.DATA,
+                f"unexpected reply to DATA: {code} {text}",
+                status="4.5.0",
+                scope=Scope.MESSAGE,
+                remote_host=self.remote_host,
+            )
+        outcome = from_reply(Stage.DATA, code, text, self.remote_host)
+        if outcome.reply is not None and 200 <= code < 300:
+            return delivered(self.remote_host, outcome.reply)
+        return outcome
+
+    def _mail_command(self, sender: str, body: bytes) -> bytes:
+        # Our own formatting: "<address>", the null sender "<>" (RFC 5321 4.1.2).
+        command = b"MAIL FROM:<%s>" % sender.encode()
+        if self._size_limit is not None:
+            command += b" SIZE=%d" % len(body)
+        if self._eight_bit_mime and not body.isascii():
+            command += b" BODY=8BITMIME"
+        return command + b"\r\n"
 
     async def _reset(self) -> None:
         try:
-            await self._client.rset()
-        except (aiosmtplib.SMTPException, OSError):
-            self.usable = False
-            self._client.close()
+            self._stream.send(b"RSET\r\n", 1)
+            code, _ = await self._stream.reply(self._timeout_s)
+        except OSError:
+            self._give_up()
+            return
+        if not 200 <= code < 300:
+            self._give_up()
+
+    def _give_up(self) -> None:
+        self.usable = False
+        self._stream.close(abort=True)
 
     async def close(self) -> None:
-        if not self._client.is_connected:
+        if not self._stream.is_open:
+            self._stream.close(abort=True)
             return
         try:
-            await self._client.quit(timeout=5)
-        except (aiosmtplib.SMTPException, OSError):
-            self._client.close()
+            self._stream.send(b"QUIT\r\n", 1)
+            await self._stream.reply(_QUIT_TIMEOUT_S)
+        except OSError:
+            pass
+        self._stream.close()
