@@ -130,14 +130,7 @@ class Lane:
         self._suspended_until = 0.0
         self._suspended_outcome: Outcome | None = None
         self._closing = False
-
-    @property
-    def waiting(self) -> int:
-        return len(self._jobs)
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._jobs or self._connections)
+        self._reopen: asyncio.TimerHandle | None = None
 
     def add(self, job: Job) -> None:
         if self._suspended_outcome is not None and self._clock() < self._suspended_until:
@@ -147,19 +140,35 @@ class Lane:
             return
         self._jobs.append(job)
         self._arrived.set()
-        if (
-            not self._closing
-            and len(self._connections) < self.limits.max_connections
-            and len(self._jobs) > self._idle
-        ):
-            task = asyncio.get_running_loop().create_task(self._connection())
-            self._connections.add(task)
-            task.add_done_callback(self._connections.discard)
+        self._open_if_needed()
 
     def close(self) -> None:
         """No new connections; idle ones end at once, busy ones after their message."""
         self._closing = True
         self._arrived.set()
+        if self._reopen is not None:
+            self._reopen.cancel()
+
+    def _reopen_fired(self) -> None:
+        self._reopen = None
+        self._open_if_needed()
+
+    def _open_if_needed(self, *, replacing: bool = False) -> None:
+        """A new connection when jobs wait that no idle connection will take."""
+        open_now = len(self._connections) - (1 if replacing else 0)
+        if self._closing or not self._jobs or open_now >= self.limits.max_connections:
+            return
+        if open_now and len(self._jobs) <= self._idle:
+            return
+        wait = self._rate.wait_s()
+        if wait > 0:
+            # Rate-limited: come back when the window allows, holding no connection.
+            if self._reopen is None:
+                self._reopen = asyncio.get_running_loop().call_later(wait, self._reopen_fired)
+            return
+        task = asyncio.get_running_loop().create_task(self._connection())
+        self._connections.add(task)
+        task.add_done_callback(self._connections.discard)
 
     async def wait_closed(self) -> None:
         if self._connections:
@@ -173,7 +182,9 @@ class Lane:
                 if wait <= 0:
                     self._rate.record()
                     return self._jobs.popleft()
-                await asyncio.sleep(min(wait, 1.0))
+                if wait > self.limits.idle_connection_timeout_s:
+                    return None  # not worth holding the connection; the lane reopens later
+                await asyncio.sleep(wait)
                 continue
             remaining = deadline - self._clock()
             if remaining <= 0:
@@ -209,15 +220,8 @@ class Lane:
                 self._host.report(job, results, self.source.name)
         finally:
             await connection.close()
-            # Jobs may still wait (this connection hit its message limit): start another.
-            if (
-                self._jobs
-                and not self._closing
-                and len(self._connections) <= self.limits.max_connections
-            ):
-                task = asyncio.get_running_loop().create_task(self._connection())
-                self._connections.add(task)
-                task.add_done_callback(self._connections.discard)
+            # Jobs may still wait (message limit reached, or the rate window).
+            self._open_if_needed(replacing=True)
 
     def _suspend(self, outcome: Outcome) -> None:
         log.info(
