@@ -11,7 +11,7 @@ BIN     = $(VENV)/bin
 # Real peers of the flow tests (ARCHITECTURE.md, "Testing with real peers").
 TEST_DEBS = postfix swaks nsd bind9-utils postgresql openssl systemd util-linux
 
-.PHONY: run test venv install install-test test-debs lint bench clean
+.PHONY: run test venv install install-test test-debs debs lint bench clean
 
 run: install
 	$(BIN)/postroom -c $(CONFIG) config init --state-dir $(STATE)
@@ -24,8 +24,9 @@ test: test-debs install-test
 
 venv: $(BIN)/python
 
+# Debian's python3 lacks ensurepip (so venv) until python3-venv is installed.
 $(BIN)/python:
-	@$(PYTHON) -m venv --help >/dev/null 2>&1 || $(MAKE) debs DEBS="python3-venv python3-pip"
+	@$(PYTHON) -c "import ensurepip" >/dev/null 2>&1 || $(MAKE) --no-print-directory debs DEBS="python3-venv python3-pip"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
@@ -39,7 +40,9 @@ test-debs:
 	@$(MAKE) --no-print-directory debs DEBS="$(TEST_DEBS)"
 
 # Installs Debian packages that are missing; `apt-get update` only when needed.
-# Postfix is preseeded to "No configuration": tests run private instances only.
+# Tests run private instances of these servers only, so the packages' own
+# services are kept from starting (policy-rc.d, unless the machine has one) and
+# Postfix is preseeded to "No configuration".
 debs:
 	@missing=""; for p in $(DEBS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
@@ -47,7 +50,12 @@ debs:
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  guard=""; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && guard=1; \
+	  fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; status=$$?; \
+	  if [ -n "$$guard" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+	  exit $$status; \
 	fi
 
 lint: install-test
