@@ -206,6 +206,7 @@ class DeliveryConfig:
     """Default lane rate; 0 = unlimited."""
     max_per_hour: int = 0
     max_recipients_per_transaction: int = 50
+    """Recipients of one domain sent in one SMTP transaction; more go in further ones."""
     idle_connection_timeout: Duration = Duration(5)
     """How long an idle connection waits for the next message to the same site."""
     destination: tuple[DestinationLimits, ...] = ()
@@ -218,6 +219,8 @@ class DeliveryConfig:
             raise ConfigError(f"{path}.starttls", "must be opportunistic or disabled")
         if self.max_connections < 1:
             raise ConfigError(f"{path}.max_connections", "must be at least 1")
+        if self.max_recipients_per_transaction < 1:
+            raise ConfigError(f"{path}.max_recipients_per_transaction", "must be at least 1")
         for index, limits in enumerate(self.destination):
             if not limits.match:
                 raise ConfigError(f"{path}.destination[{index}].match", "required")

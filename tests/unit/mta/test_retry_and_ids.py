@@ -130,3 +130,18 @@ def test_ids_from_the_clock_never_go_backwards() -> None:
     ids = [new_queue_id() for _ in range(2000)]
     prefixes = [queue_id[:9] for queue_id in ids]
     assert prefixes == sorted(prefixes)
+
+
+def test_split_job_keeps_every_delivery_in_order_in_bounded_transactions() -> None:
+    from postroom.mta.queue.records import ClaimedDelivery, Job, split_job
+
+    deliveries = [ClaimedDelivery(i, f"u{i}@d.test", 0) for i in range(7)]
+    job = Job("Q", "a@s.test", "d.test", "p", 0.0, 10, deliveries, body=b"x")
+    parts = split_job(job, 3)
+    assert [[d.delivery_id for d in part.deliveries] for part in parts] == [
+        [0, 1, 2],
+        [3, 4, 5],
+        [6],
+    ]
+    assert all(part.body == b"x" and part.message_id == "Q" for part in parts)
+    assert split_job(job, 7) == [job]

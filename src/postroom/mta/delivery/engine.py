@@ -34,7 +34,7 @@ from postroom.mta.delivery.mx import (
 from postroom.mta.delivery.outcome import Outcome, Stage, from_error, no_such_domain, null_mx
 from postroom.mta.lanes.lane import Lane, limits_for
 from postroom.mta.lanes.pools import PoolTable
-from postroom.mta.queue.records import ClaimedDelivery, DeliveryResult, Job
+from postroom.mta.queue.records import ClaimedDelivery, DeliveryResult, Job, split_job
 from postroom.mta.queue.store import QueueStore
 
 log = logging.getLogger("postroom.delivery")
@@ -79,7 +79,8 @@ class DeliveryEngine:
     def submit(self, jobs: list[Job]) -> None:
         for job in jobs:
             self._in_memory += len(job.deliveries)
-            self._route(job)
+            for transaction in split_job(job, self.config.max_recipients_per_transaction):
+                self._route(transaction)
 
     def _route(self, job: Job) -> None:
         cached = self._destinations.get(job.domain)

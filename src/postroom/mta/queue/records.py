@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from postroom.db.models import MessageOrigin
 
@@ -58,6 +58,18 @@ class DeliveryResult:
     stage: str  # the SMTP stage that produced it
     remote_mta: str = ""
     source: str = ""  # egress source name
+
+
+def split_job(job: Job, max_recipients: int) -> list[Job]:
+    """The job as transactions of at most `max_recipients` recipients each
+    (`[delivery] max_recipients_per_transaction`; RFC 5321 4.5.3.1.8 lets a
+    server refuse past 100)."""
+    if len(job.deliveries) <= max_recipients:
+        return [job]
+    return [
+        replace(job, deliveries=job.deliveries[start : start + max_recipients])
+        for start in range(0, len(job.deliveries), max_recipients)
+    ]
 
 
 def recipient_domain(address: str) -> str:
