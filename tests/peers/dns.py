@@ -33,6 +33,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import dns.zone
+from tests.peers.lifecycle import stop_process
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
@@ -285,16 +286,11 @@ class NsdServer:
 
     def _stop_process(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
         # SIGTERM to the reaper only: it forwards to nsd, which stops its xfrd
         # and server children; the reaper collects any that outlive nsd.
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_S)
+        stop_process(process, STOP_TIMEOUT_S)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)  # any child left behind
 

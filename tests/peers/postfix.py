@@ -38,8 +38,9 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Self
+
+from tests.peers.lifecycle import Peer
 
 POSTFIX = "/usr/sbin/postfix"
 _COMMAND_TIMEOUT_S = 60.0
@@ -92,7 +93,7 @@ def _check_traversable(directory: Path) -> None:
             )
 
 
-class PostfixRelay:
+class PostfixRelay(Peer):
     """A private Postfix: smtpd on `listen`, relaying all mail to `relayhost`."""
 
     def __init__(
@@ -296,14 +297,3 @@ class PostfixRelay:
             if self.requested_dir is None:
                 shutil.rmtree(self.config_dir, ignore_errors=True)
             self.config_dir = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

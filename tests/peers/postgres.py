@@ -30,7 +30,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
+
+from tests.peers.lifecycle import Peer
 
 SERVER_USER = "postgres"
 _COMMAND_TIMEOUT_S = 60.0
@@ -76,7 +77,7 @@ def _free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
-class PostgresServer:
+class PostgresServer(Peer):
     """A private PostgreSQL cluster; use as a context manager."""
 
     def __init__(
@@ -268,14 +269,3 @@ class PostgresServer:
         finally:
             shutil.rmtree(self.base_dir, ignore_errors=True)
             self.base_dir = None
-
-    def __enter__(self) -> PostgresServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -22,6 +22,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from tests.peers.lifecycle import Peer
+
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 40.0
 
@@ -77,7 +79,7 @@ def free_tcp_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
-class PostroomServer:
+class PostroomServer(Peer):
     def __init__(
         self, directory: Path, config_text: str, smtp_port: int, env: dict[str, str] | None = None
     ) -> None:
@@ -147,9 +149,6 @@ class PostroomServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def __enter__(self) -> Self:
-        return self.start()
 
     def __exit__(
         self,

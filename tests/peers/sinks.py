@@ -42,13 +42,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
+
+from tests.peers.lifecycle import Peer, stop_process
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
 AIOSMTPD_SINK_SCRIPT = Path(__file__).with_name("aiosmtpd_sink.py")
 _POLL_INTERVAL_S = 0.05
-_STOP_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,17 +100,6 @@ def wait_until_listening(
     raise SinkError(f"nothing listening on {host}:{port} after {timeout_s} s")
 
 
-def _stop_process(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=_STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=_STOP_TIMEOUT_S)
-
-
 def _wait_for(
     count: int, timeout_s: float, read: Callable[[], list[ReceivedMessage]], description: str
 ) -> list[ReceivedMessage]:
@@ -134,7 +123,7 @@ def _split_args(arguments: str) -> tuple[str, tuple[str, ...]]:
     return address, tuple(options.split())
 
 
-class SmtpSink:
+class SmtpSink(Peer):
     """Postfix's smtp-sink on host:port as a child process; see the module docstring."""
 
     def __init__(
@@ -262,22 +251,11 @@ class SmtpSink:
         return _wait_for(count, timeout_s, self.messages, f"smtp-sink {self.host}:{self.port}")
 
     def stop(self) -> None:
-        _stop_process(self.process)
+        stop_process(self.process)
         self.process = None
         if self.base_dir is not None:
             shutil.rmtree(self.base_dir, ignore_errors=True)
             self.base_dir = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def parse_smtp_sink_dump(path: Path) -> ReceivedMessage:
@@ -336,7 +314,7 @@ def make_self_signed_certificate(directory: Path, hostname: str, ip: str) -> tup
     return cert, key
 
 
-class AiosmtpdSink:
+class AiosmtpdSink(Peer):
     """The scriptable aiosmtpd sink in its own process; see the module docstring.
 
     `script` (and `set_script`) take the JSON described in aiosmtpd_sink.py, e.g.
@@ -471,19 +449,8 @@ class AiosmtpdSink:
         return _wait_for(count, timeout_s, self.messages, f"aiosmtpd sink {self.host}:{self.port}")
 
     def stop(self) -> None:
-        _stop_process(self.process)
+        stop_process(self.process)
         self.process = None
         if self.directory is not None and self._owns_directory:
             shutil.rmtree(self.directory, ignore_errors=True)
         self.directory = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
