@@ -33,10 +33,9 @@ from postroom.mta.router import Router
 log = logging.getLogger("postroom")
 
 
-def build_store(config: Config) -> QueueStore:
+def build_store(config: Config, pools: PoolTable) -> QueueStore:
     engine = make_engine(config.database_url)
     upgrade(engine)
-    pools = PoolTable(config)
     return QueueStore(
         engine,
         node_name=config.node_name,
@@ -95,9 +94,9 @@ async def start_inbound(
 
 async def serve(config_path: str) -> int:
     config = load_config(config_path)
-    store = build_store(config)
-    store.start()
     pools = PoolTable(config)
+    store = build_store(config, pools)
+    store.start()
     delivery = DeliveryEngine(store, Resolver.from_config(config.dns), pools, config.delivery)
     router = Router(store, delivery)
     delivery_task = asyncio.create_task(delivery.run(), name="delivery")

@@ -1,7 +1,7 @@
 """A dependency-free sd_notify(3) client.
 
 Purpose: tell the service manager about our state (READY=1, RELOADING=1,
-STOPPING=1, STATUS=..., WATCHDOG=1) when `postroom serve` runs under systemd
+STOPPING=1, STATUS=...) when `postroom serve` runs under systemd
 with `Type=notify` (or `Type=notify-reload`).
 
 Input: the environment variable `NOTIFY_SOCKET`, either a filesystem path or an
@@ -88,8 +88,3 @@ def status(text: str) -> bool:
     """A one-line, human-readable status shown by `systemctl status`."""
     # A newline would start a new assignment that systemd would interpret.
     return notify("STATUS=" + " ".join(text.splitlines()))
-
-
-def watchdog() -> bool:
-    """Keep-alive ping for WatchdogSec=."""
-    return notify("WATCHDOG=1")

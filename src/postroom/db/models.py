@@ -47,7 +47,6 @@ class DeliveryState(StrEnum):
     FAILED = "failed"  # permanent failure or expiry; a DSN went to the sender
 
 
-PENDING_STATES = (DeliveryState.QUEUED, DeliveryState.INFLIGHT, DeliveryState.DEFERRED)
 FINAL_STATES = (DeliveryState.DELIVERED, DeliveryState.FAILED)
 
 

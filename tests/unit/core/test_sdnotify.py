@@ -47,7 +47,6 @@ def test_unset_socket_is_a_noop(monkeypatch: pytest.MonkeyPatch) -> None:
     assert sdnotify.reloading() is False
     assert sdnotify.stopping() is False
     assert sdnotify.status("x") is False
-    assert sdnotify.watchdog() is False
 
 
 def test_empty_socket_is_a_noop(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,8 +73,6 @@ def test_every_helper_on_abstract_socket(abstract_socket: socket.socket) -> None
 
     assert sdnotify.stopping() is True
     assert received(abstract_socket) == {"STOPPING": "1"}
-    assert sdnotify.watchdog() is True
-    assert received(abstract_socket) == {"WATCHDOG": "1"}
 
 
 def test_status_cannot_inject_assignments(path_socket: socket.socket) -> None:

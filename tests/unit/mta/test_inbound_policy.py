@@ -7,7 +7,6 @@ import pytest
 from postroom.mta.inbound.policy import (
     RelayNetworks,
     check_address,
-    is_ip_literal,
     normalise_sender,
 )
 
@@ -129,11 +128,6 @@ def test_invalid_ip_literals_are_refused(address: str) -> None:
     assert reply is not None
     assert (reply.code, reply.enhanced) == (553, "5.1.3")
     assert "literal" in reply.text
-
-
-def test_ip_literal_detection() -> None:
-    assert is_ip_literal("[192.0.2.1]")
-    assert not is_ip_literal("example.com")
 
 
 def test_too_long_local_part_is_refused() -> None:

@@ -222,7 +222,3 @@ class DeliveryEngine:
 
     def drain(self) -> None:
         self._stopping.set()
-
-    @property
-    def in_memory(self) -> int:
-        return self._in_memory

@@ -73,10 +73,6 @@ def check_address(address: str, *, smtputf8: bool) -> Reply | None:
     return None
 
 
-def is_ip_literal(domain: str) -> bool:
-    return domain.startswith("[")
-
-
 def _ip_literal(domain: str) -> str | None:
     if not domain.endswith("]"):
         return None

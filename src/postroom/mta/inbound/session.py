@@ -86,10 +86,6 @@ class ConnectionLimits:
         if self._per_ip[client_ip] <= 0:
             del self._per_ip[client_ip]
 
-    @property
-    def open_sessions(self) -> int:
-        return self._total
-
 
 class Session(SMTP):
     """One client connection. Created by the listener for each accepted socket."""
