@@ -343,3 +343,38 @@ def test_a_burst_over_the_hourly_limit_waits_for_enough_sends_to_age_out() -> No
         clock.now += 100
     # Sends at 1000, 1100, 1200; now 1300. Below the limit once 1100 leaves the hour.
     assert window.wait_s() == pytest.approx(1100 + 3600 - 1300)
+
+
+async def test_a_new_lane_is_idle_and_a_lane_with_a_job_is_not() -> None:
+    from postroom.mta.delivery.client import ConnectSettings
+    from postroom.mta.delivery.mx import Destination, MxHost
+    from postroom.mta.lanes.lane import Lane, LaneLimits
+    from postroom.mta.lanes.pools import Source
+    from postroom.mta.queue.records import ClaimedDelivery, Job
+
+    reported = []
+
+    class Host:
+        async def body_for(self, job):  # type: ignore[no-untyped-def]
+            return b"x"
+
+        def report(self, job, results, source):  # type: ignore[no-untyped-def]
+            reported.append(results)
+
+    # Port 9 on 127.0.0.1: nothing listens, so the connection attempt fails fast.
+    destination = Destination("d.test", (MxHost("mx.d.test", 10, ("127.0.0.1",)),), False)
+    limits = LaneLimits(1, 10, 0, 0, 0.1)
+    lane = Lane(
+        Source("s", None, "h.test"),
+        destination,
+        limits,
+        ConnectSettings(port=9),
+        Host(),
+        suspend_s=0.0,
+    )
+    assert lane.is_idle()
+    lane.add(Job("Q", "a@s.test", "d.test", "p", 0.0, 1, [ClaimedDelivery(1, "u@d.test", 0)]))
+    assert not lane.is_idle()
+    await lane.wait_closed()
+    assert reported and reported[0][0][1].stage.value == "connect"
+    assert lane.is_idle()

@@ -193,6 +193,7 @@ class DeliveryEngine:
                 if time.monotonic() >= next_renewal:
                     await self.store.renew_leases()
                     next_renewal = time.monotonic() + self.store.lease_s / 3
+                    self._prune()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self.claim_interval_s)
         finally:
@@ -201,6 +202,15 @@ class DeliveryEngine:
             await asyncio.gather(*(lane.wait_closed() for lane in self._lanes.values()))
             self._results_ready.set()
             await recorder
+
+    def _prune(self) -> None:
+        """Forget expired destinations and idle lanes, so that a campaign to many
+        domains does not leave one of each behind for the life of the process."""
+        now = time.monotonic()
+        self._destinations = {
+            domain: entry for domain, entry in self._destinations.items() if entry[0] > now
+        }
+        self._lanes = {key: lane for key, lane in self._lanes.items() if not lane.is_idle()}
 
     async def _record_loop(self) -> None:
         while True:

@@ -170,6 +170,15 @@ class Lane:
         self._connections.add(task)
         task.add_done_callback(self._connections.discard)
 
+    def is_idle(self) -> bool:
+        """Nothing waiting, nothing open, no suspension to remember: safe to forget."""
+        return (
+            not self._jobs
+            and not self._connections
+            and self._reopen is None
+            and self._clock() >= self._suspended_until
+        )
+
     async def wait_closed(self) -> None:
         if self._connections:
             await asyncio.gather(*self._connections, return_exceptions=True)
