@@ -131,7 +131,7 @@ def _reload(config_path: str, delivery: DeliveryEngine, handler: InboundHandler)
         log.error("reload refused, keeping the running config: %s", error)
     else:
         pools = PoolTable(config)
-        delivery.pools = pools
+        delivery.reconfigure(pools, config.delivery)
         handler.pools = pools
         delivery.config = config.delivery
         log.info(

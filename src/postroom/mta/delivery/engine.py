@@ -55,14 +55,6 @@ class DeliveryEngine:
     ) -> None:
         self.store = store
         self.resolver = resolver
-        self.pools = pools
-        self.config = config
-        self.settings = ConnectSettings(
-            port=config.port,
-            connect_timeout_s=config.connect_timeout,
-            command_timeout_s=config.command_timeout,
-            starttls=config.starttls == "opportunistic",
-        )
         self.max_in_memory = max_in_memory
         self.claim_interval_s = claim_interval_s
         self._destinations: dict[str, tuple[float, Destination]] = {}
@@ -73,6 +65,21 @@ class DeliveryEngine:
         self._in_memory = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        self.reconfigure(pools, config)
+
+    def reconfigure(self, pools: PoolTable, config: DeliveryConfig) -> None:
+        """New pools, rules, limits and connection settings (SIGHUP). Lanes take their
+        new limits at once; jobs already routed keep the source they were given."""
+        self.pools = pools
+        self.config = config
+        self.settings = ConnectSettings(
+            port=config.port,
+            connect_timeout_s=config.connect_timeout,
+            command_timeout_s=config.command_timeout,
+            starttls=config.starttls == "opportunistic",
+        )
+        for lane in self._lanes.values():
+            lane.reconfigure(limits_for(lane.destination, config), self.settings)
 
     # -- intake ---------------------------------------------------------------
 

@@ -170,6 +170,12 @@ class Lane:
         self._connections.add(task)
         task.add_done_callback(self._connections.discard)
 
+    def reconfigure(self, limits: LaneLimits, settings: ConnectSettings) -> None:
+        self.limits = limits
+        self._settings = settings
+        self._rate.per_minute = limits.max_per_minute
+        self._rate.per_hour = limits.max_per_hour
+
     def is_idle(self) -> bool:
         """Nothing waiting, nothing open, no suspension to remember: safe to forget."""
         return (
