@@ -1,7 +1,7 @@
 """The `postroom serve` process: every listener and worker in one asyncio loop.
 
-Start: apply migrations, open the queue, return this node's old leases, start
-the delivery engine, then bind the port 25 listeners, then tell systemd READY.
+Start: apply migrations, open the queue, return this node's old leases, bind
+the port 25 listeners, start the delivery engine, then tell systemd READY.
 SIGTERM: stop accepting (listeners close), let sessions and deliveries in
 progress finish within `[server] drain_timeout`, flush outcomes, stop.
 SIGHUP: re-read the config; pools, rules and lane limits take effect for new
@@ -19,6 +19,7 @@ from postroom.config import Config, ConfigError, load_config
 from postroom.config.schema import parse_listen
 from postroom.core import sdnotify
 from postroom.core.dns import Resolver
+from postroom.core.errors import StartupError
 from postroom.db.engine import make_engine
 from postroom.db.migrate import upgrade
 from postroom.mta.bounce.outbound import BounceFactory
@@ -85,9 +86,17 @@ async def start_inbound(
     servers = []
     for index, listen in enumerate(inbound.listen):
         host, port = parse_listen(listen, f"smtp.inbound.listen[{index}]")
-        servers.append(
-            await loop.create_server(new_session, host, port, reuse_address=True, backlog=1024)
-        )
+        try:
+            server = await loop.create_server(
+                new_session, host, port, reuse_address=True, backlog=1024
+            )
+        except OSError as error:
+            for started in servers:
+                started.close()
+            raise StartupError(
+                f"cannot listen on {listen} (smtp.inbound.listen[{index}]): {error.strerror}"
+            ) from None
+        servers.append(server)
         log.info("listening for SMTP on %s", listen)
     return handler, servers
 
@@ -97,10 +106,18 @@ async def serve(config_path: str) -> int:
     pools = PoolTable(config)
     store = build_store(config, pools)
     store.start()
+    # Before anything is accepted: fresh deliveries are leased to this node too.
+    released = await store.release_own_leases()
+    if released:
+        log.info("returned %d deliveries this node held before it stopped", released)
     delivery = DeliveryEngine(store, Resolver.from_config(config.dns), pools, config.delivery)
     router = Router(store, delivery)
+    try:
+        handler, servers = await start_inbound(config, router, pools)
+    except StartupError:
+        await store.close()
+        raise
     delivery_task = asyncio.create_task(delivery.run(), name="delivery")
-    handler, servers = await start_inbound(config, router, pools)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

@@ -32,6 +32,7 @@ listen = ["127.0.0.1:8025"]
 
 def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     config = verbs.add_parser("config", help="check or create a config file")
+    add_config_option(config)
     actions = config.add_subparsers(dest="config_verb", required=True, metavar="ACTION")
     check = actions.add_parser("check", help="validate a config file and name any bad key")
     add_config_option(check)

@@ -15,9 +15,12 @@ import asyncio
 import sys
 from collections.abc import Callable, Sequence
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from postroom.cli import config_cmd, queue_cmd
 from postroom.cli.common import CliError, add_config_option
 from postroom.config import ConfigError
+from postroom.core.errors import StartupError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -32,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve)
 
     db = verbs.add_parser("db", help="database schema")
+    add_config_option(db)
     db_verbs = db.add_subparsers(dest="db_verb", required=True, metavar="ACTION")
     upgrade = db_verbs.add_parser("upgrade", help="apply pending migrations")
     add_config_option(upgrade)
@@ -64,6 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"postroom: config error: {error}", file=sys.stderr)
         return 2
+    except StartupError as error:
+        print(f"postroom: {error}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as error:
+        # The driver's first line says what failed (refused, auth, missing database).
+        detail = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        print(f"postroom: database error: {detail}", file=sys.stderr)
+        return 1
     except CliError as error:
         print(f"postroom: {error}", file=sys.stderr)
         return error.exit_status

@@ -12,6 +12,7 @@ from postroom.mta.queue.admin import NoSuchMessage, QueueAdmin
 
 def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     queue = verbs.add_parser("queue", help="inspect and act on the outbound queue")
+    add_config_option(queue)
     actions = queue.add_subparsers(dest="queue_verb", required=True, metavar="ACTION")
 
     def action(name: str, help_text: str, *, with_id: bool = False) -> argparse.ArgumentParser:

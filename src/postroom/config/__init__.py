@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 
 from postroom.config.loader import ConfigError, build
+from postroom.config.locate import locate_key
 from postroom.config.schema import Config
 
 DEFAULT_CONFIG_PATH = "/etc/postroom/postroom.toml"
@@ -30,7 +31,8 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     try:
         return build(Config, data)
     except ConfigError as error:
-        raise ConfigError(error.path, error.message, source) from None
+        line = locate_key(text, error.path)
+        raise ConfigError(error.path, error.message, source, line) from None
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

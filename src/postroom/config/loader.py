@@ -35,14 +35,19 @@ _SIZE_UNITS = {
 
 
 class ConfigError(ValueError):
-    """A config file problem; `path` is the dotted key path, `source` the file."""
+    """A config file problem: `source` the file, `line` where the key is written
+    (when known), `path` the dotted key path, and what is wrong."""
 
-    def __init__(self, path: str, message: str, source: str | None = None) -> None:
+    def __init__(
+        self, path: str, message: str, source: str | None = None, line: int | None = None
+    ) -> None:
         self.path = path
         self.message = message
         self.source = source
-        where = f"{source}: " if source else ""
-        super().__init__(f"{where}{path or '(top level)'}: {message}")
+        self.line = line
+        file = f"{source}:{line}" if source and line else source
+        where = [part for part in (file, path) if part] or ["(top level)"]
+        super().__init__(f"{': '.join(where)}: {message}")
 
 
 class Duration(float):

@@ -420,7 +420,7 @@ def test_key_errors_from_a_file_name_file_and_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert caught.value.path == "smtp.inbound.listn"
-    assert str(caught.value).startswith(f"{path}: smtp.inbound.listn: ")
+    assert str(caught.value).startswith(f"{path}:2: smtp.inbound.listn: ")
 
 
 def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:

@@ -186,9 +186,6 @@ class DeliveryEngine:
 
     async def run(self) -> None:
         """Record outcomes, claim due work and renew leases until `drain()`."""
-        released = await self.store.release_own_leases()
-        if released:
-            log.info("returned %d deliveries this node held before its restart", released)
         recorder = asyncio.create_task(self._record_loop(), name="delivery-recorder")
         try:
             next_renewal = time.monotonic() + self.store.lease_s / 3
