@@ -60,6 +60,7 @@ async def start_inbound(
             hostname=config.server.hostname,
             relay_networks=RelayNetworks(inbound.relay_networks),
             max_recipients=inbound.max_recipients,
+            max_hops=inbound.max_hops,
         ),
         router,
         pools,

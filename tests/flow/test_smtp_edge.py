@@ -267,3 +267,21 @@ def test_accepted_message_from_relay_client_reaches_the_sink(
         client.ehlo("app.src.test")
         client.sendmail("app@src.test", ["user@dest.test"], message(token))
     assert len(wait_token(world.dest, token)) == 1
+
+
+def test_a_mail_loop_is_refused_with_5_4_6(edge: PostroomServer, world: World, token: str) -> None:
+    def with_hops(count: int, tag: str) -> bytes:
+        hops = "".join(
+            f"Received: from hop{i}.test by hop{i + 1}.test; x\r\n" for i in range(count)
+        )
+        return f"{hops}Subject: loop {tag}\r\n\r\nx\r\n".encode()
+
+    with smtplib.SMTP("127.0.0.1", edge.smtp_port, timeout=10) as client:
+        client.ehlo("app.src.test")
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail("app@src.test", ["user@dest.test"], with_hops(51, f"{token}x"))
+        assert refused.value.smtp_code == 554
+        assert refused.value.smtp_error.startswith(b"5.4.6")
+        client.sendmail("app@src.test", ["user@dest.test"], with_hops(50, f"{token}ok"))
+    assert len(wait_token(world.dest, f"{token}ok")) == 1
+    assert with_token(world.dest.messages(), f"{token}x") == []

@@ -78,6 +78,8 @@ class InboundConfig:
     """Advertised in SIZE and enforced (552 5.3.4)."""
     max_recipients: int = 100
     """RCPT TO accepted per transaction; past it 452 4.5.3 (RFC 5321 4.5.3.1.8)."""
+    max_hops: int = 50
+    """More Received headers than this means a mail loop: 554 5.4.6 (RFC 5321 6.3)."""
     max_line_length: int = 1000
     """Longest DATA line including CRLF (RFC 5321 4.5.3.1.6)."""
     idle_timeout: Duration = Duration(300)
@@ -100,6 +102,8 @@ class InboundConfig:
                 ) from None
         if self.max_recipients < 1:
             raise ConfigError(f"{path}.max_recipients", "must be at least 1")
+        if self.max_hops < 1:
+            raise ConfigError(f"{path}.max_hops", "must be at least 1")
         if self.max_line_length < 1000:
             raise ConfigError(f"{path}.max_line_length", "RFC 5321 requires at least 1000")
 

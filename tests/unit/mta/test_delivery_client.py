@@ -41,6 +41,7 @@ class Script:
     pipelining: bool = True
     size: int | None = None
     eight_bit_mime: bool = False
+    smtputf8: bool = False
     starttls: ssl.SSLContext | None = None
     mail: str = "250 2.1.0 Ok"
     rcpt: dict[str, str] = field(default_factory=dict)  # address → reply; default 250
@@ -91,6 +92,8 @@ class ScriptedPeer:
             lines.append(f"SIZE {script.size}")
         if script.eight_bit_mime:
             lines.append("8BITMIME")
+        if script.smtputf8:
+            lines.append("SMTPUTF8")
         if script.starttls is not None and not session.tls:
             lines.append("STARTTLS")
         return "".join(
@@ -563,6 +566,21 @@ async def test_size_and_8bitmime_parameters() -> None:
         f"MAIL FROM:<app@src.test> SIZE={len(eight_bit)} BODY=8BITMIME",
     ]
     assert [unstuff(raw) for raw in peer.session.messages] == [BODY, eight_bit]
+
+
+async def test_internationalised_address_needs_smtputf8() -> None:
+    async with scripted_peer(Script(smtputf8=True)) as peer:
+        connection = await connect(peer)
+        [(_, outcome)] = await connection.send(job("jörg@dest.test"), BODY)
+    assert outcome.verdict is Verdict.DELIVERED
+    assert "MAIL FROM:<app@src.test> SMTPUTF8" in peer.session.commands
+    assert "RCPT TO:<jörg@dest.test>" in peer.session.commands
+    async with scripted_peer(Script(smtputf8=False)) as peer:
+        connection = await connect(peer)
+        [(_, outcome)] = await connection.send(job("jörg@dest.test"), BODY)
+        assert connection.usable
+    assert (outcome.verdict, outcome.status) == (Verdict.FAILED, "5.6.7")
+    assert not [c for c in peer.session.commands if c.startswith("MAIL")]
 
 
 async def test_null_sender() -> None:

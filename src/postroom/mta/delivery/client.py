@@ -93,6 +93,11 @@ def _tls_context() -> ssl.SSLContext:
     return context
 
 
+def needs_smtputf8(job: Job) -> bool:
+    """An internationalised address in the envelope (RFC 6531)."""
+    return not job.mail_from.isascii() or not all(d.recipient.isascii() for d in job.deliveries)
+
+
 def _paired(
     deliveries: list[ClaimedDelivery],
     outcomes: list[Outcome | None],
@@ -123,6 +128,7 @@ class SiteConnection:
             limit = extensions["size"]
             self._size_limit = int(limit) if limit.isdigit() else 0  # 0: no stated limit
         self._eight_bit_mime = "8bitmime" in extensions
+        self._smtputf8 = "smtputf8" in extensions
         self.remote_host = f"{host.name}[{address}]"
         self.usable = True
         self.messages_sent = 0
@@ -215,7 +221,7 @@ class SiteConnection:
 
         stream, timeout_s, remote = self._stream, self._timeout_s, self.remote_host
         pipelining = self._pipelining
-        mail = self._mail_command(job.mail_from, body)
+        mail = self._mail_command(job, body)
         accepted: list[int] = []
         finished = False  # the server answered the end of the body
         stage = Stage.MAIL
@@ -295,6 +301,16 @@ class SiteConnection:
                 scope=Scope.MESSAGE,
                 remote_host=self.remote_host,
             )
+        if needs_smtputf8(job) and not self._smtputf8:
+            # RFC 6531 3.2: no downgrade of an internationalised address; bounce it.
+            return from_error(
+                Stage.MAIL,
+                f"{self.remote_host} does not support SMTPUTF8, needed for a non-ASCII address",
+                permanent=True,
+                status="5.6.7",
+                scope=Scope.MESSAGE,
+                remote_host=self.remote_host,
+            )
         return None
 
     def _data_outcome(self, code: int, text: str, finished: bool) -> Outcome:
@@ -313,13 +329,15 @@ class SiteConnection:
             return delivered(self.remote_host, outcome.reply)
         return outcome
 
-    def _mail_command(self, sender: str, body: bytes) -> bytes:
+    def _mail_command(self, job: Job, body: bytes) -> bytes:
         # Our own formatting: "<address>", the null sender "<>" (RFC 5321 4.1.2).
-        command = b"MAIL FROM:<%s>" % sender.encode()
+        command = b"MAIL FROM:<%s>" % job.mail_from.encode()
         if self._size_limit is not None:
             command += b" SIZE=%d" % len(body)
         if self._eight_bit_mime and not body.isascii():
             command += b" BODY=8BITMIME"
+        if self._smtputf8 and needs_smtputf8(job):
+            command += b" SMTPUTF8"
         return command + b"\r\n"
 
     async def _reset(self) -> None:

@@ -8,7 +8,7 @@ queue id. Errors inside become 451 4.3.0 with the session's queue id, never a
 traceback on the wire.
 
 Untrusted input: the envelope and the message bytes.
-Config keys: [server] hostname; [smtp.inbound] relay_networks, max_recipients.
+Config keys: [server] hostname; [smtp.inbound] relay_networks, max_recipients, max_hops.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from postroom.mta.router import Router
 
 log = logging.getLogger("postroom.smtp")
 
+RECEIVED_HEADER = re.compile(rb"^Received:", re.I | re.M)
 POOL_HEADER = re.compile(rb"^X-Postroom-Pool:[ \t]*(.*?)[ \t]*\r\n(?![ \t])", re.I | re.M | re.S)
 
 
@@ -45,6 +46,7 @@ class InboundPolicy:
     hostname: str
     relay_networks: RelayNetworks
     max_recipients: int
+    max_hops: int
 
 
 class InboundHandler:
@@ -106,6 +108,9 @@ class InboundHandler:
         client_ip = _client_ip(session)
         header_end = _header_end(content)
         headers, body = content[:header_end], content[header_end:]
+        if count_hops(headers) > self.policy.max_hops:
+            log.info("refused queue_id=%s: more than %d hops", queue_id, self.policy.max_hops)
+            return Reply(554, "5.4.6", "Too many hops: mail loop detected").wire()
         requested_pool, headers = take_pool_header(headers)
         if not self.policy.relay_networks.allows(client_ip):
             requested_pool = None  # only trusted clients may choose a pool
@@ -160,6 +165,11 @@ def has_bare_line_ending(content: bytes) -> bool:
     """True when a CR or LF appears outside a CRLF pair (SMTP smuggling, RFC 5321 2.3.8)."""
     crlf = content.count(b"\r\n")
     return content.count(b"\n") != crlf or content.count(b"\r") != crlf
+
+
+def count_hops(headers: bytes) -> int:
+    """Received headers so far: the hop count of RFC 5321 6.3 loop detection."""
+    return len(RECEIVED_HEADER.findall(headers))
 
 
 def take_pool_header(headers: bytes) -> tuple[str | None, bytes]:
