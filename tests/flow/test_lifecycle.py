@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,3 +91,20 @@ def test_opportunistic_starttls_to_a_tls_sink(
     finally:
         server.stop()
     assert got.tls is True
+
+
+def test_config_init_writes_a_trial_config_once(tmp_path: Path) -> None:
+    def postroom(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "postroom.cli.main", "-c", str(tmp_path / "p.toml"), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    first = postroom("config", "init", "--state-dir", str(tmp_path / "state"))
+    assert first.returncode == 0 and "written" in first.stdout
+    assert postroom("config", "check").returncode == 0
+    assert "127.0.0.1:2525" in (tmp_path / "p.toml").read_text()
+    again = postroom("config", "init", "--state-dir", str(tmp_path / "other"))
+    assert "exists, left as it is" in again.stdout
+    assert str(tmp_path / "state") in (tmp_path / "p.toml").read_text()
+    upgraded = postroom("db", "upgrade")
+    assert upgraded.returncode == 0 and "revision 0001" in upgraded.stdout
+    assert (tmp_path / "state" / "postroom.db").exists()
