@@ -202,6 +202,8 @@ class DeliveryConfig:
     """Give up and bounce after this long (Postfix maximal_queue_lifetime)."""
     lease: Duration = Duration(600)
     """A claimed delivery returns to the queue when its lease expires (crashed node)."""
+    history: Duration = Duration(30 * 86400)
+    """How long finished messages stay listed (queue show) before their rows are purged."""
     max_connections: int = 20
     """Default concurrent connections per lane."""
     max_messages_per_connection: int = 100

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 
 from postroom.db.engine import make_engine
 from postroom.db.migrate import upgrade
@@ -695,3 +695,39 @@ async def test_admin_sees_writes_of_the_store_and_the_store_sees_the_admins(
     assert admin.show(message.queue_id)["deliveries"][0]["lease_until"] == pytest.approx(
         clock() + LEASE_S
     )
+
+
+async def test_purge_history_deletes_only_messages_finished_before_the_cutoff(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/q.db")
+    upgrade(engine)
+    now = [1_000_000.0]
+    store = QueueStore(engine, node_name="n", clock=lambda: now[0])
+    store.start()
+    try:
+        jobs = []
+        for index in range(3):
+            jobs += await store.enqueue(
+                NewMessage(
+                    f"PURGE{index:011d}",
+                    "a@s.test",
+                    (f"u{index}@d.test",),
+                    b"x",
+                    "p",
+                    MessageOrigin.RELAY,
+                    now[0],
+                )
+            )
+        done = [job.deliveries[0].delivery_id for job in jobs[:2]]
+        await store.record(
+            [DeliveryResult(i, "delivered", "2.0.0", "smtp; 250 ok", "data") for i in done]
+        )
+        now[0] += 100
+        assert await store.purge_history(200) == 0  # finished 100 s ago: kept
+        assert await store.purge_history(50) == 2
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(messages)).scalar_one() == 1
+            assert conn.execute(select(func.count()).select_from(deliveries)).scalar_one() == 1
+    finally:
+        await store.close()

@@ -198,6 +198,9 @@ class DeliveryEngine:
                     await self.store.renew_leases()
                     next_renewal = time.monotonic() + self.store.lease_s / 3
                     self._prune()
+                    purged = await self.store.purge_history(self.config.history)
+                    if purged:
+                        log.info("purged %d finished messages older than the history", purged)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self.claim_interval_s)
         finally:

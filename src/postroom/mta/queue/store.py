@@ -13,7 +13,8 @@ Contract:
   Failures produce a DSN in the same transaction (through `bounce_builder`), so
   a crash can neither lose the bounce nor send it twice.
 - `renew_leases()` keeps this node's claims alive; `release_own_leases()` at
-  start returns what a previous run of this node held.
+  start returns what a previous run of this node held; `purge_history()`
+  deletes finished messages past `[delivery] history`.
 Config keys read (through the caller): [delivery] lease, min_backoff,
 max_backoff, max_queue_lifetime; [database] commit_batch_max.
 """
@@ -26,7 +27,18 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from postroom.db.engine import is_postgresql
 from postroom.db.models import FINAL_STATES, DeliveryState, deliveries, messages
@@ -407,6 +419,17 @@ class QueueStore:
             conn.execute(
                 update(messages).where(messages.c.id.in_(done)).values(body=None, completed_at=now)
             )
+
+    async def purge_history(self, keep_s: float) -> int:
+        """Delete messages finished more than `keep_s` ago, with their deliveries."""
+
+        def purge(conn: Connection) -> int:
+            cutoff = self.clock() - keep_s
+            finished = select(messages.c.id).where(messages.c.completed_at < cutoff)
+            conn.execute(delete(deliveries).where(deliveries.c.message_id.in_(finished)))
+            return conn.execute(delete(messages).where(messages.c.completed_at < cutoff)).rowcount
+
+        return await self._committer.submit(purge)
 
     async def renew_leases(self) -> int:
         def renew(conn: Connection) -> int:
