@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.peers.dns import NsdServer, make_zone
@@ -95,7 +96,7 @@ def with_token(messages: list[ReceivedMessage], token: str) -> list[ReceivedMess
 
 
 def start_postroom(
-    directory: Path, world: World, env: dict[str, str] | None = None, **config: str
+    directory: Path, world: World, env: dict[str, str] | None = None, **config: Any
 ) -> PostroomServer:
     port = free_tcp_port()
     text = flow_config(

@@ -5,6 +5,7 @@ name the key; and opportunistic STARTTLS toward a real TLS sink."""
 from __future__ import annotations
 
 import signal
+import smtplib
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from tests.flow.conftest import TLS_IP, World, start_postroom
 from tests.flow.test_relay_flow import message, send, wait_token
+from tests.peers.postroom import free_tcp_port
 from tests.peers.sinks import AiosmtpdSink
 
 pytestmark = pytest.mark.flow
@@ -108,3 +110,20 @@ def test_config_init_writes_a_trial_config_once(tmp_path: Path) -> None:
     upgraded = postroom("db", "upgrade")
     assert upgraded.returncode == 0 and "revision 0001" in upgraded.stdout
     assert (tmp_path / "state" / "postroom.db").exists()
+
+
+def test_ipv6_listener_relays_for_an_ipv6_relay_network(
+    world: World, tmp_path: Path, token: str
+) -> None:
+    port = free_tcp_port()
+    server = start_postroom(
+        tmp_path, world, extra_listen=(f"[::1]:{port}",), relay_networks=("127.0.0.1/32", "::1/128")
+    )
+    try:
+        with smtplib.SMTP("::1", port, timeout=10) as client:
+            client.ehlo("app.src.test")
+            client.sendmail("app@src.test", ["user@dest.test"], message(token))
+        [got] = wait_token(world.dest, token)
+        assert b"[IPv6:::1]" in got.data  # the Received header names the IPv6 client
+    finally:
+        server.stop()

@@ -36,6 +36,7 @@ def flow_config(
     delivery_port: int,
     extra: str = "",
     relay_networks: tuple[str, ...] = ("127.0.0.0/8",),
+    extra_listen: tuple[str, ...] = (),
     inbound: str = "",
     delivery: str = "",
     database_url: str = "",
@@ -52,7 +53,7 @@ dir = "{state_dir}"
 
 {database}
 [smtp.inbound]
-listen = ["127.0.0.1:{smtp_port}"]
+listen = {json.dumps([f"127.0.0.1:{smtp_port}", *extra_listen])}
 relay_networks = {json.dumps(list(relay_networks))}
 {inbound}
 
