@@ -26,14 +26,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
 import dns.zone
-from tests.peers.lifecycle import stop_process
+from tests.peers.lifecycle import Peer, stop_process
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
@@ -103,7 +102,7 @@ def _zone_serial(origin: str, text: str) -> int:
     return int(soa[0].serial)
 
 
-class NsdServer:
+class NsdServer(Peer):
     """NSD serving `zones` (zone name → zone text) on `address`:`port` (see module docstring)."""
 
     def __init__(
@@ -128,7 +127,7 @@ class NsdServer:
             raise NsdError("NSD is not running")
         return Path(self._workdir.name)
 
-    def __enter__(self) -> NsdServer:
+    def start(self) -> NsdServer:
         if self._nsd is None:
             raise NsdError("nsd not found: install the Debian package 'nsd'")
         if self._checkzone is None:
@@ -143,12 +142,7 @@ class NsdServer:
             raise
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
         self._stop()
 
     def reload(self, zones: dict[str, str]) -> None:

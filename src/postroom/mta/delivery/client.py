@@ -284,34 +284,31 @@ class SiteConnection:
     def _refusal(self, job: Job, body: bytes) -> Outcome | None:
         """The outcome for every recipient when the message cannot be offered at all."""
         if self._size_limit and self._size_limit < len(body):
-            return from_error(
-                Stage.MAIL,
+            return self._refused(
                 f"message size {len(body)} exceeds {self.remote_host}'s limit {self._size_limit}",
-                permanent=True,
-                status="5.3.4",
-                scope=Scope.MESSAGE,
-                remote_host=self.remote_host,
+                "5.3.4",
             )
         if _CONTROL_CHARACTERS.search(job.mail_from):
-            return from_error(
-                Stage.MAIL,
-                f"sender address with control characters: {job.mail_from!r}",
-                permanent=True,
-                status="5.1.7",
-                scope=Scope.MESSAGE,
-                remote_host=self.remote_host,
+            return self._refused(
+                f"sender address with control characters: {job.mail_from!r}", "5.1.7"
             )
         if needs_smtputf8(job) and not self._smtputf8:
             # RFC 6531 3.2: no downgrade of an internationalised address; bounce it.
-            return from_error(
-                Stage.MAIL,
+            return self._refused(
                 f"{self.remote_host} does not support SMTPUTF8, needed for a non-ASCII address",
-                permanent=True,
-                status="5.6.7",
-                scope=Scope.MESSAGE,
-                remote_host=self.remote_host,
+                "5.6.7",
             )
         return None
+
+    def _refused(self, detail: str, status: str) -> Outcome:
+        return from_error(
+            Stage.MAIL,
+            detail,
+            permanent=True,
+            status=status,
+            scope=Scope.MESSAGE,
+            remote_host=self.remote_host,
+        )
 
     def _data_outcome(self, code: int, text: str, finished: bool) -> Outcome:
         """The outcome for the accepted recipients: the reply to DATA, or to the body."""
