@@ -673,6 +673,7 @@ async def test_starttls_then_ehlo_then_pipelining(server_tls: ssl.SSLContext) ->
 def test_starttls_and_pipelining_under_uvloop(server_tls: ssl.SSLContext) -> None:
     # Production runs on uvloop; the stream takes over its (TLS) transport.
     import uvloop  # a dependency of postroom: its absence is a failure, not a skip
+
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         session = runner.run(pipelined_over_tls(server_tls))
     assert session.tls

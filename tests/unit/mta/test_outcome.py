@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 
 from postroom.core.reply import Reply
+from postroom.mta.delivery.mx import DestinationTemporaryError, NoSuchDomain, NullMx
 from postroom.mta.delivery.outcome import (
     Outcome,
     Scope,
     Stage,
     Verdict,
     delivered,
+    from_destination_error,
     from_error,
     from_reply,
-    no_such_domain,
-    null_mx,
     reaches_recipient,
     try_next_mx,
 )
@@ -182,7 +182,7 @@ def test_a_status_that_contradicts_the_error_is_refused(permanent: bool, status:
 
 
 def test_an_unknown_domain_is_a_bad_address() -> None:
-    outcome = no_such_domain("nowhere.test")
+    outcome = from_destination_error(NoSuchDomain("nowhere.test", "no such domain (NXDOMAIN)"))
     assert (outcome.verdict, outcome.scope, outcome.stage) == (
         Verdict.FAILED,
         Scope.RECIPIENT,
@@ -194,12 +194,23 @@ def test_an_unknown_domain_is_a_bad_address() -> None:
 
 
 def test_a_null_mx_domain_accepts_no_mail() -> None:
-    outcome = null_mx("nomail.test")
+    outcome = from_destination_error(NullMx("nomail.test", "domain accepts no mail (null MX)"))
     assert outcome.status == "5.1.10"
     assert outcome.scope is Scope.RECIPIENT
     assert outcome.verdict is Verdict.FAILED
     assert outcome.diagnostic.startswith("X-Postroom; ")
     assert "nomail.test" in outcome.diagnostic
+
+
+def test_dns_trouble_is_temporary_and_not_about_the_address() -> None:
+    outcome = from_destination_error(DestinationTemporaryError("slow.test", "MX lookup: timed out"))
+    assert (outcome.verdict, outcome.scope, outcome.status) == (
+        Verdict.DEFERRED,
+        Scope.CONNECTION,
+        "4.4.3",
+    )
+    assert not reaches_recipient(outcome)
+    assert "timed out" in outcome.diagnostic
 
 
 def test_delivered_keeps_the_final_reply() -> None:

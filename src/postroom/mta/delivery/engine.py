@@ -24,14 +24,8 @@ from collections import defaultdict
 from postroom.config.schema import DeliveryConfig
 from postroom.core.dns import Resolver
 from postroom.mta.delivery.client import ConnectSettings
-from postroom.mta.delivery.mx import (
-    Destination,
-    DestinationTemporaryError,
-    NoSuchDomain,
-    NullMx,
-    resolve_destination,
-)
-from postroom.mta.delivery.outcome import Outcome, Stage, from_error, no_such_domain, null_mx
+from postroom.mta.delivery.mx import Destination, DestinationError, resolve_destination
+from postroom.mta.delivery.outcome import Outcome, Stage, from_destination_error, from_error
 from postroom.mta.lanes.lane import Lane, limits_for
 from postroom.mta.lanes.pools import PoolTable
 from postroom.mta.queue.records import ClaimedDelivery, DeliveryResult, Job, split_job
@@ -103,13 +97,8 @@ class DeliveryEngine:
         failure: Outcome | None = None
         try:
             destination = await resolve_destination(self.resolver, domain)
-        except NullMx:
-            failure = null_mx(domain)
-        except NoSuchDomain as error:
-            failure = no_such_domain(domain)
-            log.info("no such domain %s: %s", domain, error)
-        except DestinationTemporaryError as error:
-            failure = from_error(Stage.DNS, f"DNS lookup for {domain}: {error}")
+        except DestinationError as error:
+            failure = from_destination_error(error)
         except Exception as error:  # a resolver bug must not lose the jobs: defer them
             log.exception("resolving %s failed", domain)
             failure = from_error(Stage.DNS, f"DNS lookup for {domain} failed: {error}")

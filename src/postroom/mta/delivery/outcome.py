@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from postroom.core.reply import Reply
+from postroom.mta.delivery.mx import DestinationError
 
 __all__ = [
     "Outcome",
@@ -39,10 +40,9 @@ __all__ = [
     "Stage",
     "Verdict",
     "delivered",
+    "from_destination_error",
     "from_error",
     "from_reply",
-    "no_such_domain",
-    "null_mx",
     "reaches_recipient",
     "try_next_mx",
 ]
@@ -263,25 +263,19 @@ def delivered(remote_host: str, reply: Reply) -> Outcome:
     )
 
 
-def no_such_domain(domain: str) -> Outcome:
-    """The recipient's domain does not exist (NXDOMAIN): a bad address, 5.1.2."""
+def from_destination_error(error: DestinationError) -> Outcome:
+    """Where mail for a domain cannot go, as `resolve_destination` found it.
+
+    Permanent ones (NXDOMAIN 5.1.2, null MX 5.1.10, no MX host with an address)
+    are facts about the address: recipient scope, so they may reach its rating.
+    Temporary DNS trouble (4.4.3) is connection scope: it says nothing of the address.
+    """
     return from_error(
         Stage.DNS,
-        f"host or domain name not found: {domain}",
-        permanent=True,
-        status="5.1.2",
-        scope=Scope.RECIPIENT,
-    )
-
-
-def null_mx(domain: str) -> Outcome:
-    """The recipient's domain publishes a null MX: it accepts no mail (RFC 7505), 5.1.10."""
-    return from_error(
-        Stage.DNS,
-        f"domain {domain} does not accept mail (null MX)",
-        permanent=True,
-        status="5.1.10",
-        scope=Scope.RECIPIENT,
+        str(error),
+        permanent=error.permanent,
+        status=error.enhanced_status,
+        scope=Scope.RECIPIENT if error.permanent else Scope.CONNECTION,
     )
 
 
