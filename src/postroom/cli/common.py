@@ -23,11 +23,13 @@ class CliError(Exception):
         self.exit_status = exit_status
 
 
-def add_config_option(parser: argparse.ArgumentParser) -> None:
+def add_config_option(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
+    """-c at any level of the command; only the top level holds the default, so that a
+    sub-command's -c given earlier is not overwritten by its absence later."""
     parser.add_argument(
         "-c",
         "--config",
-        default=argparse.SUPPRESS if parser.prog != "postroom" else default_config_path(),
+        default=default_config_path() if top_level else argparse.SUPPRESS,
         metavar="FILE",
         help="config file (default: $POSTROOM_CONFIG or /etc/postroom/postroom.toml)",
     )

@@ -27,7 +27,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="postroom", description="postroom mail server appliance")
-    add_config_option(parser)
+    add_config_option(parser, top_level=True)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
 
     serve = verbs.add_parser("serve", help="run every listener and worker in one process")
