@@ -9,7 +9,7 @@ STATE  ?= state
 BIN     = $(VENV)/bin
 
 # Real peers of the flow tests (ARCHITECTURE.md, "Testing with real peers").
-TEST_DEBS = postfix swaks nsd bind9-utils postgresql openssl systemd util-linux
+TEST_DEBS = postfix swaks nsd bind9-utils postgresql openssl systemd util-linux dovecot-imapd
 
 .PHONY: run test venv install install-test test-debs debs lint bench clean
 

@@ -14,6 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from pathlib import Path
+
+from sqlalchemy import Engine
 
 from postroom.config import Config, ConfigError, load_config
 from postroom.config.schema import parse_listen
@@ -22,6 +25,8 @@ from postroom.core.dns import Resolver
 from postroom.core.errors import StartupError
 from postroom.db.engine import make_engine
 from postroom.db.migrate import upgrade
+from postroom.mailbox.accounts import Accounts
+from postroom.mailbox.local import LocalMail
 from postroom.mta.bounce.outbound import BounceFactory
 from postroom.mta.delivery.engine import DeliveryEngine
 from postroom.mta.inbound.handler import InboundHandler, InboundPolicy
@@ -34,9 +39,7 @@ from postroom.mta.router import Router
 log = logging.getLogger("postroom")
 
 
-def build_store(config: Config, pools: PoolTable) -> QueueStore:
-    engine = make_engine(config.database_url)
-    upgrade(engine)
+def build_store(config: Config, pools: PoolTable, engine: Engine) -> QueueStore:
     return QueueStore(
         engine,
         node_name=config.node_name,
@@ -64,6 +67,7 @@ async def start_inbound(
         ),
         router,
         pools,
+        router.local,
     )
     limits = ConnectionLimits(
         max_total=inbound.max_connections, max_per_ip=inbound.max_connections_per_ip
@@ -105,14 +109,17 @@ async def start_inbound(
 async def serve(config_path: str) -> int:
     config = load_config(config_path)
     pools = PoolTable(config)
-    store = build_store(config, pools)
+    engine = make_engine(config.database_url)
+    upgrade(engine)
+    store = build_store(config, pools, engine)
     store.start()
     # Before anything is accepted: fresh deliveries are leased to this node too.
     released = await store.release_own_leases()
     if released:
         log.info("returned %d deliveries this node held before it stopped", released)
     delivery = DeliveryEngine(store, Resolver.from_config(config.dns), pools, config.delivery)
-    router = Router(store, delivery)
+    local = LocalMail(Accounts(engine, Path(config.mail_root)), config.server.hostname)
+    router = Router(store, delivery, local)
     try:
         handler, servers = await start_inbound(config, router, pools)
     except StartupError:

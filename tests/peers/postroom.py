@@ -134,9 +134,12 @@ class PostroomServer(Peer):
             self.process.kill()
             self.process.wait(5)
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "-m", "postroom.cli.main", "-c", str(self.config_path), *args],
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=60,

@@ -5,7 +5,10 @@ $POSTROOM_CONFIG). Errors are one line on stderr naming the file and key (or
 the object) and exit status 2 for bad input / 1 for a failed check; never a
 traceback. Verbs (the contract in ARCHITECTURE.md; extend, never rename):
   serve · config check · config init · db upgrade ·
-  queue list | show ID | retry ID|--all | hold ID | release ID | delete ID | stats
+  queue list | show ID | retry ID|--all | hold ID | release ID | delete ID | stats ·
+  project add | list · domain add | list | verify | dns | check ·
+  domain dkim rotate | list | refresh · dns self ·
+  mailbox add | list | passwd | delete · alias add | list | delete · dovecot config | passwd
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from postroom.cli import config_cmd, queue_cmd
+from postroom.cli import config_cmd, domain_cmd, mailbox_cmd, queue_cmd
 from postroom.cli.common import CliError, add_config_option
 from postroom.config import ConfigError
 from postroom.core.errors import StartupError
@@ -43,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     config_cmd.register(verbs)
     queue_cmd.register(verbs)
+    domain_cmd.register(verbs)
+    mailbox_cmd.register(verbs)
     return parser
 
 

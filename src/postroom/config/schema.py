@@ -61,6 +61,14 @@ class StateConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SecretsConfig:
+    key_file: str = ""
+    """The appliance's secret (32 random bytes, mode 0600); empty = <state.dir>/secret.key.
+    Created at first use. DKIM private keys in the database are encrypted with a key
+    derived from it: every node sharing the database needs the same file."""
+
+
+@dataclass(frozen=True, slots=True)
 class DatabaseConfig:
     url: str = ""
     """SQLAlchemy URL; empty means SQLite at <state.dir>/postroom.db (WAL)."""
@@ -146,9 +154,43 @@ class DnsConfig:
     """Per-query lifetime; a timeout is a temporary failure, never a permanent one."""
     cache_max_ttl: Duration = Duration(3600)
     """Longest time an answer is cached, whatever its TTL says."""
+    spf: str = "include"
+    """How linked domains' SPF names our egress: "include" (include:<spf_host>, which
+    `postroom dns self` publishes) or "addresses" (ip4:/ip6: of every [[egress]])."""
+    spf_host: str = ""
+    """The SPF include host this appliance publishes; empty = _spf.<server.hostname>."""
+    report_address: str = ""
+    """Where DMARC aggregate and TLS-RPT reports go; empty = postmaster@<the domain>."""
 
     def validate(self, path: str) -> None:
         _check_listen(self.nameservers, f"{path}.nameservers")
+        if self.spf not in ("include", "addresses"):
+            raise ConfigError(f"{path}.spf", '"include" or "addresses"')
+        if self.report_address and "@" not in self.report_address:
+            raise ConfigError(f"{path}.report_address", "must be an address local@domain")
+
+
+@dataclass(frozen=True, slots=True)
+class DkimConfig:
+    algorithms: tuple[str, ...] = ("rsa",)
+    """Keys each verified domain gets: "rsa" (RSA-SHA256) and/or "ed25519" (RFC 8463)."""
+    rsa_bits: int = 2048
+    """RSA key size; 2048 fits in DNS and is what receivers expect (RFC 8301: at least 1024)."""
+    retire_after: Duration = Duration(7 * 86400)
+    """Grace period: a replaced key stays published this long so mail in flight still verifies."""
+    check_interval: Duration = Duration(600)
+    """How often `serve` looks for pending selectors in DNS to activate them."""
+
+    def validate(self, path: str) -> None:
+        if not self.algorithms:
+            raise ConfigError(f"{path}.algorithms", "name at least one: rsa, ed25519")
+        for index, algorithm in enumerate(self.algorithms):
+            if algorithm not in ("rsa", "ed25519"):
+                raise ConfigError(f"{path}.algorithms[{index}]", "rsa or ed25519")
+        if len(set(self.algorithms)) != len(self.algorithms):
+            raise ConfigError(f"{path}.algorithms", "each algorithm once")
+        if not 1024 <= self.rsa_bits <= 4096:
+            raise ConfigError(f"{path}.rsa_bits", "between 1024 and 4096")
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +331,15 @@ class HttpConfig:
 class MailboxConfig:
     root: str = ""
     """Maildir root; empty = <state.dir>/mail."""
+    dovecot_passwd_file: str = ""
+    """Dovecot passwd-file kept in step with the mailboxes; empty = <state.dir>/dovecot/passwd."""
+    min_password_length: int = 10
+    """Shortest password a mailbox may have (NIST SP 800-63B: length and a common-password
+    list, no composition rules)."""
+
+    def validate(self, path: str) -> None:
+        if self.min_password_length < 8:
+            raise ConfigError(f"{path}.min_password_length", "at least 8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,10 +359,12 @@ class LoggingConfig:
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    secrets: SecretsConfig = field(default_factory=SecretsConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     dns: DnsConfig = field(default_factory=DnsConfig)
+    dkim: DkimConfig = field(default_factory=DkimConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     egress: tuple[EgressConfig, ...] = ()
     pool: tuple[PoolConfig, ...] = ()
@@ -326,6 +379,22 @@ class Config:
     @property
     def database_url(self) -> str:
         return self.database.url or f"sqlite:///{self.state.dir}/postroom.db"
+
+    @property
+    def mail_root(self) -> str:
+        return self.mailbox.root or f"{self.state.dir}/mail"
+
+    @property
+    def secret_key_file(self) -> str:
+        return self.secrets.key_file or f"{self.state.dir}/secret.key"
+
+    @property
+    def dovecot_passwd_file(self) -> str:
+        return self.mailbox.dovecot_passwd_file or f"{self.state.dir}/dovecot/passwd"
+
+    @property
+    def spf_host(self) -> str:
+        return self.dns.spf_host or f"_spf.{self.server.hostname}"
 
     @property
     def default_pool(self) -> str:

@@ -9,6 +9,16 @@ Queue tables:
 - `messages`: bytes stored once with their envelope sender, pool and origin.
 - `deliveries`: one row per recipient, with its state (see `DeliveryState`),
   attempts, next attempt time, lease, and the last remote reply kept verbatim.
+
+Tenant tables (linked domains and mailboxes):
+- `projects`: a tenant with its message limit (NULL = unlimited).
+- `domains`: a domain linked to one project, `unverified` until its TXT proof
+  is seen; names are lower-case A-labels without the final dot.
+- `dkim_keys`: a domain's signing keys by selector, private key encrypted at
+  rest (see `postroom.mailbox.dkim_keys`); rows are never deleted, so a
+  selector is never reused.
+- `mailboxes`: an address on a verified domain, its argon2id password hash and quota.
+- `aliases`: `source` (an address, or "@domain" for the catch-all) → a mailbox.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     ForeignKey,
@@ -26,6 +37,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData(
@@ -55,6 +67,11 @@ class MessageOrigin(StrEnum):
     SUBMISSION = "submission"
     DSN = "dsn"  # a delivery status notification we generated
     CAMPAIGN = "campaign"
+
+
+class DomainState(StrEnum):
+    UNVERIFIED = "unverified"
+    VERIFIED = "verified"
 
 
 messages = Table(
@@ -95,4 +112,66 @@ deliveries = Table(
     Index("ix_deliveries_message", "message_id"),
     Index("ix_deliveries_lease", "lease_owner", "state"),
     Index("ix_deliveries_domain", "domain", "state"),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("message_limit", BigInteger, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+domains = Table(
+    "domains",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("name", String(253), nullable=False, unique=True),
+    Column("state", String(16), nullable=False),
+    Column("verification_token", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("verified_at", Float, nullable=True),
+    Index("ix_domains_project", "project_id"),
+)
+
+dkim_keys = Table(
+    "dkim_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("domain_id", Integer, ForeignKey("domains.id", ondelete="CASCADE"), nullable=False),
+    Column("selector", String(63), nullable=False),
+    Column("algorithm", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("private_key", LargeBinary, nullable=False),
+    Column("public_key", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("state_since", Float, nullable=False),
+    UniqueConstraint("domain_id", "selector"),
+)
+
+mailboxes = Table(
+    "mailboxes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("domain_id", Integer, ForeignKey("domains.id"), nullable=False),
+    Column("address", String(320), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("quota_bytes", BigInteger, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_mailboxes_domain", "domain_id"),
+)
+
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("domain_id", Integer, ForeignKey("domains.id"), nullable=False),
+    Column("source", String(320), nullable=False),
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("source", "mailbox_id"),
+    Index("ix_aliases_source", "source"),
 )

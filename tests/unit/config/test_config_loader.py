@@ -567,11 +567,13 @@ def test_reference_config_sections_follow_the_flow() -> None:
     order = [
         "[server]",
         "[state]",
+        "[secrets]",
         "[database]",
         "[smtp.inbound]",
         "[smtp.submission]",
         "[tls]",
         "[dns]",
+        "[dkim]",
         "[delivery]",
         "[[delivery.destination]]",
         "[[delivery.rule]]",

@@ -1,11 +1,15 @@
-"""Port 25 transaction rules: who may relay, recipient limits, and DATA to the queue.
+"""Port 25 transaction rules: local recipients, who may relay, limits, and DATA.
 
 The aiosmtpd hooks of the inbound listener. MAIL and RCPT are judged by
-`policy` (no open relay, no relay tricks); at the end of DATA the message is
-checked (bare CR/LF, pool header), stamped with a Received header, and handed
-to the router, which answers only after the queue's commit: the 250 carries the
-queue id. Errors inside become 451 4.3.0 with the session's queue id, never a
-traceback on the wire.
+`policy` (no open relay, no relay tricks). At RCPT a recipient of a verified
+linked domain is looked up (`LocalMail.resolve`, in a thread): a mailbox, alias
+or catch-all is accepted from anyone (550 5.1.1 when there is none, 452 4.2.2
+when its mailbox is full); any other recipient needs a relay network (554 5.7.1).
+At the end of DATA the message is checked (bare CR/LF, hops, quotas, pool
+header), stamped with a Received header, and handed to the router, which
+answers only after the Maildir fsync and the queue's commit: the 250 carries
+the queue id. Errors inside become 451 4.3.0 with the session's queue id, never
+a traceback on the wire.
 
 Untrusted input: the envelope and the message bytes.
 Config keys: [server] hostname; [smtp.inbound] relay_networks, max_recipients, max_hops.
@@ -13,6 +17,7 @@ Config keys: [server] hostname; [smtp.inbound] relay_networks, max_recipients, m
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -25,6 +30,8 @@ from aiosmtpd.smtp import Session as SmtpSession
 
 from postroom.core.reply import Reply
 from postroom.db.models import MessageOrigin
+from postroom.mailbox.accounts import LocalTarget, RecipientKind
+from postroom.mailbox.local import LocalMail
 from postroom.mta.inbound.policy import RelayNetworks, check_address, normalise_sender
 from postroom.mta.lanes.pools import PoolTable, UnknownPool
 from postroom.mta.queue.ids import new_queue_id
@@ -50,10 +57,13 @@ class InboundPolicy:
 
 
 class InboundHandler:
-    def __init__(self, policy: InboundPolicy, router: Router, pools: PoolTable) -> None:
+    def __init__(
+        self, policy: InboundPolicy, router: Router, pools: PoolTable, local: LocalMail
+    ) -> None:
         self.policy = policy
         self.router = router
         self.pools = pools
+        self.local = local
 
     async def handle_MAIL(
         self,
@@ -73,6 +83,7 @@ class InboundHandler:
         # Assigned at MAIL (as Postfix does) so that every log line of the
         # transaction, refusals included, carries the id the 250 will name.
         envelope.queue_id = new_queue_id()
+        envelope.local_targets = {}
         return Reply(250, "2.1.0", "Ok").wire()
 
     async def handle_RCPT(
@@ -92,7 +103,19 @@ class InboundHandler:
             log.info("queue_id=%s rcpt refused: %s", queue_id, refusal.text)
             return refusal.wire()
         client_ip = _client_ip(session)
-        if not self.policy.relay_networks.allows(client_ip):
+        resolution = await asyncio.to_thread(self.local.resolve, address)
+        if resolution.kind is RecipientKind.UNKNOWN:
+            log.info("queue_id=%s rcpt refused: no mailbox <%s>", queue_id, address)
+            return Reply(550, "5.1.1", f"<{address}>: no such mailbox here").wire()
+        if resolution.kind is RecipientKind.LOCAL:
+            refusal = await asyncio.to_thread(
+                self.local.quota_refusal, resolution.targets, _declared_size(envelope)
+            )
+            if refusal is not None:
+                log.info("queue_id=%s rcpt refused: %s", queue_id, refusal.text)
+                return refusal.wire()
+            envelope.local_targets[address] = resolution.targets
+        elif not self.policy.relay_networks.allows(client_ip):
             log.info("queue_id=%s relay denied client=%s rcpt=<%s>", queue_id, client_ip, address)
             return Reply.relay_denied(f"<{address}>: Relay access denied").wire()
         envelope.rcpt_tos.append(address)
@@ -132,28 +155,37 @@ class InboundHandler:
             recipient=envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None,
             esmtp=session.extended_smtp,
         )
+        local: dict[str, tuple[LocalTarget, ...]] = envelope.local_targets
+        local_targets = [target for targets in local.values() for target in targets]
+        content = received + headers + body
+        if local_targets:
+            refusal = await asyncio.to_thread(self.local.quota_refusal, local_targets, len(content))
+            if refusal is not None:
+                log.info("refused queue_id=%s: %s", queue_id, refusal.text)
+                return refusal.wire()
         message = NewMessage(
             queue_id=queue_id,
             mail_from=sender,
-            recipients=tuple(envelope.rcpt_tos),
-            body=received + headers + body,
+            recipients=tuple(r for r in envelope.rcpt_tos if r not in local),
+            body=content,
             pool=pool,
             origin=MessageOrigin.RELAY,
             created_at=time.time(),
             client_ip=client_ip,
         )
         try:
-            await self.router.accept(message)
+            await self.router.accept(message, local_targets)
         except Exception:
             log.exception("queue write failed queue_id=%s", queue_id)
             return Reply.temporary_failure(
                 f"Queue write failed, try again later ({queue_id})"
             ).wire()
         log.info(
-            "queued queue_id=%s from=<%s> nrcpt=%d size=%d pool=%s client=%s",
+            "queued queue_id=%s from=<%s> nrcpt=%d local=%d size=%d pool=%s client=%s",
             queue_id,
             sender,
-            len(envelope.rcpt_tos),
+            len(message.recipients),
+            len(local),
             len(message.body),
             pool,
             client_ip,
@@ -207,6 +239,15 @@ def _header_end(content: bytes) -> int:
         return 0
     index = content.find(b"\r\n\r\n")
     return len(content) if index < 0 else index + 2
+
+
+def _declared_size(envelope: Envelope) -> int:
+    """The SIZE= of MAIL FROM (RFC 1870), 0 when absent or malformed."""
+    for option in envelope.mail_options:
+        name, _, value = option.partition("=")
+        if name.upper() == "SIZE" and value.isdigit():
+            return int(value)
+    return 0
 
 
 def _client_ip(session: SmtpSession) -> str:

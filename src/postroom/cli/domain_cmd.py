@@ -1,0 +1,363 @@
+"""`postroom project add|list`, `postroom domain add|list|verify|dns|check`,
+`postroom domain dkim rotate|list|refresh`, `postroom dns self`.
+
+A project links a domain (`domain add` prints the TXT proof), proves it
+(`domain verify` looks the proof up through `[dns] nameservers` and, once
+found, creates the DKIM keys), publishes what `domain dns` prints, and checks
+it with `domain check` (exit 1 while a required record is wrong). Bad input:
+one line naming the problem, exit 2, nothing changed; a proof not found yet or
+a failed check: exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from postroom.cli.common import CliError, add_config_option, open_database, print_json
+from postroom.config import Config, load_config
+from postroom.core.dns import DnsError, Resolver
+from postroom.mailbox.directory import Directory, DirectoryError, Domain
+from postroom.mailbox.dkim_keys import KeyAlgorithm, SecretKeyError, dkim_txt_value
+from postroom.mailbox.keyring import PUBLISHED_STATES, Keyring, key_host
+from postroom.mailbox.names import InvalidName, display_domain, normalise_domain
+from postroom.mailbox.ownership import look_for_proof
+from postroom.mailbox.zone.audit import audit_domain
+from postroom.mailbox.zone.dmarc import is_dmarc
+from postroom.mailbox.zone.expected import (
+    DkimSelector,
+    DomainFacts,
+    Egress,
+    LiveTxt,
+    dmarc_host,
+    domain_records,
+    our_spf_mechanisms,
+    self_records,
+)
+from postroom.mailbox.zone.render import DnsRecord, records_json, render_bind, render_table
+from postroom.mailbox.zone.spf import is_spf
+
+FORMATS = ("bind", "table", "json")
+Handler = Callable[["Context", argparse.Namespace], int]
+
+
+class Context:
+    """What every command here needs, opened once."""
+
+    def __init__(self, config_path: str) -> None:
+        self.config: Config = load_config(config_path)
+        self.directory = Directory(open_database(config_path))
+        self.keyring = Keyring(self.directory, self.config.dkim, Path(self.config.secret_key_file))
+
+    def resolver(self) -> Resolver:
+        return Resolver.from_config(self.config.dns)
+
+    def domain(self, text: str) -> Domain:
+        return self.directory.domain(normalise_domain(text))
+
+
+def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    project = _group(verbs, "project", "tenants: projects own domains and mailboxes")
+    add = _action(project, "add", "create a project", _project_add)
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--message-limit", type=int, metavar="N", help="messages it may send")
+    _action(project, "list", "projects", _project_list)
+
+    domain = _group(verbs, "domain", "linked domains: proof, DNS records, DKIM keys")
+    domain_add = _action(domain, "add", "link a domain to a project", _domain_add)
+    domain_add.add_argument("domain", metavar="DOMAIN")
+    domain_add.add_argument("--project", required=True, metavar="NAME")
+    listing = _action(domain, "list", "linked domains", _domain_list)
+    listing.add_argument("--project", metavar="NAME")
+    verify = _action(domain, "verify", "look up the TXT proof; verified → DKIM keys", _verify)
+    verify.add_argument("domain", metavar="DOMAIN")
+    records = _action(domain, "dns", "every record the domain needs", _domain_dns)
+    records.add_argument("domain", metavar="DOMAIN")
+    records.add_argument("--format", choices=FORMATS, default="table")
+    check = _action(domain, "check", "compare live DNS with what is needed", _domain_check)
+    check.add_argument("domain", metavar="DOMAIN")
+
+    dkim_parser = domain.add_parser("dkim", help="DKIM keys and their rotation")
+    add_config_option(dkim_parser)
+    dkim = dkim_parser.add_subparsers(dest="dkim_verb", required=True, metavar="ACTION")
+    for name, help_text, handler in (
+        ("rotate", "create the next key (pending until DNS shows it)", _dkim_rotate),
+        ("list", "selectors and their states", _dkim_list),
+        ("refresh", "activate pending keys DNS shows; retire old ones", _dkim_refresh),
+    ):
+        _action(dkim, name, help_text, handler).add_argument("domain", metavar="DOMAIN")
+
+    dns = _group(verbs, "dns", "records of this appliance itself")
+    own = _action(dns, "self", "the SPF include host and reverse DNS of egress IPs", _dns_self)
+    own.add_argument("--format", choices=FORMATS, default="table")
+
+
+def _group(verbs: argparse._SubParsersAction, name: str, help_text: str):  # type: ignore[no-untyped-def,type-arg]
+    parser = verbs.add_parser(name, help=help_text)
+    add_config_option(parser)
+    return parser.add_subparsers(dest=f"{name}_verb", required=True, metavar="ACTION")
+
+
+def _action(group, name: str, help_text: str, handler: Handler) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+    parser: argparse.ArgumentParser = group.add_parser(name, help=help_text)
+    add_config_option(parser)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(handler=lambda args: _run(handler, args))
+    return parser
+
+
+def _run(handler: Handler, args: argparse.Namespace) -> int:
+    try:
+        return handler(Context(args.config), args)
+    except (DirectoryError, InvalidName) as error:
+        raise CliError(str(error)) from None
+    except SecretKeyError as error:
+        raise CliError(str(error), exit_status=1) from None
+
+
+# -- projects -------------------------------------------------------------------
+
+
+def _project_add(ctx: Context, args: argparse.Namespace) -> int:
+    project = ctx.directory.add_project(args.name, args.message_limit)
+    if args.json:
+        print_json({"name": project.name, "message_limit": project.message_limit})
+    else:
+        limit = project.message_limit if project.message_limit is not None else "none"
+        print(f"project {project.name} created (message limit: {limit})")
+    return 0
+
+
+def _project_list(ctx: Context, args: argparse.Namespace) -> int:
+    rows = [
+        {"name": p.name, "message_limit": p.message_limit, "domains": 0}
+        for p in ctx.directory.projects()
+    ]
+    for domain in ctx.directory.domains():
+        next(row for row in rows if row["name"] == domain.project)["domains"] += 1  # type: ignore[operator]
+    if args.json:
+        print_json(rows)
+        return 0
+    print(f"{'PROJECT':24}  {'MESSAGE LIMIT':>13}  DOMAINS")
+    for row in rows:
+        limit = row["message_limit"] if row["message_limit"] is not None else "-"
+        print(f"{row['name']:24}  {limit:>13}  {row['domains']}")
+    return 0
+
+
+# -- domains --------------------------------------------------------------------
+
+
+def _proof_record(domain: Domain) -> DnsRecord:
+    return DnsRecord(
+        domain.name, "TXT", domain.verification_text, True, "proves that this project owns it"
+    )
+
+
+def _domain_add(ctx: Context, args: argparse.Namespace) -> int:
+    domain = ctx.directory.add_domain(normalise_domain(args.domain), args.project)
+    record = _proof_record(domain)
+    if args.json:
+        print_json({**_domain_json(domain), "record": records_json([record])[0]})
+        return 0
+    print(f"domain {display_domain(domain.name)} added to project {domain.project} (unverified)")
+    print("publish this record, then run `postroom domain verify`:")
+    print(render_bind([record]), end="")
+    return 0
+
+
+def _domain_json(domain: Domain) -> dict[str, object]:
+    return {
+        "domain": domain.name,
+        "project": domain.project,
+        "state": domain.state.value,
+        "verification": domain.verification_text,
+    }
+
+
+def _domain_list(ctx: Context, args: argparse.Namespace) -> int:
+    domains = ctx.directory.domains(args.project)
+    if args.json:
+        print_json([_domain_json(domain) for domain in domains])
+        return 0
+    print(f"{'DOMAIN':40}  {'PROJECT':20}  STATE")
+    for domain in domains:
+        print(f"{display_domain(domain.name):40}  {domain.project:20}  {domain.state.value}")
+    return 0
+
+
+def _verify(ctx: Context, args: argparse.Namespace) -> int:
+    domain = ctx.domain(args.domain)
+    if domain.verified:
+        print(f"domain {domain.name} is already verified")
+        return 0
+    result = asyncio.run(look_for_proof(ctx.resolver(), domain))
+    if not result.found:
+        if args.json:
+            print_json({**_domain_json(domain), "found": False, "message": result.message})
+            return 1
+        raise CliError(f"domain {domain.name} not verified: {result.message}", exit_status=1)
+    domain = ctx.directory.mark_verified(domain.name, ctx.keyring.first_keys(domain.name))
+    selectors = [key.selector for key in ctx.directory.dkim_keys(domain.name)]
+    if args.json:
+        print_json({**_domain_json(domain), "found": True, "dkim_selectors": selectors})
+    else:
+        print(f"domain {domain.name} verified: {result.message}")
+        print(f"DKIM selector(s) {', '.join(selectors)} created; publish `postroom domain dns`")
+    return 0
+
+
+def domain_facts(ctx: Context, domain: Domain) -> DomainFacts:
+    config = ctx.config
+    egress = [Egress(e.address, e.helo or config.server.hostname) for e in config.egress]
+    keys = [k for k in ctx.directory.dkim_keys(domain.name) if k.state in PUBLISHED_STATES]
+    return DomainFacts(
+        domain=domain.name,
+        verification_text=domain.verification_text,
+        mail_host=config.server.hostname.lower().rstrip("."),
+        spf_mechanisms=our_spf_mechanisms(config.dns.spf, config.spf_host.lower(), egress),
+        report_address=config.dns.report_address or f"postmaster@{domain.name}",
+        dkim=tuple(
+            DkimSelector(
+                key.selector, key.state, dkim_txt_value(KeyAlgorithm(key.algorithm), key.public_key)
+            )
+            for key in keys
+        ),
+    )
+
+
+async def _live_txt(resolver: Resolver, domain: str) -> LiveTxt:
+    """The published SPF and DMARC records the snippet must merge with (best effort)."""
+    spf: tuple[str, ...] = ()
+    dmarc = None
+    # No answer (or a failed lookup) means nothing to merge with: the snippet
+    # then shows the record to create, and `domain check` reports the failure.
+    with contextlib.suppress(DnsError):
+        spf = tuple(r for r in await resolver.txt(domain) if is_spf(r))
+    with contextlib.suppress(DnsError):
+        found = [r for r in await resolver.txt(dmarc_host(domain)) if is_dmarc(r)]
+        dmarc = found[0] if len(found) == 1 else None
+    return LiveTxt(spf=spf, dmarc=dmarc)
+
+
+def _domain_dns(ctx: Context, args: argparse.Namespace) -> int:
+    domain = ctx.domain(args.domain)
+    live = asyncio.run(_live_txt(ctx.resolver(), domain.name))
+    records = domain_records(domain_facts(ctx, domain), live)
+    if not domain.verified:
+        note = "unverified: DKIM keys are created by `postroom domain verify`"
+    else:
+        note = f"verified {_date(domain.verified_at)}"
+    _print_records(records, "json" if args.json else args.format, f"{domain.name} ({note})")
+    return 0
+
+
+def _print_records(records: list[DnsRecord], form: str, title: str) -> None:
+    if form == "json":
+        print_json(records_json(records))
+    elif form == "bind":
+        print(render_bind(records, header=f"records for {title}, generated by postroom"), end="")
+    else:
+        print(f"records for {title}")
+        print(render_table(records), end="")
+
+
+def _domain_check(ctx: Context, args: argparse.Namespace) -> int:
+    domain = ctx.domain(args.domain)
+    report = asyncio.run(audit_domain(domain_facts(ctx, domain), ctx.resolver()))
+    if args.json:
+        print_json(report.as_json())
+    else:
+        print(f"{'VERDICT':8}  {'REQ':3}  {'TYPE':5}  NAME")
+        for row in report.rows:
+            print(f"{row.verdict:8}  {'yes' if row.required else 'no':3}  {row.type:5}  {row.name}")
+            if row.verdict != "ok":
+                print(f"{'':20}expected: {row.expected}")
+                print(f"{'':20}found:    {row.found or '(nothing)'}")
+            print(f"{'':20}{row.reason}")
+        print("ok" if report.ok else "NOT OK: a required record is missing or wrong")
+    return 0 if report.ok else 1
+
+
+# -- DKIM -------------------------------------------------------------------------
+
+
+def _dkim_rotate(ctx: Context, args: argparse.Namespace) -> int:
+    domain = ctx.domain(args.domain)
+    new = ctx.keyring.rotate(domain.name)
+    if args.json:
+        print_json([{"selector": key.selector, "algorithm": key.algorithm} for key in new])
+        return 0
+    for key in new:
+        print(f"selector {key.selector} ({key.algorithm}) created as pending; publish:")
+        record = DnsRecord(
+            key_host(key.selector, domain.name),
+            "TXT",
+            dkim_txt_value(KeyAlgorithm(key.algorithm), key.public_key),
+            True,
+            "the next DKIM key; it starts signing once DNS shows it",
+        )
+        print(render_bind([record]), end="")
+    return 0
+
+
+def _dkim_list(ctx: Context, args: argparse.Namespace) -> int:
+    domain = ctx.domain(args.domain)
+    rows = [
+        {
+            "selector": key.selector,
+            "algorithm": key.algorithm,
+            "state": key.state,
+            "since": key.state_since,
+            "created_at": key.created_at,
+        }
+        for key in ctx.directory.dkim_keys(domain.name)
+    ]
+    if args.json:
+        print_json(rows)
+        return 0
+    print(f"{'SELECTOR':28}  {'ALGORITHM':9}  {'STATE':8}  SINCE")
+    for row in rows:
+        print(
+            f"{row['selector']:28}  {row['algorithm']:9}  {row['state']:8}  {_date(row['since'])}"
+        )
+    return 0
+
+
+def _dkim_refresh(ctx: Context, args: argparse.Namespace) -> int:
+    domain = ctx.domain(args.domain)
+    transitions = asyncio.run(ctx.keyring.refresh(domain.name, ctx.resolver()))
+    if args.json:
+        print_json(
+            [
+                {"selector": t.selector, "from": t.from_state, "to": t.to_state, "reason": t.reason}
+                for t in transitions
+            ]
+        )
+        return 0
+    for t in transitions:
+        print(f"{t.selector}: {t.from_state} → {t.to_state} ({t.reason})")
+    if not transitions:
+        print("no change")
+    return 0
+
+
+def _dns_self(ctx: Context, args: argparse.Namespace) -> int:
+    config = ctx.config
+    egress = [Egress(e.address, e.helo or config.server.hostname) for e in config.egress]
+    records = self_records(
+        config.server.hostname.lower().rstrip("."), config.spf_host.lower(), egress
+    )
+    form = "json" if args.json else args.format
+    _print_records(records, form, f"this appliance ({config.server.hostname})")
+    return 0
+
+
+def _date(timestamp: object) -> str:
+    if not isinstance(timestamp, int | float):
+        return "-"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -1,0 +1,270 @@
+"""`postroom mailbox add|list|passwd|delete`, `postroom alias add|list|delete`,
+`postroom dovecot config|passwd`.
+
+Mailboxes live on verified domains only. Passwords come from stdin
+(`--password-stdin`, one line), from a prompt on a terminal, or are generated
+and printed once; weak ones are refused before anything is written. Every
+change rewrites the Dovecot passwd-file ([mailbox] dovecot_passwd_file) so
+that IMAP logins follow at once. Bad input: one line naming the problem, exit 2,
+nothing half-created.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import secrets
+import sys
+from pathlib import Path
+
+from postroom.cli.common import CliError, add_config_option, open_database, print_json
+from postroom.config import Config, ConfigError, load_config
+from postroom.config.loader import parse_size
+from postroom.mailbox.accounts import Accounts
+from postroom.mailbox.directory import DirectoryError
+from postroom.mailbox.dovecot import DovecotMailbox, render_config, write_passwd_file
+from postroom.mailbox.maildir import MaildirError, ensure_maildir, remove_maildir, set_quota, usage
+from postroom.mailbox.names import InvalidName, normalise_address, normalise_domain
+from postroom.mailbox.passwords import hash_password, weakness
+
+
+def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    mailbox = _group(verbs, "mailbox", "mailboxes of verified domains")
+    add = _action(mailbox, "add", "create a mailbox and its Maildir", _add)
+    add.add_argument("address", metavar="ADDRESS")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.add_argument("--quota", metavar="SIZE", help="e.g. 500MB, 2GiB (default: none)")
+    listing = _action(mailbox, "list", "mailboxes with quota and usage", _list)
+    listing.add_argument("--domain")
+    listing.add_argument("--project")
+    passwd = _action(mailbox, "passwd", "set a mailbox's password", _passwd)
+    passwd.add_argument("address", metavar="ADDRESS")
+    passwd.add_argument("--password-stdin", action="store_true")
+    remove = _action(mailbox, "delete", "delete a mailbox (and the aliases to it)", _delete)
+    remove.add_argument("address", metavar="ADDRESS")
+    remove.add_argument("--yes", action="store_true", help="really delete")
+    remove.add_argument(
+        "--remove-maildir", action="store_true", help="also delete the stored mail (default: keep)"
+    )
+
+    alias = _group(verbs, "alias", "aliases and catch-alls (FROM = address or @domain)")
+    alias_add = _action(alias, "add", "deliver mail for FROM to mailbox TO", _alias_add)
+    alias_add.add_argument("source", metavar="FROM")
+    alias_add.add_argument("target", metavar="TO")
+    alias_list = _action(alias, "list", "aliases", _alias_list)
+    alias_list.add_argument("--domain")
+    alias_list.add_argument("--project")
+    alias_delete = _action(alias, "delete", "remove an alias", _alias_delete)
+    alias_delete.add_argument("source", metavar="FROM")
+    alias_delete.add_argument("target", metavar="TO", nargs="?")
+
+    dovecot = _group(verbs, "dovecot", "what Dovecot needs to serve the Maildirs over IMAP")
+    _action(dovecot, "config", "print a Dovecot config snippet", _dovecot_config)
+    _action(dovecot, "passwd", "rewrite the Dovecot passwd-file now", _dovecot_passwd)
+
+
+def _group(verbs: argparse._SubParsersAction, name: str, help_text: str):  # type: ignore[no-untyped-def,type-arg]
+    parser = verbs.add_parser(name, help=help_text)
+    add_config_option(parser)
+    return parser.add_subparsers(dest=f"{name}_verb", required=True, metavar="ACTION")
+
+
+def _action(group, name: str, help_text: str, handler) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+    parser: argparse.ArgumentParser = group.add_parser(name, help=help_text)
+    add_config_option(parser)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(handler=lambda args: _run(handler, args))
+    return parser
+
+
+def _run(handler, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    config = load_config(args.config)
+    accounts = Accounts(open_database(args.config), Path(config.mail_root))
+    try:
+        return int(handler(config, accounts, args))
+    except (DirectoryError, InvalidName) as error:
+        raise CliError(str(error)) from None
+    except MaildirError as error:
+        raise CliError(str(error), exit_status=1) from None
+
+
+def _address(text: str) -> str:
+    local, domain = normalise_address(text)
+    return f"{local}@{domain}"
+
+
+def _read_password(args: argparse.Namespace, address: str, config: Config) -> tuple[str, bool]:
+    """(password, generated?) — from stdin, a terminal prompt, or generated."""
+    if args.password_stdin:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+        generated = False
+    elif sys.stdin.isatty():
+        password = getpass.getpass(f"password for {address}: ")
+        if getpass.getpass("again: ") != password:
+            raise CliError("the two passwords differ; nothing changed")
+        generated = False
+    else:
+        password, generated = secrets.token_urlsafe(18), True
+    problem = weakness(password, address, config.mailbox.min_password_length)
+    if problem is not None:
+        raise CliError(f"mailbox {address}: {problem}; nothing changed")
+    return password, generated
+
+
+def _quota(text: str | None) -> int:
+    if text is None:
+        return 0
+    try:
+        return int(parse_size(text, "--quota"))
+    except ConfigError:
+        raise CliError(f"--quota {text!r}: not a size (e.g. 500MB, 2GiB, 0 for none)") from None
+
+
+def _add(config: Config, accounts: Accounts, args: argparse.Namespace) -> int:
+    address = _address(args.address)
+    quota = _quota(args.quota)
+    password, generated = _read_password(args, address, config)
+    mailbox = accounts.add_mailbox(address, hash_password(password), quota)
+    try:
+        ensure_maildir(mailbox.maildir)
+        set_quota(mailbox.maildir, quota)
+    except (OSError, MaildirError) as error:
+        accounts.delete_mailbox(address)  # nothing half-created
+        raise CliError(f"mailbox {address}: cannot create {mailbox.maildir}: {error}") from None
+    sync_dovecot(config, accounts)
+    if args.json:
+        print_json({"address": address, "maildir": str(mailbox.maildir), "quota_bytes": quota})
+    else:
+        print(f"mailbox {address} created, Maildir {mailbox.maildir}")
+    if generated:
+        print(f"password: {password}  (shown once)", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _list(config: Config, accounts: Accounts, args: argparse.Namespace) -> int:
+    domain = normalise_domain(args.domain) if args.domain else None
+    rows = []
+    for mailbox in accounts.mailboxes(domain=domain, project=args.project):
+        used = usage(mailbox.maildir) if mailbox.maildir.is_dir() else None
+        rows.append(
+            {
+                "address": mailbox.address,
+                "project": mailbox.project,
+                "quota_bytes": mailbox.quota_bytes,
+                "used_bytes": used.bytes_used if used else 0,
+                "messages": used.messages if used else 0,
+                "maildir": str(mailbox.maildir),
+            }
+        )
+    if args.json:
+        print_json(rows)
+        return 0
+    print(f"{'ADDRESS':40}  {'PROJECT':16}  {'USED':>10}  {'QUOTA':>10}  MESSAGES")
+    for row in rows:
+        quota = row["quota_bytes"] or "-"
+        print(
+            f"{row['address']:40}  {row['project']:16}  {row['used_bytes']:>10}  {quota:>10}  "
+            f"{row['messages']}"
+        )
+    return 0
+
+
+def _passwd(config: Config, accounts: Accounts, args: argparse.Namespace) -> int:
+    address = _address(args.address)
+    accounts.mailbox(address)  # exists, before asking for a password
+    password, generated = _read_password(args, address, config)
+    accounts.set_password(address, hash_password(password))
+    sync_dovecot(config, accounts)
+    print(f"password of {address} changed")
+    if generated:
+        print(f"password: {password}  (shown once)")
+    return 0
+
+
+def _delete(config: Config, accounts: Accounts, args: argparse.Namespace) -> int:
+    address = _address(args.address)
+    mailbox = accounts.mailbox(address)
+    if not args.yes:
+        keep = "removed" if args.remove_maildir else "kept"
+        raise CliError(
+            f"mailbox {address}: add --yes to delete it (its Maildir {mailbox.maildir} "
+            f"would be {keep}); nothing changed"
+        )
+    _, removed_aliases = accounts.delete_mailbox(address)
+    sync_dovecot(config, accounts)
+    for source in removed_aliases:
+        print(f"alias {source} → {address} removed")
+    if args.remove_maildir and mailbox.maildir.exists():
+        remove_maildir(mailbox.maildir)
+        print(f"mailbox {address} deleted, Maildir {mailbox.maildir} removed")
+    else:
+        print(f"mailbox {address} deleted, Maildir {mailbox.maildir} kept")
+    return 0
+
+
+def _alias_source(text: str) -> str:
+    if text.startswith("@"):
+        return "@" + normalise_domain(text[1:])
+    return _address(text)
+
+
+def _alias_add(config: Config, accounts: Accounts, args: argparse.Namespace) -> int:
+    alias = accounts.add_alias(_alias_source(args.source), _address(args.target))
+    kind = "catch-all" if alias.source.startswith("@") else "alias"
+    print(f"{kind} {alias.source} → {alias.target}")
+    return 0
+
+
+def _alias_list(config: Config, accounts: Accounts, args: argparse.Namespace) -> int:
+    domain = normalise_domain(args.domain) if args.domain else None
+    rows = accounts.aliases(domain=domain, project=args.project)
+    if args.json:
+        print_json([{"from": a.source, "to": a.target, "domain": a.domain} for a in rows])
+        return 0
+    for alias in rows:
+        print(f"{alias.source:40}  →  {alias.target}")
+    return 0
+
+
+def _alias_delete(config: Config, accounts: Accounts, args: argparse.Namespace) -> int:
+    target = _address(args.target) if args.target else None
+    count = accounts.delete_alias(_alias_source(args.source), target)
+    print(f"{count} alias(es) removed")
+    return 0
+
+
+def sync_dovecot(config: Config, accounts: Accounts) -> None:
+    """Rewrite the passwd-file from the database (atomic; Dovecot re-reads it by mtime)."""
+    mailboxes = [
+        DovecotMailbox(
+            address=mailbox.address,
+            password_hash=mailbox.password_hash,
+            maildir=str(mailbox.maildir),
+            quota_bytes=mailbox.quota_bytes,
+        )
+        for mailbox in accounts.mailboxes()
+    ]
+    path = Path(config.dovecot_passwd_file)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+        write_passwd_file(path, mailboxes)
+    except OSError as error:
+        raise CliError(f"{path}: cannot write the Dovecot passwd-file: {error}", 1) from None
+
+
+def _dovecot_config(config: Config, accounts: Accounts, args: argparse.Namespace) -> int:
+    print(
+        render_config(
+            passwd_file=config.dovecot_passwd_file,
+            mail_root=config.mail_root,
+            mail_user="postroom",
+            mail_group="postroom",
+        )
+    )
+    return 0
+
+
+def _dovecot_passwd(config: Config, accounts: Accounts, args: argparse.Namespace) -> int:
+    sync_dovecot(config, accounts)
+    print(f"{config.dovecot_passwd_file}: written")
+    return 0

@@ -1,0 +1,74 @@
+"""Local delivery: which recipients are ours, quotas, and Maildir storage.
+
+`LocalMail` is what the SMTP session asks at RCPT (`resolve`, `quota_refusal`)
+and what the router calls at the end of DATA (`store`). All of it is blocking
+(database, files): callers run it in a thread. `store` returns only after every
+copy is fsynced into `new/` (see `maildir.deliver`), so a 250 that follows it
+means the mail is on disk.
+
+Quota rules (Maildir++ accounting, `maildir.usage`): a mailbox at or over its
+quota refuses new mail with 452 4.2.2 (temporary: the owner may make room); a
+message that alone is larger than the quota is refused with 552 5.2.2 at RCPT
+(when MAIL FROM declared SIZE=) or at DATA.
+
+Untrusted input: envelope addresses and message bytes (stored as received).
+RFC 5321 4.4: the final delivery adds Return-Path with the envelope sender.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import idna
+
+from postroom.core.reply import Reply
+from postroom.mailbox.accounts import NOT_LOCAL, Accounts, LocalTarget, Resolution
+from postroom.mailbox.maildir import deliver, ensure_maildir, usage
+
+
+class LocalMail:
+    def __init__(self, accounts: Accounts, hostname: str) -> None:
+        self.accounts = accounts
+        self.hostname = hostname
+
+    def resolve(self, address: str) -> Resolution:
+        local, _, domain = address.rpartition("@")
+        if not domain.isascii():
+            try:
+                domain = idna.encode(domain, uts46=True).decode("ascii")
+            except idna.IDNAError:
+                return NOT_LOCAL
+        return self.accounts.resolve(f"{local.lower()}@{domain.lower().rstrip('.')}")
+
+    def quota_refusal(self, targets: Iterable[LocalTarget], size_bytes: int = 0) -> Reply | None:
+        """452 4.2.2 for a full mailbox, 552 5.2.2 for a message bigger than a quota."""
+        for target in targets:
+            if not target.quota_bytes:
+                continue
+            if size_bytes > target.quota_bytes:
+                return Reply(
+                    552, "5.2.2", f"<{target.address}>: message is larger than the mailbox quota"
+                )
+            used = usage(target.maildir).bytes_used
+            if used >= target.quota_bytes or used + size_bytes > target.quota_bytes:
+                return Reply(452, "4.2.2", f"<{target.address}>: mailbox is full")
+        return None
+
+    def store(self, content: bytes, targets: Iterable[LocalTarget]) -> list[str]:
+        """One copy per distinct mailbox; returns the file names written."""
+        written = []
+        seen = set()
+        for target in targets:
+            if target.address in seen:
+                continue
+            seen.add(target.address)
+            ensure_maildir(target.maildir)
+            written.append(
+                deliver(
+                    target.maildir,
+                    content,
+                    hostname=self.hostname,
+                    quota_bytes=target.quota_bytes,
+                )
+            )
+        return written

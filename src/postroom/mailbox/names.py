@@ -1,0 +1,101 @@
+"""Domain names and mailbox addresses as postroom stores them.
+
+`normalise_domain(text)` turns what an operator typed into the one form the
+database, the router and DNS use: lower case, no final dot, IDNA 2008 A-labels
+(UTS 46 mapping, so "Bücher.Example." and "xn--bcher-kva.example" are the same
+domain). It refuses, with a message naming the problem, anything that cannot be
+a mail domain of ours: empty or over-long labels, a single label, an IP address,
+or a public suffix ("co.uk", "github.io": those belong to a registry, not to a
+project). `normalise_address(text)` does the same for `local@domain`, with a
+dot-atom local part (RFC 5321 4.1.2, 4.5.3.1 limits) kept in lower case:
+mailboxes are matched case-insensitively, as every mainstream server does.
+
+Untrusted input: operator text and envelope addresses.
+RFCs: 5890-5892 (IDNA 2008), UTS #46, 5321, 1035 (label and name lengths).
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+
+import idna
+from publicsuffixlist import PublicSuffixList
+
+_ATOM = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+$")
+MAX_LOCAL_PART = 64
+
+
+class InvalidName(ValueError):
+    """Text that is not an acceptable domain or address; the message says why."""
+
+
+@functools.cache
+def _public_suffixes() -> PublicSuffixList:
+    # Parsing the bundled list takes ~50 ms: once per process, on first use.
+    return PublicSuffixList()
+
+
+def normalise_domain(text: str) -> str:
+    """The stored form of a domain (see module docstring); raises `InvalidName`."""
+    name = text.strip()
+    if name.endswith("."):
+        name = name[:-1]
+    if not name:
+        raise InvalidName("empty domain name")
+    if _is_ip_address(name.strip("[]")):
+        raise InvalidName(f"{text!r} is an IP address, not a domain name")
+    try:
+        ascii_name = idna.encode(name, uts46=True).decode("ascii")
+    except idna.IDNAError as error:
+        raise InvalidName(f"{text!r} is not a valid domain name: {error}") from None
+    # idna keeps a final dot, and UTS 46 maps dots such as "\u3002" to ".": check the result too.
+    if ascii_name.endswith("."):
+        raise InvalidName(f"{text!r} is not a valid domain name: empty label")
+    if _is_ip_address(ascii_name):
+        raise InvalidName(f"{text!r} is an IP address, not a domain name")
+    if "." not in ascii_name:
+        raise InvalidName(f"{text!r} has a single label: a mail domain needs at least two")
+    if ascii_name.rpartition(".")[2].isdigit():
+        # RFC 3696 2: no top-level domain is all-numeric; "1.2.3" reads as an address.
+        raise InvalidName(f"{text!r} ends in a numeric label: not a domain name")
+    if _public_suffixes().is_public(ascii_name):
+        raise InvalidName(f"{text!r} is a public suffix: link a domain registered under it")
+    return ascii_name
+
+
+def _is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def display_domain(ascii_name: str) -> str:
+    """The Unicode form for people (U-labels), or the name as is when it has none."""
+    if "xn--" not in ascii_name:
+        return ascii_name
+    try:
+        return idna.decode(ascii_name)
+    except idna.IDNAError:
+        return ascii_name
+
+
+def normalise_address(text: str) -> tuple[str, str]:
+    """(local part, domain) of `local@domain`; raises `InvalidName`."""
+    address = text.strip()
+    if address.startswith("<") and address.endswith(">"):
+        address = address[1:-1]
+    local, at, domain = address.rpartition("@")
+    if not at or not local:
+        raise InvalidName(f"{text!r} is not an address: expected local-part@domain")
+    local = local.lower()
+    if len(local.encode()) > MAX_LOCAL_PART:
+        raise InvalidName(f"{text!r}: local part longer than {MAX_LOCAL_PART} octets")
+    if any(not atom or not _ATOM.match(atom) for atom in local.split(".")):
+        raise InvalidName(
+            f"{text!r}: local part must be dot-separated letters, digits and !#$%&'*+/=?^_`{{|}}~-"
+        )
+    return local, normalise_domain(domain)

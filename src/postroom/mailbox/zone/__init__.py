@@ -1,0 +1,1 @@
+"""DNS records of linked domains: SPF and DMARC logic, rendering for a DNS admin."""

@@ -1,0 +1,198 @@
+"""Dovecot passwd-file and config rendering: exact lines, refusals of anything
+that would break the format, and the atomic 0640 write (postroom.mailbox.dovecot)."""
+
+from __future__ import annotations
+
+import grp
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from postroom.mailbox.dovecot import (
+    DovecotMailbox,
+    render_config,
+    render_passwd_file,
+    write_passwd_file,
+)
+
+HASH = "$argon2id$v=19$m=65536,t=3,p=1$c2FsdHNhbHRzYWx0$3mCzWv7P0eQf0bSxTtq2K3Ywq9vQvHh1bq6gLrD0v1I"
+
+
+def mailbox(
+    address: str = "alice@example.test",
+    password_hash: str = HASH,
+    maildir: str = "/var/mail/example.test/alice",
+    quota_bytes: int = 0,
+) -> DovecotMailbox:
+    return DovecotMailbox(address, password_hash, maildir, quota_bytes)
+
+
+def test_one_line_per_mailbox_with_maildir_and_quota_in_bytes() -> None:
+    text = render_passwd_file(
+        [
+            mailbox("Alice@Example.TEST", quota_bytes=10_485_760),
+            mailbox("bob@example.test", maildir="/var/mail/example.test/bob"),
+        ]
+    )
+    assert text == (
+        f"alice@example.test:{{ARGON2ID}}{HASH}::::::"
+        "userdb_mail=maildir:/var/mail/example.test/alice"
+        " userdb_quota_rule=*:storage=10485760B\n"
+        f"bob@example.test:{{ARGON2ID}}{HASH}::::::"
+        "userdb_mail=maildir:/var/mail/example.test/bob\n"
+    )
+    # user:password:uid:gid:gecos:home:shell:extra_fields; Dovecot joins every
+    # field past the seventh back into the extra fields, colons included.
+    for line in text.splitlines():
+        assert line.split(":", 7)[2:7] == ["", "", "", "", ""]
+
+
+def test_no_mailboxes_is_an_empty_file() -> None:
+    assert render_passwd_file([]) == ""
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "ali:ce@example.test",
+        "alice@example.test\nbob@example.test",
+        "al ice@example.test",
+        "alice%u@example.test",
+        "#alice@example.test",
+        "alice",
+        "@example.test",
+        "alice@",
+        "",
+    ],
+)
+def test_an_address_that_would_break_the_line_is_refused(address: str) -> None:
+    with pytest.raises(ValueError):
+        render_passwd_file([mailbox(address)])
+
+
+@pytest.mark.parametrize(
+    "maildir",
+    [
+        "/var/mail/a:b",
+        "/var/mail/a b",
+        "/var/mail/a\n",
+        "/var/mail/%d/%n",
+        "var/mail/relative",
+        "",
+    ],
+)
+def test_a_maildir_that_would_break_the_line_is_refused(maildir: str) -> None:
+    with pytest.raises(ValueError):
+        render_passwd_file([mailbox(maildir=maildir)])
+
+
+@pytest.mark.parametrize(
+    "password_hash",
+    [
+        "plaintext",
+        HASH.replace("argon2id", "argon2i"),
+        HASH + ":0",
+        HASH + "\nmallory@example.test:{PLAIN}x",
+        "{ARGON2ID}" + HASH,
+    ],
+)
+def test_a_hash_that_is_not_a_bare_argon2id_phc_string_is_refused(password_hash: str) -> None:
+    with pytest.raises(ValueError):
+        render_passwd_file([mailbox(password_hash=password_hash)])
+
+
+def test_negative_quota_and_duplicate_addresses_are_refused() -> None:
+    with pytest.raises(ValueError):
+        render_passwd_file([mailbox(quota_bytes=-1)])
+    with pytest.raises(ValueError, match="two mailboxes"):
+        render_passwd_file([mailbox("alice@example.test"), mailbox("ALICE@example.test")])
+
+
+def test_write_is_atomic_with_mode_0640(tmp_path: Path) -> None:
+    path = tmp_path / "passwd"
+    path.write_text("old\n")
+    old_inode = path.stat().st_ino
+    write_passwd_file(path, [mailbox()])
+    assert path.read_text() == render_passwd_file([mailbox()])
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert path.stat().st_ino != old_inode  # a new file renamed over the old one
+    assert [entry.name for entry in tmp_path.iterdir()] == ["passwd"]
+
+
+def test_a_refused_mailbox_leaves_the_old_file_alone(tmp_path: Path) -> None:
+    path = tmp_path / "passwd"
+    path.write_text("old\n")
+    with pytest.raises(ValueError):
+        write_passwd_file(path, [mailbox("bad:address@example.test")])
+    assert path.read_text() == "old\n"
+    assert [entry.name for entry in tmp_path.iterdir()] == ["passwd"]
+
+
+def test_write_sets_the_given_group_or_keeps_the_replaced_files_group(tmp_path: Path) -> None:
+    other = grp.getgrnam("nogroup")
+    assert other.gr_gid != os.getegid()
+    path = tmp_path / "passwd"
+    write_passwd_file(path, [mailbox()], group="nogroup")
+    assert path.stat().st_gid == other.gr_gid
+    write_passwd_file(path, [])
+    assert path.stat().st_gid == other.gr_gid
+    assert path.read_text() == ""
+
+
+def test_config_reads_the_passwd_file_with_argon2id_and_serves_imap() -> None:
+    text = render_config(
+        passwd_file="/etc/dovecot/postroom.passwd",
+        mail_root="/var/lib/postroom/mail/",
+        mail_user="vmail",
+        mail_group="vmail",
+        listen="127.0.0.1, ::1",
+        imap_port=1143,
+    )
+    assert "  args = scheme=ARGON2ID /etc/dovecot/postroom.passwd\n" in text
+    assert "  args = /etc/dovecot/postroom.passwd\n" in text
+    assert "  default_fields = uid=vmail gid=vmail\n" in text
+    assert "\nmail_location = maildir:/var/lib/postroom/mail/%d/%n\n" in text
+    assert "    address = 127.0.0.1, ::1\n    port = 1143\n" in text
+    assert "\nmail_plugins = $mail_plugins quota\n" in text
+    assert "  quota = maildir:User quota\n" in text
+    # Braces balance outside comments: every section is closed.
+    body = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    assert sum(line.count("{") for line in body) == sum(line.count("}") for line in body)
+
+
+def test_config_without_quota_keeps_it_as_a_commented_recommendation() -> None:
+    text = render_config(
+        passwd_file="/p", mail_root="/m", mail_user="vmail", mail_group="vmail", quota=False
+    )
+    assert "\n#mail_plugins = $mail_plugins quota\n" in text
+    body = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    assert not any("quota" in line for line in body)
+    assert "    address = *\n    port = 143\n" in text
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"passwd_file": "relative/passwd"},
+        {"passwd_file": "/etc/dovecot/pass wd"},
+        {"mail_root": "/var/mail/%d"},
+        {"mail_root": "/var/mail\n}"},
+        {"mail_user": "vmail gid=0"},
+        {"mail_group": ""},
+        {"listen": "127.0.0.1; rm"},
+        {"imap_port": 0},
+        {"imap_port": 65536},
+    ],
+)
+def test_config_refuses_values_that_would_break_it(overrides: dict[str, object]) -> None:
+    arguments: dict[str, object] = {
+        "passwd_file": "/etc/dovecot/postroom.passwd",
+        "mail_root": "/var/mail",
+        "mail_user": "vmail",
+        "mail_group": "vmail",
+        **overrides,
+    }
+    with pytest.raises(ValueError):
+        render_config(**arguments)  # type: ignore[arg-type]

@@ -1,0 +1,147 @@
+"""Domain names and addresses as postroom stores them: lower-case A-labels without the final
+dot, and the names that can never be a linked mail domain."""
+
+from __future__ import annotations
+
+import pytest
+
+from postroom.mailbox.names import (
+    MAX_LOCAL_PART,
+    InvalidName,
+    display_domain,
+    normalise_address,
+    normalise_domain,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        ("example.com", "example.com"),
+        ("Example.COM", "example.com"),
+        ("example.com.", "example.com"),
+        ("  mail.Example.org.  ", "mail.example.org"),
+        # U-labels become A-labels; an A-label stays as it is.
+        ("Bücher.Example", "xn--bcher-kva.example"),
+        ("BÜCHER.example.", "xn--bcher-kva.example"),
+        ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+        # UTS 46 mapping: full-width letters fold to ASCII; IDNA 2008 keeps ß (no "ss").
+        ("ｅｘａｍｐｌｅ.com", "example.com"),
+        ("faß.de", "xn--fa-hia.de"),
+        # Registered under a public suffix: ours to link.
+        ("example.co.uk", "example.co.uk"),
+        ("someone.github.io", "someone.github.io"),
+    ],
+)
+def test_normalise_domain_gives_the_stored_form(text: str, stored: str) -> None:
+    assert normalise_domain(text) == stored
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        (".", "empty"),
+        ("localhost", "single label"),
+        ("com", "single label"),
+        ("192.0.2.1", "IP address"),
+        ("[192.0.2.1]", "IP address"),
+        ("2001:db8::1", "IP address"),
+        ("[2001:db8::1]", "IP address"),
+        ("192.0.2.1.", "IP address"),
+        # Ideographic full stops map to "." (UTS 46): still an IP address.
+        ("192\u30020\u30022\u30021", "IP address"),
+        ("co.uk", "public suffix"),
+        ("CO.UK.", "public suffix"),
+        ("github.io", "public suffix"),
+        ("-a.test", "hyphen"),
+        ("a-.test", "hyphen"),
+        ("a..b", "Empty Label"),
+        ("example.com..", "empty label"),
+        ("example.com\u3002", "empty label"),
+        ("a_b.example.com", r"U\+005F"),
+        ("_dmarc.example.com", r"U\+005F"),
+        ("exa mple.com", "not a valid domain name"),
+        ("user@example.com", "not a valid domain name"),
+        ("xn--zz.example", "not a valid domain name"),
+        ("a" * 64 + ".example", "too long"),
+        (".".join(["a" * 63] * 4) + ".com", "too long"),
+    ],
+)
+def test_normalise_domain_refuses_with_the_reason(text: str, reason: str) -> None:
+    with pytest.raises(InvalidName, match=reason):
+        normalise_domain(text)
+
+
+def test_a_name_of_exactly_253_characters_is_accepted() -> None:
+    name = ".".join(["a" * 63] * 3 + ["b" * 57, "com"])
+    assert len(name) == 253
+    assert normalise_domain(name.upper()) == name
+
+
+def test_refusal_quotes_what_the_operator_typed() -> None:
+    with pytest.raises(InvalidName, match=r"'Co\.UK'"):
+        normalise_domain("Co.UK")
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [
+        ("xn--bcher-kva.example", "bücher.example"),
+        ("xn--fa-hia.de", "faß.de"),
+        ("example.com", "example.com"),
+        # Not a valid A-label: shown as stored rather than failing.
+        ("xn--zz.example", "xn--zz.example"),
+    ],
+)
+def test_display_domain(stored: str, shown: str) -> None:
+    assert display_domain(stored) == shown
+
+
+def test_display_then_normalise_round_trips() -> None:
+    stored = normalise_domain("Bücher.Example")
+    assert normalise_domain(display_domain(stored)) == stored
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ("alice@example.com", ("alice", "example.com")),
+        ("Alice.Smith@Example.COM", ("alice.smith", "example.com")),
+        ("<bob@example.com>", ("bob", "example.com")),
+        (" <bob@example.com.> ", ("bob", "example.com")),
+        ("bob+tag@Bücher.example", ("bob+tag", "xn--bcher-kva.example")),
+        # Dot-atom allows "/" (RFC 5322 atext); Accounts refuses it for mailboxes.
+        ("a/b@example.com", ("a/b", "example.com")),
+        ("o'neil@example.com", ("o'neil", "example.com")),
+        ("x" * MAX_LOCAL_PART + "@example.com", ("x" * MAX_LOCAL_PART, "example.com")),
+    ],
+)
+def test_normalise_address(text: str, parts: tuple[str, str]) -> None:
+    assert normalise_address(text) == parts
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("alice", "not an address"),
+        ("@example.com", "not an address"),
+        ("<>", "not an address"),
+        ("alice@", "empty domain"),
+        (".alice@example.com", "dot-separated"),
+        ("alice.@example.com", "dot-separated"),
+        ("al..ice@example.com", "dot-separated"),
+        ("a b@example.com", "dot-separated"),
+        ('"a b"@example.com', "dot-separated"),
+        ("a@b@example.com", "dot-separated"),
+        ("ä@example.com", "dot-separated"),
+        ("x" * (MAX_LOCAL_PART + 1) + "@example.com", "longer than 64"),
+        ("alice@co.uk", "public suffix"),
+        ("alice@192.0.2.1", "IP address"),
+        ("alice@localhost", "single label"),
+    ],
+)
+def test_normalise_address_refuses(text: str, reason: str) -> None:
+    with pytest.raises(InvalidName, match=reason):
+        normalise_address(text)
