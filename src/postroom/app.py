@@ -26,6 +26,8 @@ from postroom.core.errors import StartupError
 from postroom.db.engine import make_engine
 from postroom.db.migrate import upgrade
 from postroom.mailbox.accounts import Accounts
+from postroom.mailbox.directory import Directory
+from postroom.mailbox.keyring import Keyring, refresh_periodically
 from postroom.mailbox.local import LocalMail
 from postroom.mta.bounce.outbound import BounceFactory
 from postroom.mta.delivery.engine import DeliveryEngine
@@ -126,6 +128,10 @@ async def serve(config_path: str) -> int:
         await store.close()
         raise
     delivery_task = asyncio.create_task(delivery.run(), name="delivery")
+    keyring = Keyring(Directory(engine), config.dkim, Path(config.secret_key_file))
+    rotation_task = asyncio.create_task(
+        refresh_periodically(keyring, delivery.resolver), name="dkim-rotation"
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -138,6 +144,7 @@ async def serve(config_path: str) -> int:
     log.info("stopping: closing listeners, draining for up to %.0fs", config.server.drain_timeout)
     for server in servers:
         server.close()
+    rotation_task.cancel()
     delivery.drain()
     try:
         await asyncio.wait_for(delivery_task, config.server.drain_timeout)

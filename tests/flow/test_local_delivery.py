@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import imaplib
 import smtplib
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.flow.linking import EGRESS, MAIL_HOST, ApplianceZones, link_domain
+from tests.flow.linking import (
+    EGRESS,
+    MAIL_HOST,
+    ApplianceZones,
+    link_domain,
+    publish_generated,
+)
 from tests.peers.dns import NsdServer, make_zone
 from tests.peers.dovecot import DovecotServer
 from tests.peers.postroom import PostroomServer, flow_config, free_tcp_port
@@ -32,10 +40,17 @@ def dovecot() -> Iterator[DovecotServer]:
         yield server
 
 
+@dataclass
+class Appliance:
+    postroom: PostroomServer
+    nsd: NsdServer
+    zones: ApplianceZones
+
+
 @pytest.fixture(scope="module")
-def server(
+def appliance(
     tmp_path_factory: pytest.TempPathFactory, dovecot: DovecotServer
-) -> Iterator[PostroomServer]:
+) -> Iterator[Appliance]:
     zones = ApplianceZones()
     texts = {
         **zones.texts(),
@@ -54,8 +69,11 @@ def server(
             hostname=MAIL_HOST,
             extra=EGRESS
             + f'\n[mailbox]\nroot = "{dovecot.mail_root}"\n'
-            + f'dovecot_passwd_file = "{dovecot.passwd_file}"\n',
-        )
+            + f'dovecot_passwd_file = "{dovecot.passwd_file}"\n'
+            # The rotation worker runs every second; the resolver must not keep
+            # the "no such selector" answer for the zone's 60 s negative TTL.
+            + '\n[dkim]\ncheck_interval = "1s"\n',
+        ).replace('timeout = "2s"', 'timeout = "2s"\ncache_max_ttl = "0s"')
         with PostroomServer(directory, text, port).start() as postroom:
             postroom.cli("project", "add", "acme")
             link_domain(postroom, nsd, zones, "shop.test")
@@ -66,7 +84,12 @@ def server(
                 )
             postroom.cli("alias", "add", "Sales@Shop.test", "alice@shop.test")
             postroom.cli("alias", "add", "@catchall.test", "alice@shop.test")
-            yield postroom
+            yield Appliance(postroom, nsd, zones)
+
+
+@pytest.fixture(scope="module")
+def server(appliance: Appliance) -> PostroomServer:
+    return appliance.postroom
 
 
 def message(token: str, size: int = 0) -> bytes:
@@ -184,3 +207,20 @@ def test_quota(server: PostroomServer, dovecot: DovecotServer) -> None:
     replies = send(server, ["bob@shop.test"], message(token, 100))
     assert replies[0][0] == 452 and replies[0][1].startswith("4.2.2"), replies
     assert len(with_token(maildir_files(dovecot.mail_root, "bob@shop.test"), token)) == 1
+
+
+def test_serve_activates_a_published_key_by_itself(appliance: Appliance) -> None:
+    postroom = appliance.postroom
+    (new,) = postroom.cli_json("domain", "dkim", "rotate", "shop.test")
+    publish_generated(postroom, appliance.nsd, appliance.zones, "shop.test")
+    deadline = time.monotonic() + 10
+    states: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        keys = postroom.cli_json("domain", "dkim", "list", "shop.test")
+        states = {key["selector"]: key["state"] for key in keys}
+        if states[new["selector"]] == "active":
+            break
+        time.sleep(0.3)
+    assert states[new["selector"]] == "active", postroom.log()
+    assert sorted(states.values()) == ["active", "retiring"]
+    assert f"DKIM selector {new['selector']} of shop.test: pending -> active" in postroom.log()

@@ -19,7 +19,9 @@ Config keys: [dkim] algorithms, rsa_bits, retire_after; [secrets] key_file.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import logging
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -39,6 +41,8 @@ from postroom.mailbox.dkim_keys import (
     plan_transitions,
     public_key_matches,
 )
+
+log = logging.getLogger("postroom.dkim")
 
 PUBLISHED_STATES = (KeyState.PENDING, KeyState.ACTIVE, KeyState.RETIRING)
 
@@ -80,7 +84,7 @@ class Keyring:
         self, domain: str, resolver: Resolver, now: float | None = None
     ) -> list[Transition]:
         """Applies the transitions DNS and time allow; returns them."""
-        keys = self.directory.dkim_keys(domain)
+        keys = await asyncio.to_thread(self.directory.dkim_keys, domain)
         published = {
             key.selector: await is_published(resolver, domain, key)
             for key in keys
@@ -100,10 +104,29 @@ class Keyring:
             views, published, time.time() if now is None else now, self.config.retire_after
         )
         if transitions:
-            self.directory.set_key_states(
-                domain, {t.selector: t.to_state.value for t in transitions}
-            )
+            states = {t.selector: t.to_state.value for t in transitions}
+            await asyncio.to_thread(self.directory.set_key_states, domain, states)
         return transitions
+
+    async def refresh_all(self, resolver: Resolver) -> None:
+        """One pass over every verified domain (what `serve` runs periodically)."""
+        for domain in await asyncio.to_thread(self.directory.domains):
+            if not domain.verified:
+                continue
+            try:
+                transitions = await self.refresh(domain.name, resolver)
+            except Exception:  # one domain's trouble must not stop the others
+                log.exception("DKIM refresh failed domain=%s", domain.name)
+                continue
+            for t in transitions:
+                log.info(
+                    "DKIM selector %s of %s: %s -> %s (%s)",
+                    t.selector,
+                    domain.name,
+                    t.from_state,
+                    t.to_state,
+                    t.reason,
+                )
 
     def _new_keys(
         self, algorithms: Iterable[str], taken: list[str], state: KeyState
@@ -141,3 +164,10 @@ async def is_published(resolver: Resolver, domain: str, key: DkimKey) -> bool:
         except DkimRecordError:
             continue
     return False
+
+
+async def refresh_periodically(keyring: Keyring, resolver: Resolver) -> None:
+    """`serve`'s rotation worker: a pass at start, then every [dkim] check_interval."""
+    while True:
+        await keyring.refresh_all(resolver)
+        await asyncio.sleep(keyring.config.check_interval)
