@@ -121,6 +121,7 @@ async def serve(config_path: str) -> int:
         log.info("returned %d deliveries this node held before it stopped", released)
     delivery = DeliveryEngine(store, Resolver.from_config(config.dns), pools, config.delivery)
     local = LocalMail(Accounts(engine, Path(config.mail_root)), config.server.hostname)
+    local.load_domains()
     router = Router(store, delivery, local)
     try:
         handler, servers = await start_inbound(config, router, pools)
@@ -129,9 +130,10 @@ async def serve(config_path: str) -> int:
         raise
     delivery_task = asyncio.create_task(delivery.run(), name="delivery")
     keyring = Keyring(Directory(engine), config.dkim, Path(config.secret_key_file))
-    rotation_task = asyncio.create_task(
-        refresh_periodically(keyring, delivery.resolver), name="dkim-rotation"
-    )
+    background = [
+        asyncio.create_task(refresh_periodically(keyring, delivery.resolver), name="dkim"),
+        asyncio.create_task(local.keep_fresh(), name="local-domains"),
+    ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -144,7 +146,8 @@ async def serve(config_path: str) -> int:
     log.info("stopping: closing listeners, draining for up to %.0fs", config.server.drain_timeout)
     for server in servers:
         server.close()
-    rotation_task.cancel()
+    for task in background:
+        task.cancel()
     delivery.drain()
     try:
         await asyncio.wait_for(delivery_task, config.server.drain_timeout)

@@ -223,6 +223,14 @@ class Accounts:
 
     # -- routing --------------------------------------------------------------
 
+    def verified_domains(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(domains.c.name).where(domains.c.state == DomainState.VERIFIED.value)
+                ).scalars()
+            )
+
     def resolve(self, address: str) -> Resolution:
         """Who receives mail for `address` (see module docstring). `address` is lower-cased."""
         domain_name = address.rpartition("@")[2]

@@ -157,3 +157,21 @@ def test_store_creates_the_maildir(local: LocalMail, tmp_path: Path) -> None:
     assert not box.maildir.exists()
     local.store(MESSAGE, [box])
     assert all((box.maildir / sub).is_dir() for sub in ("cur", "new", "tmp"))
+
+
+def test_is_local_domain_answers_from_the_last_loaded_set(
+    local: LocalMail, engine: Engine
+) -> None:
+    assert not local.is_local_domain("alice@example.com")  # nothing loaded yet
+    local.load_domains()
+    assert local.is_local_domain("Alice@EXAMPLE.com.")
+    assert local.is_local_domain("bob@Bücher.example")  # U-labels match the stored A-labels
+    assert not local.is_local_domain("alice@elsewhere.test")
+    directory = Directory(engine)
+    directory.add_domain("new.example", "acme")
+    local.load_domains()
+    assert not local.is_local_domain("a@new.example")  # unverified
+    directory.mark_verified("new.example", [])
+    assert not local.is_local_domain("a@new.example")  # not re-read yet
+    local.load_domains()
+    assert local.is_local_domain("a@NEW.example")

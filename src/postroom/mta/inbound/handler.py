@@ -30,7 +30,7 @@ from aiosmtpd.smtp import Session as SmtpSession
 
 from postroom.core.reply import Reply
 from postroom.db.models import MessageOrigin
-from postroom.mailbox.accounts import LocalTarget, RecipientKind
+from postroom.mailbox.accounts import NOT_LOCAL, LocalTarget, RecipientKind
 from postroom.mailbox.local import LocalMail
 from postroom.mta.inbound.policy import RelayNetworks, check_address, normalise_sender
 from postroom.mta.lanes.pools import PoolTable, UnknownPool
@@ -103,7 +103,10 @@ class InboundHandler:
             log.info("queue_id=%s rcpt refused: %s", queue_id, refusal.text)
             return refusal.wire()
         client_ip = _client_ip(session)
-        resolution = await asyncio.to_thread(self.local.resolve, address)
+        if self.local.is_local_domain(address):
+            resolution = await asyncio.to_thread(self.local.resolve, address)
+        else:
+            resolution = NOT_LOCAL
         if resolution.kind is RecipientKind.UNKNOWN:
             log.info("queue_id=%s rcpt refused: no mailbox <%s>", queue_id, address)
             return Reply(550, "5.1.1", f"<{address}>: no such mailbox here").wire()
