@@ -216,7 +216,7 @@ def test_audit_names_each_problem(
         ),
         "dmarc missing": (without("DMARC1"), (f"_dmarc.{DOMAIN}", "TXT"), "missing", ""),
         "mx elsewhere": (
-            [*without(MAIL_HOST), "@ IN MX 10 mx.elsewhere.test."],
+            [*without(MAIL_HOST), "@ IN MX 10 mx.acme.test.", "mx IN A 127.0.0.99"],
             (DOMAIN, "MX"),
             "wrong",
             "does not point to this server",

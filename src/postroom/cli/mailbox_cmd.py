@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import grp
 import secrets
 import sys
 from pathlib import Path
@@ -245,9 +246,14 @@ def sync_dovecot(config: Config, accounts: Accounts) -> None:
         for mailbox in accounts.mailboxes()
     ]
     path = Path(config.dovecot_passwd_file)
+    group = config.mailbox.dovecot_group
+    try:
+        grp.getgrnam(group)
+    except KeyError:
+        group = None  # no Dovecot here (yet): keep whatever group the file has
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-        write_passwd_file(path, mailboxes)
+        write_passwd_file(path, mailboxes, group=group)
     except OSError as error:
         raise CliError(f"{path}: cannot write the Dovecot passwd-file: {error}", 1) from None
 

@@ -333,6 +333,9 @@ class MailboxConfig:
     """Maildir root; empty = <state.dir>/mail."""
     dovecot_passwd_file: str = ""
     """Dovecot passwd-file kept in step with the mailboxes; empty = <state.dir>/dovecot/passwd."""
+    dovecot_group: str = "dovecot"
+    """Group of that file (mode 0640): Dovecot's auth process reads it as this group.
+    Ignored while the group does not exist (Dovecot not installed)."""
     min_password_length: int = 10
     """Shortest password a mailbox may have (NIST SP 800-63B: length and a common-password
     list, no composition rules)."""

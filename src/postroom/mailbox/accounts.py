@@ -131,21 +131,17 @@ class Accounts:
             return [self._mailbox(row) for row in conn.execute(query)]
 
     def set_password(self, address: str, password_hash: str) -> None:
-        with self.engine.begin() as conn:
-            done = conn.execute(
-                update(mailboxes)
-                .where(mailboxes.c.address == address)
-                .values(password_hash=password_hash, updated_at=time.time())
-            )
-        if done.rowcount != 1:
-            raise DirectoryError(f"no mailbox {address}")
+        self._update(address, password_hash=password_hash)
 
     def set_quota(self, address: str, quota_bytes: int) -> None:
+        self._update(address, quota_bytes=quota_bytes)
+
+    def _update(self, address: str, **values: object) -> None:
         with self.engine.begin() as conn:
             done = conn.execute(
                 update(mailboxes)
                 .where(mailboxes.c.address == address)
-                .values(quota_bytes=quota_bytes, updated_at=time.time())
+                .values(**values, updated_at=time.time())
             )
         if done.rowcount != 1:
             raise DirectoryError(f"no mailbox {address}")

@@ -213,20 +213,16 @@ def _passwd_line(mailbox: DovecotMailbox) -> str:
 
 
 def _check_field(name: str, value: str) -> None:
-    if not value:
-        raise ValueError(f"{name} must not be empty")
-    found = _FORBIDDEN_IN_FIELD.search(value)
-    if found:
-        raise ValueError(
-            f"{name} {value!r} contains {found.group()!r}, which the passwd-file cannot hold"
-        )
+    _check(name, value, _FORBIDDEN_IN_FIELD, "the passwd-file")
 
 
 def _check_config_value(name: str, value: str) -> None:
+    _check(name, value, _FORBIDDEN_IN_CONFIG, "dovecot.conf")
+
+
+def _check(name: str, value: str, forbidden: re.Pattern[str], where: str) -> None:
     if not value:
         raise ValueError(f"{name} must not be empty")
-    found = _FORBIDDEN_IN_CONFIG.search(value)
+    found = forbidden.search(value)
     if found:
-        raise ValueError(
-            f"{name} {value!r} contains {found.group()!r}, which dovecot.conf cannot hold"
-        )
+        raise ValueError(f"{name} {value!r} contains {found.group()!r}, which {where} cannot hold")

@@ -9,21 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from postroom.db.engine import make_engine
-from postroom.db.migrate import upgrade
 from postroom.db.models import DomainState, aliases, dkim_keys, domains, mailboxes
 from postroom.mailbox.accounts import Accounts, RecipientKind
 from postroom.mailbox.directory import VERIFICATION_PREFIX, Directory, DirectoryError, NewKey
 
 HASH = "$argon2id$v=19$m=65536,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    engine = make_engine(f"sqlite:///{tmp_path}/db.sqlite")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

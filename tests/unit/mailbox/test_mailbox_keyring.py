@@ -14,8 +14,6 @@ from sqlalchemy import Engine
 from postroom.config.loader import Duration
 from postroom.config.schema import DkimConfig
 from postroom.core.dns import DnsNotFound, DnsTemporaryError
-from postroom.db.engine import make_engine
-from postroom.db.migrate import upgrade
 from postroom.mailbox.directory import Directory, DirectoryError
 from postroom.mailbox.dkim_keys import KeyAlgorithm, KeyState, SecretBox, dkim_txt_value
 from postroom.mailbox.keyring import Keyring, key_host
@@ -40,14 +38,6 @@ class ZoneResolver:
         if isinstance(answer, Exception):
             raise answer
         return answer
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    engine = make_engine(f"sqlite:///{tmp_path}/db.sqlite")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from postroom.db.engine import make_engine
-from postroom.db.migrate import upgrade
 from postroom.mailbox.accounts import Accounts, LocalTarget, RecipientKind
 from postroom.mailbox.directory import Directory
 from postroom.mailbox.local import LocalMail
@@ -19,14 +17,6 @@ HASH = "$argon2id$v=19$m=65536,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
 HOST = "mx.example.test"
 MESSAGE = b"Return-Path: <a@sender.test>\r\nFrom: a@sender.test\r\nSubject: hi\r\n\r\nhello\r\n"
 IDN = "xn--bcher-kva.example"  # bücher.example
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    engine = make_engine(f"sqlite:///{tmp_path}/db.sqlite")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
@@ -159,9 +149,7 @@ def test_store_creates_the_maildir(local: LocalMail, tmp_path: Path) -> None:
     assert all((box.maildir / sub).is_dir() for sub in ("cur", "new", "tmp"))
 
 
-def test_is_local_domain_answers_from_the_last_loaded_set(
-    local: LocalMail, engine: Engine
-) -> None:
+def test_is_local_domain_answers_from_the_last_loaded_set(local: LocalMail, engine: Engine) -> None:
     assert not local.is_local_domain("alice@example.com")  # nothing loaded yet
     local.load_domains()
     assert local.is_local_domain("Alice@EXAMPLE.com.")

@@ -216,4 +216,4 @@ def self_records(mail_host: str, spf_host: str, egress: list[Egress]) -> list[Dn
                 "reverse DNS of the sending IP names its EHLO host (set by the IP's provider)",
             )
         )
-    return records
+    return list(dict.fromkeys(records))  # two sources may share an address or a name
