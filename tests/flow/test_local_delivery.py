@@ -224,3 +224,49 @@ def test_serve_activates_a_published_key_by_itself(appliance: Appliance) -> None
     assert states[new["selector"]] == "active", postroom.log()
     assert sorted(states.values()) == ["active", "retiring"]
     assert f"DKIM selector {new['selector']} of shop.test: pending -> active" in postroom.log()
+
+
+def test_mailbox_bad_input_changes_nothing(appliance: Appliance) -> None:
+    postroom = appliance.postroom
+    postroom.cli("domain", "add", "pending.test", "--project", "acme")
+    before = postroom.cli_json("mailbox", "list")
+    cases = [
+        (("mailbox", "add", "a@pending.test"), PASSWORD, "not verified yet"),
+        (("mailbox", "add", "a@unlinked.test"), PASSWORD, "is not linked"),
+        (("mailbox", "add", "alice@shop.test"), PASSWORD, "already exists"),
+        (("mailbox", "add", "new@shop.test"), "short", "shorter than 10"),
+        (("mailbox", "add", "new@shop.test"), "", "empty"),
+        (("mailbox", "add", "new@shop.test"), "password1234", "commonly used"),
+        (("mailbox", "add", "new@shop.test", "--quota", "lots"), PASSWORD, "not a size"),
+        (("mailbox", "add", "not an address"), PASSWORD, "not an address"),
+        (("mailbox", "delete", "alice@shop.test"), None, "add --yes"),
+        (("alias", "add", "x@shop.test", "nobody@shop.test"), None, "not a mailbox"),
+    ]
+    for args, password, message in cases:
+        if password is not None:
+            args = (*args, "--password-stdin")
+        result = postroom.cli(*args, check=False, stdin=password)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert postroom.cli_json("mailbox", "list") == before
+
+
+def test_mailbox_delete_keeps_or_removes_the_maildir(
+    appliance: Appliance, dovecot: DovecotServer
+) -> None:
+    postroom = appliance.postroom
+    root = dovecot.mail_root / "shop.test"
+    for name in ("keep", "drop"):
+        postroom.cli("mailbox", "add", f"{name}@shop.test", "--password-stdin", stdin=PASSWORD)
+        assert (root / name / "new").is_dir()
+    postroom.cli("alias", "add", "info@shop.test", "drop@shop.test")
+    postroom.cli("mailbox", "delete", "keep@shop.test", "--yes")
+    removed = postroom.cli("mailbox", "delete", "drop@shop.test", "--yes", "--remove-maildir")
+    assert "alias info@shop.test → drop@shop.test removed" in removed.stdout
+    assert (root / "keep" / "new").is_dir() and not (root / "drop").exists()
+    addresses = {m["address"] for m in postroom.cli_json("mailbox", "list")}
+    assert not addresses & {"keep@shop.test", "drop@shop.test"}
+    assert "drop@shop.test" not in dovecot.passwd_file.read_text()
+    replies = send(postroom, ["info@shop.test"], message(uuid.uuid4().hex))
+    assert replies[0][0] == 550, replies

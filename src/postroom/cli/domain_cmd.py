@@ -4,9 +4,9 @@
 A project links a domain (`domain add` prints the TXT proof), proves it
 (`domain verify` looks the proof up through `[dns] nameservers` and, once
 found, creates the DKIM keys), publishes what `domain dns` prints, and checks
-it with `domain check` (exit 1 while a required record is wrong). Bad input:
-one line naming the problem, exit 2, nothing changed; a proof not found yet or
-a failed check: exit 1.
+it with `domain check` (exit 1 while a required record is wrong). Bad input,
+a proof not published yet included: one line naming the problem, exit 2,
+nothing changed; a temporary DNS failure or a failed check: exit 1.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from pathlib import Path
 from postroom.cli.common import CliError, add_config_option, open_database, print_json
 from postroom.config import Config, load_config
 from postroom.core.dns import DnsError, Resolver
+from postroom.core.secretbox import SecretKeyError
 from postroom.mailbox.directory import Directory, DirectoryError, Domain
-from postroom.mailbox.dkim_keys import KeyAlgorithm, SecretKeyError, dkim_txt_value
+from postroom.mailbox.dkim_keys import KeyAlgorithm, dkim_txt_value
 from postroom.mailbox.keyring import PUBLISHED_STATES, Keyring, key_host
 from postroom.mailbox.names import InvalidName, display_domain, normalise_domain
 from postroom.mailbox.ownership import look_for_proof
@@ -197,10 +198,12 @@ def _verify(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     result = asyncio.run(look_for_proof(ctx.resolver(), domain))
     if not result.found:
+        # No proof is bad input (2); a DNS failure is "try again" (1).
+        status = 1 if result.temporary else 2
         if args.json:
             print_json({**_domain_json(domain), "found": False, "message": result.message})
-            return 1
-        raise CliError(f"domain {domain.name} not verified: {result.message}", exit_status=1)
+            return status
+        raise CliError(f"domain {domain.name} not verified: {result.message}", status)
     domain = ctx.directory.mark_verified(domain.name, ctx.keyring.first_keys(domain.name))
     selectors = [key.selector for key in ctx.directory.dkim_keys(domain.name)]
     if args.json:

@@ -28,13 +28,13 @@ from pathlib import Path
 
 from postroom.config.schema import DkimConfig
 from postroom.core.dns import DnsError, Resolver
+from postroom.core.secretbox import SecretBox
 from postroom.mailbox.directory import Directory, DirectoryError, DkimKey, NewKey
 from postroom.mailbox.dkim_keys import (
     DkimRecordError,
     KeyAlgorithm,
     KeyState,
     KeyView,
-    SecretBox,
     Transition,
     generate_key,
     next_selector,

@@ -14,8 +14,9 @@ from sqlalchemy import Engine
 from postroom.config.loader import Duration
 from postroom.config.schema import DkimConfig
 from postroom.core.dns import DnsNotFound, DnsTemporaryError
+from postroom.core.secretbox import SecretBox
 from postroom.mailbox.directory import Directory, DirectoryError
-from postroom.mailbox.dkim_keys import KeyAlgorithm, KeyState, SecretBox, dkim_txt_value
+from postroom.mailbox.dkim_keys import KeyAlgorithm, KeyState, dkim_txt_value
 from postroom.mailbox.keyring import Keyring, key_host
 
 DOMAIN = "example.com"
