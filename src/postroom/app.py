@@ -129,7 +129,9 @@ async def serve(config_path: str) -> int:
         await store.close()
         raise
     delivery_task = asyncio.create_task(delivery.run(), name="delivery")
-    keyring = Keyring(Directory(engine), config.dkim, Path(config.secret_key_file))
+    keyring = Keyring(
+        Directory(engine), config.dkim, Path(config.secret_key_file), Path(config.state.dir)
+    )
     background = [
         asyncio.create_task(refresh_periodically(keyring, delivery.resolver), name="dkim"),
         asyncio.create_task(local.keep_fresh(), name="local-domains"),

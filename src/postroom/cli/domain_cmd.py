@@ -52,7 +52,12 @@ class Context:
     def __init__(self, config_path: str) -> None:
         self.config: Config = load_config(config_path)
         self.directory = Directory(open_database(config_path))
-        self.keyring = Keyring(self.directory, self.config.dkim, Path(self.config.secret_key_file))
+        self.keyring = Keyring(
+            self.directory,
+            self.config.dkim,
+            Path(self.config.secret_key_file),
+            Path(self.config.state.dir),
+        )
 
     def resolver(self) -> Resolver:
         return Resolver.from_config(self.config.dns)

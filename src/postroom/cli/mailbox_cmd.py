@@ -21,6 +21,7 @@ from pathlib import Path
 from postroom.cli.common import CliError, add_config_option, open_database, print_json
 from postroom.config import Config, ConfigError, load_config
 from postroom.config.loader import parse_size
+from postroom.core.ownership import hand_to_state_owner, tree
 from postroom.mailbox.accounts import Accounts
 from postroom.mailbox.directory import DirectoryError
 from postroom.mailbox.dovecot import DovecotMailbox, render_config, write_passwd_file
@@ -129,6 +130,10 @@ def _add(config: Config, accounts: Accounts, args: argparse.Namespace) -> int:
     try:
         ensure_maildir(mailbox.maildir)
         set_quota(mailbox.maildir, quota)
+        domain_dir = mailbox.maildir.parent
+        hand_to_state_owner(
+            [domain_dir.parent, domain_dir, *tree(mailbox.maildir)], Path(config.state.dir)
+        )
     except (OSError, MaildirError) as error:
         accounts.delete_mailbox(address)  # nothing half-created
         raise CliError(f"mailbox {address}: cannot create {mailbox.maildir}: {error}") from None

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from postroom.config.schema import DkimConfig
 from postroom.core.dns import DnsError, Resolver
+from postroom.core.ownership import hand_to_state_owner
 from postroom.core.secretbox import SecretBox
 from postroom.mailbox.directory import Directory, DirectoryError, DkimKey, NewKey
 from postroom.mailbox.dkim_keys import (
@@ -52,10 +53,13 @@ def key_host(selector: str, domain: str) -> str:
 
 
 class Keyring:
-    def __init__(self, directory: Directory, config: DkimConfig, secret_file: Path) -> None:
+    def __init__(
+        self, directory: Directory, config: DkimConfig, secret_file: Path, state_dir: Path
+    ) -> None:
         self.directory = directory
         self.config = config
         self.secret_file = secret_file
+        self.state_dir = state_dir
 
     def first_keys(self, domain: str) -> list[NewKey]:
         taken = [key.selector for key in self.directory.dkim_keys(domain)]
@@ -131,7 +135,11 @@ class Keyring:
     def _new_keys(
         self, algorithms: Iterable[str], taken: list[str], state: KeyState
     ) -> list[NewKey]:
+        created = not self.secret_file.exists()
         box = SecretBox.load(self.secret_file, create=True)
+        if created:
+            # Made by a root CLI, it must still be readable by `serve` (which signs).
+            hand_to_state_owner([self.secret_file], self.state_dir)
         today = datetime.datetime.now(datetime.UTC).date()
         new = []
         for name in algorithms:

@@ -59,7 +59,7 @@ def keyring(directory: Directory, secret_file: Path) -> Keyring:
     config = DkimConfig(
         algorithms=("rsa", "ed25519"), rsa_bits=1024, retire_after=Duration(RETIRE_AFTER_S)
     )
-    return Keyring(directory, config, secret_file)
+    return Keyring(directory, config, secret_file, secret_file.parent)
 
 
 @pytest.fixture

@@ -65,6 +65,12 @@ class InboundHandler:
         self.pools = pools
         self.local = local
 
+    async def handle_exception(self, error: Exception) -> str:
+        """aiosmtpd's last resort for an error in a hook (the database at RCPT, say):
+        its default reply would quote the exception to the client."""
+        log.error("session error: %s", error, exc_info=error)
+        return Reply.temporary_failure().wire()
+
     async def handle_MAIL(
         self,
         server: SMTP,
