@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -23,13 +24,17 @@ from postroom.config.schema import parse_listen
 from postroom.core import sdnotify
 from postroom.core.dns import Resolver
 from postroom.core.errors import StartupError
+from postroom.core.secretbox import SecretBox, SecretKeyError
 from postroom.db.engine import make_engine
 from postroom.db.migrate import upgrade
 from postroom.mailbox.accounts import Accounts
 from postroom.mailbox.directory import Directory
 from postroom.mailbox.keyring import Keyring, refresh_periodically
 from postroom.mailbox.local import LocalMail
+from postroom.mta.bounce.classify import Classifier, PatternError
+from postroom.mta.bounce.inbox import BounceInbox, BounceIntake
 from postroom.mta.bounce.outbound import BounceFactory
+from postroom.mta.bounce.verp import VERP_KEY_INFO, Verp
 from postroom.mta.delivery.engine import DeliveryEngine
 from postroom.mta.inbound.handler import InboundHandler, InboundPolicy
 from postroom.mta.inbound.policy import RelayNetworks
@@ -37,11 +42,17 @@ from postroom.mta.inbound.session import ConnectionLimits, Session
 from postroom.mta.lanes.pools import PoolTable
 from postroom.mta.queue.store import QueueStore, RetryPolicy
 from postroom.mta.router import Router
+from postroom.rating.contacts import Contacts
+from postroom.rating.observer import RatingObserver
+from postroom.rating.rules import Rules
+from postroom.rating.suppression import Suppression
 
 log = logging.getLogger("postroom")
 
 
-def build_store(config: Config, pools: PoolTable, engine: Engine) -> QueueStore:
+def build_store(
+    config: Config, pools: PoolTable, engine: Engine, observer: RatingObserver | None = None
+) -> QueueStore:
     return QueueStore(
         engine,
         node_name=config.node_name,
@@ -53,11 +64,43 @@ def build_store(config: Config, pools: PoolTable, engine: Engine) -> QueueStore:
         ),
         batch_max=config.database.commit_batch_max,
         bounce_builder=BounceFactory(config.server.hostname, pools.default_pool),
+        observer=observer,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RatingParts:
+    """The rating engine's pieces that the queue, the router and port 25 share."""
+
+    contacts: Contacts
+    observer: RatingObserver
+    verp: Verp
+    intake: BounceIntake
+    suppression: Suppression
+
+
+def build_rating(config: Config, engine: Engine) -> RatingParts:
+    try:
+        classifier = Classifier.load([Path(path) for path in config.bounce.patterns])
+    except PatternError as error:
+        raise StartupError(f"bounce patterns: {error}") from None
+    try:
+        secret = SecretBox.load(Path(config.secret_key_file), create=True)
+    except SecretKeyError as error:
+        raise StartupError(str(error)) from None
+    contacts = Contacts(engine, Rules(config.rating))
+    verp = Verp(secret.derive(VERP_KEY_INFO), config.bounce_domain)
+    return RatingParts(
+        contacts=contacts,
+        observer=RatingObserver(contacts, classifier.classify),
+        verp=verp,
+        intake=BounceIntake(BounceInbox(engine, contacts, verp), config.bounce.feedback_local_part),
+        suppression=Suppression(contacts, config.rating.blocked_transactional),
     )
 
 
 async def start_inbound(
-    config: Config, router: Router, pools: PoolTable
+    config: Config, router: Router, pools: PoolTable, rating: RatingParts
 ) -> tuple[InboundHandler, list[asyncio.Server]]:
     inbound = config.smtp.inbound
     handler = InboundHandler(
@@ -70,6 +113,8 @@ async def start_inbound(
         router,
         pools,
         router.local,
+        bounces=rating.intake,
+        suppression=rating.suppression,
     )
     limits = ConnectionLimits(
         max_total=inbound.max_connections, max_per_ip=inbound.max_connections_per_ip
@@ -113,18 +158,26 @@ async def serve(config_path: str) -> int:
     pools = PoolTable(config)
     engine = make_engine(config.database_url)
     upgrade(engine)
-    store = build_store(config, pools, engine)
+    rating = build_rating(config, engine)
+    store = build_store(config, pools, engine, rating.observer)
     store.start()
     # Before anything is accepted: fresh deliveries are leased to this node too.
     released = await store.release_own_leases()
     if released:
         log.info("returned %d deliveries this node held before it stopped", released)
-    delivery = DeliveryEngine(store, Resolver.from_config(config.dns), pools, config.delivery)
+    delivery = DeliveryEngine(
+        store,
+        Resolver.from_config(config.dns),
+        pools,
+        config.delivery,
+        verp=rating.verp,
+        verp_origins=frozenset(config.bounce.verp),
+    )
     local = LocalMail(Accounts(engine, Path(config.mail_root)), config.server.hostname)
     local.load_domains()
-    router = Router(store, delivery, local)
+    router = Router(store, delivery, local, rating.contacts)
     try:
-        handler, servers = await start_inbound(config, router, pools)
+        handler, servers = await start_inbound(config, router, pools, rating)
     except StartupError:
         await store.close()
         raise

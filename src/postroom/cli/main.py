@@ -8,7 +8,8 @@ traceback. Verbs (the contract in ARCHITECTURE.md; extend, never rename):
   queue list | show ID | retry ID|--all | hold ID | release ID | delete ID | stats ·
   project add | list · domain add | list | verify | dns | check ·
   domain dkim rotate | list | refresh · dns self ·
-  mailbox add | list | passwd | delete · alias add | list | delete · dovecot config | passwd
+  mailbox add | list | passwd | delete · alias add | list | delete · dovecot config | passwd ·
+  contact add | show | block | unblock | set-rating · rating gate · bounce parse
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from postroom.cli import config_cmd, domain_cmd, mailbox_cmd, queue_cmd
+from postroom.cli import config_cmd, domain_cmd, mailbox_cmd, queue_cmd, rating_cmd
 from postroom.cli.common import CliError, add_config_option
 from postroom.config import ConfigError
 from postroom.core.errors import StartupError
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     queue_cmd.register(verbs)
     domain_cmd.register(verbs)
     mailbox_cmd.register(verbs)
+    rating_cmd.register(verbs)
     return parser
 
 

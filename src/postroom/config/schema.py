@@ -320,6 +320,72 @@ class PoolConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BounceConfig:
+    domain: str = ""
+    """Where bounces come back: VERP return paths are bounce+TOKEN@<domain>; empty =
+    [server] hostname. Its MX must point here; mail to it is processed, never stored."""
+    verp: tuple[str, ...] = ("submission", "campaign")
+    """Message origins sent with a per-recipient VERP return path (one transaction per
+    recipient), so a late bounce names exactly one delivery: "submission", "campaign",
+    "relay" (port 25 relay clients; off by default: they may expect their own bounces)."""
+    feedback_local_part: str = "fbl"
+    """<this>@<domain> takes ARF complaint reports; the VERP token inside names the delivery."""
+    patterns: tuple[str, ...] = ()
+    """Operator pattern files (TOML), read before the shipped ones, to classify replies."""
+
+    def validate(self, path: str) -> None:
+        for index, origin in enumerate(self.verp):
+            if origin not in ("submission", "campaign", "relay"):
+                raise ConfigError(f"{path}.verp[{index}]", "submission, campaign or relay")
+        if self.domain and ("@" in self.domain or any(c.isspace() for c in self.domain)):
+            raise ConfigError(f"{path}.domain", "a domain name")
+        if not self.feedback_local_part or "@" in self.feedback_local_part:
+            raise ConfigError(f"{path}.feedback_local_part", "a local part without @")
+
+
+@dataclass(frozen=True, slots=True)
+class RatingConfig:
+    """The client rating rules (ARCHITECTURE.md, "Client rating"); these are the defaults."""
+
+    automatic: int = 7
+    """Rating of a contact added automatically (campaign import, reply, submission traffic)."""
+    manual: int = 10
+    """Rating of a contact added by hand."""
+    blocked_at: int = 1
+    """At this rating the contact is blocked: campaigns skip it."""
+    campaign_minimum: float = 6.0
+    """A campaign whose audience averages below this does not launch."""
+    reply: int = 10
+    """Mail received from a contact raises its rating to this."""
+    mailbox_full_step: int = 1
+    """Each message undelivered because the mailbox is full lowers the rating by this."""
+    suspicious: tuple[str, ...] = ("userunknown", "hostunknown", "suspend", "hasmoved", "notaccept")
+    """Bounce reasons that mean the address is suspicious: rating to blocked_at, blocked."""
+    blocked_transactional: str = "send"
+    """Submitted (non-campaign) mail to a blocked contact: send | hold | refuse (550 5.7.1)."""
+
+    def validate(self, path: str) -> None:
+        for name in ("automatic", "manual", "reply"):
+            value = getattr(self, name)
+            if not self.blocked_at <= value <= 10:
+                raise ConfigError(f"{path}.{name}", f"between blocked_at and 10, got {value}")
+        if not 1 <= self.blocked_at <= 10:
+            raise ConfigError(f"{path}.blocked_at", "between 1 and 10")
+        if self.mailbox_full_step < 0:
+            raise ConfigError(f"{path}.mailbox_full_step", "0 or more")
+        # The closed vocabulary lives with the classifier (pure enum module, no cycle).
+        from postroom.mta.bounce.reasons import Reason
+
+        for index, reason in enumerate(self.suspicious):
+            if reason not in {member.value for member in Reason}:
+                raise ConfigError(
+                    f"{path}.suspicious[{index}]", f"unknown bounce reason {reason!r}"
+                )
+        if self.blocked_transactional not in ("send", "hold", "refuse"):
+            raise ConfigError(f"{path}.blocked_transactional", "send, hold or refuse")
+
+
+@dataclass(frozen=True, slots=True)
 class HttpConfig:
     listen: tuple[str, ...] = ()
 
@@ -371,6 +437,8 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     egress: tuple[EgressConfig, ...] = ()
     pool: tuple[PoolConfig, ...] = ()
+    bounce: BounceConfig = field(default_factory=BounceConfig)
+    rating: RatingConfig = field(default_factory=RatingConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     mailbox: MailboxConfig = field(default_factory=MailboxConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -394,6 +462,10 @@ class Config:
     @property
     def dovecot_passwd_file(self) -> str:
         return self.mailbox.dovecot_passwd_file or f"{self.state.dir}/dovecot/passwd"
+
+    @property
+    def bounce_domain(self) -> str:
+        return (self.bounce.domain or self.server.hostname).lower().rstrip(".")
 
     @property
     def spf_host(self) -> str:

@@ -93,6 +93,8 @@ def _create_secret_file(path: Path) -> None:
     data = base64.b64encode(secrets.token_bytes(SECRET_SIZE_BYTES)) + b"\n"
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
+        # The state directory may not exist yet (PostgreSQL: nothing else made it).
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
@@ -109,7 +111,8 @@ def _create_secret_file(path: Path) -> None:
     except OSError as error:
         raise SecretKeyError(f"{path}: cannot create secret key file: {error.strerror}") from error
     finally:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # e.g. the directory could not be made
+            temporary.unlink(missing_ok=True)
 
 
 def _read_secret_file(path: Path) -> bytes:

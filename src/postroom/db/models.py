@@ -19,6 +19,11 @@ Tenant tables (linked domains and mailboxes):
   selector is never reused.
 - `mailboxes`: an address on a verified domain, its argon2id password hash and quota.
 - `aliases`: `source` (an address, or "@domain" for the catch-all) → a mailbox.
+
+Contacts (the rating engine, `postroom.rating`):
+- `contacts`: an address known to a project, its rating, blocked flag and why.
+- `contact_events`: every change and what caused it (message, delivery, reason).
+- `lists` / `list_members`: named sets of a project's contacts (audiences).
 """
 
 from __future__ import annotations
@@ -174,4 +179,54 @@ aliases = Table(
     Column("created_at", Float, nullable=False),
     UniqueConstraint("source", "mailbox_id"),
     Index("ix_aliases_source", "source"),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("address", String(320), nullable=False),
+    Column("rating", Integer, nullable=False),
+    Column("blocked", Integer, nullable=False, default=0),
+    # rating | complaint | operator: a reply lifts only a block the rating itself caused.
+    Column("blocked_cause", String(16), nullable=False, default=""),
+    Column("source", String(16), nullable=False),  # auto | manual
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("project_id", "address"),
+)
+
+contact_events = Table(
+    "contact_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("contact_id", Integer, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("reason", String(32), nullable=False, default=""),
+    Column("old_rating", Integer, nullable=True),
+    Column("new_rating", Integer, nullable=False),
+    Column("blocked", Integer, nullable=False),
+    Column("message_id", String(32), nullable=True),
+    Column("delivery_id", Integer, nullable=True),
+    Column("detail", Text, nullable=False, default=""),
+    Index("ix_contact_events_contact", "contact_id", "created_at"),
+)
+
+lists = Table(
+    "lists",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("project_id", "name"),
+)
+
+list_members = Table(
+    "list_members",
+    metadata,
+    Column("list_id", Integer, ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True),
+    Column("contact_id", Integer, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
 )

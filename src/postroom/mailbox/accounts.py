@@ -58,6 +58,7 @@ class LocalTarget:
     address: str
     maildir: Path
     quota_bytes: int
+    project_id: int = 0
 
 
 class RecipientKind(Enum):
@@ -219,33 +220,37 @@ class Accounts:
 
     # -- routing --------------------------------------------------------------
 
-    def verified_domains(self) -> list[str]:
+    def verified_domains(self) -> dict[str, int]:
+        """Verified domain name → its project id."""
         with self.engine.connect() as conn:
-            return list(
+            return dict(
                 conn.execute(
-                    select(domains.c.name).where(domains.c.state == DomainState.VERIFIED.value)
-                ).scalars()
+                    select(domains.c.name, domains.c.project_id).where(
+                        domains.c.state == DomainState.VERIFIED.value
+                    )
+                ).all()
             )
 
     def resolve(self, address: str) -> Resolution:
         """Who receives mail for `address` (see module docstring). `address` is lower-cased."""
         domain_name = address.rpartition("@")[2]
         with self.engine.connect() as conn:
-            domain_id = conn.execute(
-                select(domains.c.id).where(
+            domain = conn.execute(
+                select(domains.c.id, domains.c.project_id).where(
                     domains.c.name == domain_name,
                     domains.c.state == DomainState.VERIFIED.value,
                 )
-            ).scalar()
-            if domain_id is None:
+            ).first()
+            if domain is None:
                 return NOT_LOCAL
+            project_id = int(domain.project_id)
             row = conn.execute(
                 select(mailboxes.c.address, mailboxes.c.quota_bytes).where(
                     mailboxes.c.address == address
                 )
             ).first()
             if row is not None:
-                return Resolution(RecipientKind.LOCAL, (self._target(row),))
+                return Resolution(RecipientKind.LOCAL, (self._target(row, project_id),))
             for source in (address, f"@{domain_name}"):
                 rows = conn.execute(
                     select(mailboxes.c.address, mailboxes.c.quota_bytes)
@@ -254,12 +259,16 @@ class Accounts:
                     .order_by(mailboxes.c.address)
                 ).all()
                 if rows:
-                    return Resolution(RecipientKind.LOCAL, tuple(map(self._target, rows)))
+                    targets = tuple(self._target(row, project_id) for row in rows)
+                    return Resolution(RecipientKind.LOCAL, targets)
         return UNKNOWN
 
-    def _target(self, row: Row) -> LocalTarget:  # type: ignore[type-arg]
+    def _target(self, row: Row, project_id: int) -> LocalTarget:  # type: ignore[type-arg]
         return LocalTarget(
-            address=row.address, maildir=self.maildir_of(row.address), quota_bytes=row.quota_bytes
+            address=row.address,
+            maildir=self.maildir_of(row.address),
+            quota_bytes=row.quota_bytes,
+            project_id=project_id,
         )
 
     def _mailbox(self, row: Row) -> Mailbox:  # type: ignore[type-arg]

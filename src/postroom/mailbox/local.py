@@ -41,10 +41,10 @@ class LocalMail:
     def __init__(self, accounts: Accounts, hostname: str) -> None:
         self.accounts = accounts
         self.hostname = hostname
-        self.domains: frozenset[str] = frozenset()
+        self.domains: dict[str, int] = {}  # verified domain → project id
 
     def load_domains(self) -> None:
-        self.domains = frozenset(self.accounts.verified_domains())
+        self.domains = self.accounts.verified_domains()
 
     async def keep_fresh(self) -> None:
         while True:
@@ -56,8 +56,12 @@ class LocalMail:
 
     def is_local_domain(self, address: str) -> bool:
         """True when `address` is on a verified domain (cheap: no I/O)."""
+        return self.project_of(address) is not None
+
+    def project_of(self, address: str) -> int | None:
+        """The project owning `address`'s domain, when it is a verified linked domain."""
         domain = _ascii_domain(address.rpartition("@")[2])
-        return domain is not None and domain in self.domains
+        return None if domain is None else self.domains.get(domain)
 
     def resolve(self, address: str) -> Resolution:
         local, _, domain = address.rpartition("@")

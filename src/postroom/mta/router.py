@@ -5,12 +5,16 @@
 commit), and only then hands the claimed deliveries to the delivery engine;
 the caller says 250 after it returns. Local copies are written first: if the
 queue commit then fails the client retries and a mailbox may see the message
-twice — a duplicate, never a loss. Later issues add the bounce inbox.
+twice — a duplicate, never a loss. Mail stored locally from a non-null sender
+tells the rating engine that the sender is alive (`Contacts.received`); that
+bookkeeping failing never fails the mail. (The bounce inbox is reached from
+the SMTP session: its mail is processed, not routed.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -18,6 +22,9 @@ from postroom.mailbox.accounts import LocalTarget
 from postroom.mailbox.local import LocalMail
 from postroom.mta.queue.records import Job, NewMessage
 from postroom.mta.queue.store import QueueStore
+from postroom.rating.contacts import Contacts
+
+log = logging.getLogger("postroom.router")
 
 
 class JobSink(Protocol):
@@ -25,19 +32,40 @@ class JobSink(Protocol):
 
 
 class Router:
-    def __init__(self, store: QueueStore, delivery: JobSink, local: LocalMail) -> None:
+    def __init__(
+        self,
+        store: QueueStore,
+        delivery: JobSink,
+        local: LocalMail,
+        contacts: Contacts | None = None,
+    ) -> None:
         self.store = store
         self.delivery = delivery
         self.local = local
+        self.contacts = contacts
 
     async def accept(self, message: NewMessage, local_targets: Sequence[LocalTarget] = ()) -> None:
         """`message.recipients` are the remote ones; local copies go to `local_targets`."""
         if local_targets:
             copy = return_path(message.mail_from) + message.body
             await asyncio.to_thread(self.local.store, copy, local_targets)
+            if self.contacts is not None and message.mail_from:
+                await self._received(message, local_targets)
         if message.recipients:
             jobs = await self.store.enqueue(message)
             self.delivery.submit(jobs)
+
+    async def _received(self, message: NewMessage, targets: Sequence[LocalTarget]) -> None:
+        projects = [target.project_id for target in targets if target.project_id]
+        try:
+            await asyncio.to_thread(
+                self.contacts.received,
+                projects,
+                message.mail_from,
+                message.queue_id,  # type: ignore[union-attr]
+            )
+        except Exception:  # the mail is stored; a missed rating update must not undo that
+            log.exception("rating update failed queue_id=%s", message.queue_id)
 
 
 def return_path(sender: str) -> bytes:

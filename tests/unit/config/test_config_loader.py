@@ -579,6 +579,8 @@ def test_reference_config_sections_follow_the_flow() -> None:
         "[[delivery.rule]]",
         "[[egress]]",
         "[[pool]]",
+        "[bounce]",
+        "[rating]",
         "[http]",
         "[mailbox]",
         "[logging]",

@@ -76,8 +76,15 @@ def test_missing_file_without_create(tmp_path: Path) -> None:
     assert not path.exists()
 
 
-def test_create_in_missing_directory_names_the_path(tmp_path: Path) -> None:
-    path = tmp_path / "absent" / "secret.key"
+def test_create_makes_a_missing_directory(tmp_path: Path) -> None:
+    path = tmp_path / "absent" / "state" / "secret.key"
+    SecretBox.load(path, create=True)
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_create_where_no_directory_can_be_names_the_path(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    path = tmp_path / "a-file" / "secret.key"
     with pytest.raises(SecretKeyError, match="cannot create secret key file") as raised:
         SecretBox.load(path, create=True)
     assert str(path) in str(raised.value)

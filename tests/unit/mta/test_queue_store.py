@@ -298,8 +298,11 @@ async def test_failed_produces_a_dsn_job(
             remote_mta="mx.dest.test",
             updated_at=clock(),
             expired=False,
+            delivery_id=gone,
+            stage=failed[0].stage,
         )
     ]
+    assert failed[0].stage  # the stage of the attempt travels with the failure
     (dsn_job,) = dsn_jobs
     assert dsn_job.mail_from == ""
     assert dsn_job.domain == "sender.test"

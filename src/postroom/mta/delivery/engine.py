@@ -20,9 +20,11 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from dataclasses import replace
 
 from postroom.config.schema import DeliveryConfig
 from postroom.core.dns import Resolver
+from postroom.mta.bounce.verp import Verp
 from postroom.mta.delivery.client import ConnectSettings
 from postroom.mta.delivery.mx import Destination, DestinationError, resolve_destination
 from postroom.mta.delivery.outcome import Outcome, Stage, from_destination_error, from_error
@@ -46,8 +48,12 @@ class DeliveryEngine:
         *,
         max_in_memory: int = 20000,
         claim_interval_s: float = 1.0,
+        verp: Verp | None = None,
+        verp_origins: frozenset[str] = frozenset(),
     ) -> None:
         self.store = store
+        self.verp = verp
+        self.verp_origins = verp_origins
         self.resolver = resolver
         self.max_in_memory = max_in_memory
         self.claim_interval_s = claim_interval_s
@@ -80,8 +86,18 @@ class DeliveryEngine:
     def submit(self, jobs: list[Job]) -> None:
         for job in jobs:
             self._in_memory += len(job.deliveries)
-            for transaction in split_job(job, self.config.max_recipients_per_transaction):
+            for transaction in self._transactions(job):
                 self._route(transaction)
+
+    def _transactions(self, job: Job) -> list[Job]:
+        """With VERP (for the origins `[bounce] verp` names) each recipient gets its own
+        return path, hence its own transaction; the null sender (our DSNs) stays null."""
+        if self.verp is None or not job.mail_from or job.origin not in self.verp_origins:
+            return split_job(job, self.config.max_recipients_per_transaction)
+        return [
+            replace(job, mail_from=self.verp.address(delivery.delivery_id), deliveries=[delivery])
+            for delivery in job.deliveries
+        ]
 
     def _route(self, job: Job) -> None:
         cached = self._destinations.get(job.domain)

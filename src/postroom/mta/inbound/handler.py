@@ -32,11 +32,13 @@ from postroom.core.reply import Reply
 from postroom.db.models import MessageOrigin
 from postroom.mailbox.accounts import NOT_LOCAL, LocalTarget, RecipientKind
 from postroom.mailbox.local import LocalMail
+from postroom.mta.bounce.inbox import FEEDBACK, BounceIntake
 from postroom.mta.inbound.policy import RelayNetworks, check_address, normalise_sender
 from postroom.mta.lanes.pools import PoolTable, UnknownPool
 from postroom.mta.queue.ids import new_queue_id
 from postroom.mta.queue.records import NewMessage
 from postroom.mta.router import Router
+from postroom.rating.suppression import Suppression
 
 log = logging.getLogger("postroom.smtp")
 
@@ -58,12 +60,20 @@ class InboundPolicy:
 
 class InboundHandler:
     def __init__(
-        self, policy: InboundPolicy, router: Router, pools: PoolTable, local: LocalMail
+        self,
+        policy: InboundPolicy,
+        router: Router,
+        pools: PoolTable,
+        local: LocalMail,
+        bounces: BounceIntake | None = None,
+        suppression: Suppression | None = None,
     ) -> None:
         self.policy = policy
         self.router = router
         self.pools = pools
         self.local = local
+        self.bounces = bounces
+        self.suppression = suppression
 
     async def handle_exception(self, error: Exception) -> str:
         """aiosmtpd's last resort for an error in a hook (the database at RCPT, say):
@@ -90,6 +100,8 @@ class InboundHandler:
         # transaction, refusals included, carries the id the 250 will name.
         envelope.queue_id = new_queue_id()
         envelope.local_targets = {}
+        envelope.bounce_targets = {}
+        envelope.held = set()
         return Reply(250, "2.1.0", "Ok").wire()
 
     async def handle_RCPT(
@@ -109,6 +121,14 @@ class InboundHandler:
             log.info("queue_id=%s rcpt refused: %s", queue_id, refusal.text)
             return refusal.wire()
         client_ip = _client_ip(session)
+        inbox_target = self.bounces.target(address) if self.bounces is not None else None
+        if isinstance(inbox_target, Reply):
+            log.info("queue_id=%s rcpt refused: %s", queue_id, inbox_target.text)
+            return inbox_target.wire()
+        if inbox_target is not None:
+            envelope.bounce_targets[address] = inbox_target
+            envelope.rcpt_tos.append(address)
+            return Reply(250, "2.1.5", "Ok").wire()
         if self.local.is_local_domain(address):
             resolution = await asyncio.to_thread(self.local.resolve, address)
         else:
@@ -127,9 +147,22 @@ class InboundHandler:
         elif not self.policy.relay_networks.allows(client_ip):
             log.info("queue_id=%s relay denied client=%s rcpt=<%s>", queue_id, client_ip, address)
             return Reply.relay_denied(f"<{address}>: Relay access denied").wire()
+        elif self.suppression is not None:
+            project_id = self.local.project_of(normalise_sender(envelope.mail_from or ""))
+            if project_id is not None:
+                verdict = await self.suppression.check(project_id, address, queue_id)
+                if isinstance(verdict, Reply):
+                    return verdict.wire()
+                if verdict:
+                    envelope.held.add(address)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         return Reply(250, "2.1.5", "Ok").wire()
+
+    def _process_bounce(self, content: bytes, inbox: dict[str, int]) -> None:
+        assert self.bounces is not None
+        ids = [target for target in inbox.values() if target != FEEDBACK]
+        self.bounces.inbox.process(content, ids, feedback=FEEDBACK in inbox.values())
 
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
         queue_id: str = envelope.queue_id
@@ -167,6 +200,17 @@ class InboundHandler:
         local: dict[str, tuple[LocalTarget, ...]] = envelope.local_targets
         local_targets = [target for targets in local.values() for target in targets]
         content = received + headers + body
+        inbox: dict[str, int] = envelope.bounce_targets
+        if inbox:
+            try:
+                await asyncio.to_thread(self._process_bounce, content, inbox)
+            except Exception:
+                log.exception("bounce processing failed queue_id=%s", queue_id)
+                return Reply.temporary_failure(
+                    f"Bounce processing failed, try again later ({queue_id})"
+                ).wire()
+            if len(inbox) == len(envelope.rcpt_tos):
+                return Reply.ok(f"Ok: processed as {queue_id}").wire()
         if local_targets:
             refusal = await asyncio.to_thread(self.local.quota_refusal, local_targets, len(content))
             if refusal is not None:
@@ -175,7 +219,9 @@ class InboundHandler:
         message = NewMessage(
             queue_id=queue_id,
             mail_from=sender,
-            recipients=tuple(r for r in envelope.rcpt_tos if r not in local),
+            recipients=tuple(r for r in envelope.rcpt_tos if r not in local and r not in inbox),
+            held=frozenset(envelope.held),
+            project_id=self.local.project_of(sender),
             body=content,
             pool=pool,
             origin=MessageOrigin.RELAY,

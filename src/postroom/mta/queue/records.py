@@ -25,6 +25,8 @@ class NewMessage:
     created_at: float
     client_ip: str = ""
     envelope_id: str = ""
+    project_id: int | None = None  # the sender's linked domain's project, if any
+    held: frozenset[str] = frozenset()  # recipients queued as held (blocked contacts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,7 @@ class Job:
     created_at: float
     size_bytes: int
     deliveries: list[ClaimedDelivery]
+    origin: str = ""  # MessageOrigin value: decides whether the return path is VERP
     # Kept in memory for fresh small messages; None means "read it from the store".
     body: bytes | None = field(default=None, repr=False)
 

@@ -26,6 +26,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import (
     Connection,
@@ -89,6 +90,8 @@ class FailedDelivery:
     remote_mta: str
     updated_at: float
     expired: bool
+    delivery_id: int = 0
+    stage: str = ""  # the SMTP stage (or "dns") of the last attempt
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,17 @@ class OriginalMessage:
 BounceBuilder = Callable[[OriginalMessage, list[FailedDelivery]], NewMessage | None]
 
 
+class QueueObserver(Protocol):
+    """Told of queue events inside the transaction that records them (crash-safe):
+    the rating engine creates contacts and moves ratings this way."""
+
+    def messages_queued(self, conn: Connection, new_messages: list[NewMessage]) -> None: ...
+
+    def deliveries_failed(
+        self, conn: Connection, failed: dict[str, list[FailedDelivery]]
+    ) -> None: ...
+
+
 class QueueStore:
     def __init__(
         self,
@@ -114,8 +128,10 @@ class QueueStore:
         retry: RetryPolicy | None = None,
         batch_max: int = 256,
         bounce_builder: BounceBuilder | None = None,
+        observer: QueueObserver | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.observer = observer
         self.engine = engine
         self.node_name = node_name
         self.lease_s = lease_s
@@ -179,23 +195,43 @@ class QueueStore:
                 "lease_until": now + self.lease_s,
                 "updated_at": now,
             }
+            if recipient not in message.held
+            else {
+                "message_id": message.queue_id,
+                "recipient": recipient,
+                "domain": recipient_domain(recipient),
+                "state": DeliveryState.HELD.value,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "lease_owner": None,
+                "lease_until": None,
+                "updated_at": now,
+            }
             for message in new_messages
             for recipient in message.recipients
         ]
         inserted = conn.execute(self._insert_deliveries, rows)
         ids = iter(row.id for row in inserted)
-        return [self._jobs_for(message, ids) for message in new_messages]
+        jobs = [self._jobs_for(message, ids) for message in new_messages]
+        if self.observer is not None:
+            self.observer.messages_queued(conn, new_messages)
+        return jobs
 
     @staticmethod
     def _jobs_for(message: NewMessage, ids: Iterator[int]) -> list[Job]:
         body = message.body if len(message.body) <= KEEP_IN_MEMORY_BYTES else None
         by_domain: dict[str, list[ClaimedDelivery]] = defaultdict(list)
         for recipient in message.recipients:
-            by_domain[recipient_domain(recipient)].append(ClaimedDelivery(next(ids), recipient, 0))
+            delivery_id = next(ids)
+            if recipient not in message.held:  # held ones wait for `queue release`
+                by_domain[recipient_domain(recipient)].append(
+                    ClaimedDelivery(delivery_id, recipient, 0)
+                )
         return [
             Job(
                 message_id=message.queue_id,
                 mail_from=message.mail_from,
+                origin=message.origin.value,
                 domain=domain,
                 pool=message.pool,
                 created_at=message.created_at,
@@ -256,6 +292,7 @@ class QueueStore:
                     messages.c.id,
                     messages.c.mail_from,
                     messages.c.pool,
+                    messages.c.origin,
                     messages.c.created_at,
                     messages.c.size_bytes,
                 ).where(messages.c.id.in_(message_ids))
@@ -269,6 +306,7 @@ class QueueStore:
                 jobs[key] = Job(
                     message_id=row.message_id,
                     mail_from=envelope.mail_from,
+                    origin=envelope.origin,
                     domain=row.domain,
                     pool=envelope.pool,
                     created_at=envelope.created_at,
@@ -361,11 +399,15 @@ class QueueStore:
                         remote_mta=result.remote_mta,
                         updated_at=now,
                         expired=expired,
+                        delivery_id=row.id,
+                        stage=result.stage,
                     )
                 )
         if updates:
             conn.execute(self._update_outcome, updates)
         jobs = self._bounce(conn, failed)
+        if failed and self.observer is not None:
+            self.observer.deliveries_failed(conn, failed)
         self._complete_messages(conn, {row.message_id for row in rows.values()}, now)
         return jobs
 

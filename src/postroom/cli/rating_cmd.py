@@ -1,0 +1,198 @@
+"""`postroom contact add|show|block|unblock|set-rating`, `postroom rating gate`,
+`postroom bounce parse`.
+
+Contacts belong to a project (`--project`). `contact show` prints the rating,
+the blocked flag and every event with its cause. `rating gate` computes an
+audience's average rating and refuses (exit 1) below `[rating]
+campaign_minimum`, naming the blocked and low-rated share. `bounce parse FILE...
+--json` prints one JSON object per file in the contract shape of ARCHITECTURE.md.
+Bad input: one line, exit 2, nothing changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+
+from postroom.cli.common import CliError, add_config_option, open_database, print_json
+from postroom.config import load_config
+from postroom.mailbox.names import InvalidName, normalise_address
+from postroom.mta.bounce.parse import parse_bounce
+from postroom.rating.contacts import Contact, ContactError, Contacts
+from postroom.rating.rules import Rules
+
+MAX_BOUNCE_BYTES = 50 * 1024 * 1024
+
+
+def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    contact = verbs.add_parser("contact", help="a project's contacts and their ratings")
+    add_config_option(contact)
+    actions = contact.add_subparsers(dest="contact_verb", required=True, metavar="ACTION")
+    for name, help_text in (
+        ("add", "add a contact by hand (rating 10)"),
+        ("show", "rating, blocked flag and event history"),
+        ("block", "block a contact (campaigns skip it)"),
+        ("unblock", "lift a block"),
+        ("set-rating", "set the rating (1 blocks)"),
+    ):
+        parser = actions.add_parser(name, help=help_text)
+        add_config_option(parser)
+        parser.add_argument("address", metavar="ADDRESS")
+        parser.add_argument("--project", required=True, metavar="NAME")
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "add":
+            parser.add_argument("--list", metavar="NAME", help="also put it on this list")
+        if name == "set-rating":
+            parser.add_argument("rating", type=int, metavar="RATING")
+        parser.set_defaults(handler=_contact, action=name)
+
+    rating = verbs.add_parser("rating", help="the rating engine")
+    add_config_option(rating)
+    rating_actions = rating.add_subparsers(dest="rating_verb", required=True, metavar="ACTION")
+    gate = rating_actions.add_parser("gate", help="may a campaign to this audience launch?")
+    add_config_option(gate)
+    gate.add_argument("--project", required=True, metavar="NAME")
+    gate.add_argument("--list", metavar="NAME", help="the audience (default: every contact)")
+    gate.add_argument("--json", action="store_true")
+    gate.set_defaults(handler=_gate)
+
+    bounce = verbs.add_parser("bounce", help="bounce and complaint messages")
+    add_config_option(bounce)
+    bounce_actions = bounce.add_subparsers(dest="bounce_verb", required=True, metavar="ACTION")
+    parse = bounce_actions.add_parser("parse", help="parse saved bounces (DSN, ARF, others)")
+    add_config_option(parse)
+    parse.add_argument("files", nargs="+", metavar="FILE")
+    parse.add_argument("--json", action="store_true", help="one JSON object per file")
+    parse.set_defaults(handler=_bounce_parse)
+
+
+def _contacts(args: argparse.Namespace) -> Contacts:
+    return Contacts(open_database(args.config), Rules(load_config(args.config).rating))
+
+
+def _contact(args: argparse.Namespace) -> int:
+    try:
+        local, domain = normalise_address(args.address)
+    except InvalidName as error:
+        raise CliError(str(error)) from None
+    address = f"{local}@{domain}"
+    contacts = _contacts(args)
+    try:
+        if args.action == "add":
+            contact = contacts.add(args.project, address, args.list)
+        elif args.action == "block":
+            contact = contacts.block(args.project, address)
+        elif args.action == "unblock":
+            contact = contacts.unblock(args.project, address)
+        elif args.action == "set-rating":
+            contact = contacts.set_rating(args.project, address, args.rating)
+        else:
+            contact = contacts.contact(args.project, address)
+    except ContactError as error:
+        raise CliError(str(error)) from None
+    _show(contacts, contact, args.json, events=args.action == "show")
+    return 0
+
+
+def _show(contacts: Contacts, contact: Contact, as_json: bool, *, events: bool) -> None:
+    history = contacts.events(contact) if events else []
+    if as_json:
+        print_json(
+            {
+                "address": contact.address,
+                "project": contact.project,
+                "rating": contact.rating,
+                "blocked": contact.blocked,
+                "blocked_cause": contact.blocked_cause,
+                "source": contact.source,
+                "events": [
+                    {
+                        "at": event.created_at,
+                        "kind": event.kind,
+                        "reason": event.reason,
+                        "old_rating": event.old_rating,
+                        "new_rating": event.new_rating,
+                        "blocked": event.blocked,
+                        "message_id": event.message_id,
+                        "delivery_id": event.delivery_id,
+                        "detail": event.detail,
+                    }
+                    for event in history
+                ],
+            }
+        )
+        return
+    blocked = f"blocked ({contact.blocked_cause})" if contact.blocked else "not blocked"
+    print(f"{contact.address} in {contact.project}: rating {contact.rating}, {blocked}")
+    for event in history:
+        when = datetime.fromtimestamp(event.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        old = "-" if event.old_rating is None else event.old_rating
+        cause = " ".join(
+            part
+            for part in (
+                event.reason,
+                f"message {event.message_id}" if event.message_id else "",
+                event.detail,
+            )
+            if part
+        )
+        print(f"  {when}  {event.kind:10}  {old} -> {event.new_rating}  {cause}")
+
+
+def _gate(args: argparse.Namespace) -> int:
+    try:
+        result = _contacts(args).gate(args.project, args.list)
+    except ContactError as error:
+        raise CliError(str(error)) from None
+    if args.json:
+        print_json(
+            {
+                "allowed": result.allowed,
+                "average": round(result.average, 3),
+                "audience": result.audience,
+                "blocked": result.blocked,
+                "low": result.low,
+                "message": result.message,
+            }
+        )
+    else:
+        print(("launch allowed: " if result.allowed else "launch refused: ") + result.message)
+    return 0 if result.allowed else 1
+
+
+def _bounce_parse(args: argparse.Namespace) -> int:
+    for name in args.files:
+        path = Path(name)
+        try:
+            if path.stat().st_size > MAX_BOUNCE_BYTES:
+                raise CliError(f"{path}: larger than {MAX_BOUNCE_BYTES} bytes")
+            data = path.read_bytes()
+        except OSError as error:
+            raise CliError(f"{path}: cannot read: {error.strerror}") from None
+        report = parse_bounce(data)
+        verdict = {
+            "file": name,
+            "is_bounce": report.is_bounce,
+            "feedback_type": report.feedback_type,
+            "recipients": [
+                {
+                    "address": r.address,
+                    "action": r.action,
+                    "status": r.status,
+                    "reply_code": r.reply_code,
+                    "reason": str(r.reason),
+                    "hard": r.hard,
+                }
+                for r in report.recipients
+            ],
+        }
+        if args.json:
+            print_json(verdict)
+        else:
+            kind = "bounce" if report.is_bounce else "not a bounce"
+            print(f"{name}: {kind} ({report.kind})")
+            for r in verdict["recipients"]:  # type: ignore[union-attr]
+                hard = "hard" if r["hard"] else "soft"
+                print(f"  {r['address']}: {r['reason']} {r['status']} {r['reply_code']} {hard}")
+    return 0

@@ -1,0 +1,155 @@
+"""The bounce and complaint inbox: mail to the bounce domain, processed, never stored.
+
+Port 25 accepts `bounce+TOKEN@<bounce domain>` when TOKEN is a valid VERP
+token of ours (`Verp`), and `<feedback_local_part>@<bounce domain>` for ARF
+complaint reports; anything else at those names is refused at RCPT, so a
+forged bounce changes nothing. At the end of DATA, `BounceInbox.process` parses
+the message (`parse_bounce`) and, in one transaction, applies the rules to the
+contact each named delivery went to:
+- an ARF report → complaint (blocked);
+- a bounce → its reason for that recipient (the report's entry for the
+  delivery's address, else its first entry): suspicious address → blocked,
+  mailbox full → minus one, the rest (delays, network, success, vacation) → no change;
+- an auto-reply or anything that is not a bounce → no change (logged).
+The delivery comes from the token, not from what the report claims, so a
+report cannot touch any other contact.
+
+Blocking (database): the SMTP session calls it in a thread and says 250 after.
+Untrusted input: the whole message (parsed by `parse_bounce`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select
+
+from postroom.core.reply import Reply
+from postroom.db.models import deliveries, messages
+from postroom.mta.bounce.parse import BounceReport, parse_bounce
+from postroom.mta.bounce.verp import PREFIX, Verp
+from postroom.rating.contacts import Cause, Contacts
+from postroom.rating.observer import project_of_sender
+
+log = logging.getLogger("postroom.bounce")
+
+NO_RATING_CHANGE = frozenset({"delivered", "vacation", "undefined"})
+
+
+@dataclass(frozen=True, slots=True)
+class Processed:
+    delivery_id: int
+    recipient: str
+    kind: str  # complaint | bounce | ignored
+    reason: str
+
+
+class BounceInbox:
+    def __init__(self, engine: Engine, contacts: Contacts, verp: Verp) -> None:
+        self.engine = engine
+        self.contacts = contacts
+        self.verp = verp
+
+    def process(
+        self, content: bytes, delivery_ids: Sequence[int], *, feedback: bool
+    ) -> list[Processed]:
+        report = parse_bounce(content)
+        ids = list(delivery_ids)
+        if feedback:
+            # A feedback loop writes to one fixed address; the original's VERP
+            # return path, quoted in the report, names the delivery.
+            ids += [found for found in self.verp.find(content) if found not in ids]
+        done: list[Processed] = []
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                select(
+                    deliveries.c.id,
+                    deliveries.c.recipient,
+                    deliveries.c.message_id,
+                    messages.c.mail_from,
+                )
+                .join(messages, messages.c.id == deliveries.c.message_id)
+                .where(deliveries.c.id.in_(ids))
+            ).all()
+            for row in rows:
+                project_id = project_of_sender(conn, row.mail_from)
+                outcome = self._apply(conn, report, row, project_id)
+                done.append(outcome)
+        for outcome in done:
+            log.info(
+                "bounce inbox: delivery=%d rcpt=<%s> %s %s",
+                outcome.delivery_id,
+                outcome.recipient,
+                outcome.kind,
+                outcome.reason,
+            )
+        if not rows:
+            log.info("bounce inbox: no known delivery named (ids %s)", ids)
+        return done
+
+    def _apply(self, conn, report: BounceReport, row, project_id: int | None) -> Processed:  # type: ignore[no-untyped-def]
+        recipient = row.recipient.lower()
+        rules = self.contacts.rules
+        if report.feedback_type is not None:
+            cause = Cause(
+                "complained",
+                reason="feedback",
+                message_id=row.message_id,
+                delivery_id=row.id,
+                detail=f"ARF report, feedback type {report.feedback_type}",
+            )
+            if project_id is not None:
+                self.contacts.record(conn, project_id, recipient, rules.complained, cause)
+            return Processed(row.id, recipient, "complaint", "feedback")
+        if not report.is_bounce or not report.recipients:
+            return Processed(row.id, recipient, "ignored", report.kind)
+        entry = next(
+            (r for r in report.recipients if r.address.lower() == recipient),
+            report.recipients[0],
+        )
+        reason = str(entry.reason)
+        if entry.action.lower() == "delayed" or reason in NO_RATING_CHANGE:
+            return Processed(row.id, recipient, "ignored", reason)
+        if project_id is not None:
+            self.contacts.record(
+                conn,
+                project_id,
+                recipient,
+                lambda state: rules.bounced(state, reason),
+                Cause(
+                    "bounced",
+                    reason=reason,
+                    message_id=row.message_id,
+                    delivery_id=row.id,
+                    detail=f"asynchronous bounce: {entry.status} {entry.diagnostic}".strip(),
+                ),
+            )
+        return Processed(row.id, recipient, "bounce", reason)
+
+
+FEEDBACK = -1  # the "delivery id" of the feedback address: tokens come from the report
+
+
+@dataclass(frozen=True, slots=True)
+class BounceIntake:
+    """Which RCPT addresses are the inbox's, for the SMTP session."""
+
+    inbox: BounceInbox
+    feedback_local_part: str
+
+    def target(self, address: str) -> int | Reply | None:
+        """A delivery id (or FEEDBACK) for an inbox address; a refusal for a bad token
+        on the bounce domain; None when the address is not the inbox's business."""
+        local, _, domain = address.rpartition("@")
+        if domain.lower().rstrip(".") != self.inbox.verp.domain:
+            return None
+        if local.lower() == self.feedback_local_part.lower():
+            return FEEDBACK
+        if not local.lower().startswith(PREFIX):
+            return None
+        delivery_id = self.inbox.verp.delivery_id(address)
+        if delivery_id is None:
+            return Reply(550, "5.1.1", f"<{address}>: not a bounce address of ours")
+        return delivery_id

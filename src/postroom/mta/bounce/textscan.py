@@ -1,0 +1,193 @@
+"""Text helpers for inbound bounces: addresses, SMTP codes, part text, the original's cut.
+
+Purpose: the small, shared pieces every bounce reader needs — find e-mail
+addresses in prose, find the SMTP reply code and RFC 3463 status in a
+diagnostic, decode a MIME part to text whatever its declared charset, and cut
+a plain-text bounce where the returned copy of the original message begins.
+
+Inputs: `email.message.Message` parts and strings from an untrusted bounce.
+Outputs: plain strings and tuples. Every function is total: malformed input
+gives an empty result, never an exception. Work is bounded by the callers'
+text caps (`MAX_PART_CHARS`).
+
+RFCs: RFC 3463 (status codes), RFC 5321 (reply codes), RFC 2045-2047 (MIME).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from email.message import Message
+
+__all__ = [
+    "ADDRESS",
+    "MAX_PART_CHARS",
+    "addresses_in",
+    "cut_original",
+    "dequote",
+    "find_codes",
+    "normalise_address",
+    "part_text",
+    "split_original",
+    "structured_text",
+]
+
+# A bounce's human-readable text is a few kilobytes; anything past this is a returned copy.
+MAX_PART_CHARS = 64_000
+
+# Deliberately looser than RFC 5322: bounces quote addresses as they met them.
+ADDRESS = re.compile(
+    r"(?<![\w.+=\-/])([\w.!#$%&'*+/=?^`{|}~\-]{1,64}@"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9\-]{1,62})",
+)
+_PAIR = re.compile(r"(?<![\w.])([245]\d\d)[ \-]#?([245]\.\d{1,3}\.\d{1,3})(?![\w.]*\d)")
+_STATUS = re.compile(r"(?<![\w.])#?([245]\.\d{1,3}\.\d{1,3})(?![.\d]*\d)")
+_REPLY = re.compile(r"(?:^|[\s:;(\[<>\"'])([245][0-5]\d)(?=[ \-][^\d]|[ \-]?$|\])", re.MULTILINE)
+_QUOTE = re.compile(r"^> ?")
+_TAGS = re.compile(r"<(?:script|style)\b.*?</(?:script|style)>|<[^>]{0,2000}>", re.S | re.I)
+
+_ORIGINAL_MARKERS = re.compile(
+    r"^[ \t>]*(?:-{2,}|={2,}|\*{2,})?[ \t]*(?:"
+    r"below this line is a copy of the message"
+    r"|this is a copy of the (?:original )?message"
+    r"|(?:the )?original message (?:follows|headers|was)?[ \t]*(?:-|=|:|$)"
+    r"|original message (?:header|text)s?"
+    r"|(?:returned|undelivered|unsent|original|bounced) (?:mail|message|e-?mail)\b"
+    r"|message (?:text|headers?) follows"
+    r"|(?:header|headers) of (?:the )?(?:original|returned) message"
+    r"|start of (?:returned|original) message"
+    r"|content-type: message/rfc822"
+    r"|the headers of your message"
+    r")",
+    re.IGNORECASE | re.MULTILINE,
+)
+_HEADER_LINE = re.compile(
+    r"^(?:Received|Return-Path|Message-I[Dd]|DKIM-Signature|MIME-Version|"
+    r"Delivered-To|X-[\w\-]+|From|To|Subject|Date|Content-Type):[ \t]"
+)
+
+
+def normalise_address(raw: str) -> str:
+    """Strip the wrappers bounces put around addresses (<>, quotes, mailto:, rfc822;)."""
+    text = raw.strip().strip("<>\"'()[],;.").strip()
+    if text.lower().startswith("mailto:"):
+        text = text[7:]
+    found = ADDRESS.search(text)
+    return found.group(1).strip(".") if found else ""
+
+
+def addresses_in(text: str) -> list[tuple[int, str]]:
+    """Every address in text with its offset, in order (duplicates kept)."""
+    return [(match.start(1), match.group(1).rstrip(".")) for match in ADDRESS.finditer(text)]
+
+
+def find_codes(text: str) -> tuple[str, str]:
+    """(reply code, RFC 3463 status) found in a diagnostic; "" for what is absent.
+
+    A reply followed by its enhanced code ("550 5.1.1", "550-5.1.1") is the best
+    evidence; otherwise the first standalone of each, the reply preferring the
+    status's class so that an unrelated number does not disagree with it.
+    """
+    pair = _PAIR.search(text)
+    if pair:
+        return pair.group(1), pair.group(2)
+    status_match = _STATUS.search(text)
+    status = status_match.group(1) if status_match else ""
+    replies = [match.group(1) for match in _REPLY.finditer(text)]
+    if status:
+        replies = [code for code in replies if code[0] == status[0]] or []
+    return (replies[0] if replies else ""), status
+
+
+def part_text(part: Message) -> str:
+    """A leaf part's text, decoded (transfer encoding and charset), tags stripped from HTML."""
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:  # a broken part must not stop the rest; noqa-free on purpose
+        payload = None
+    if payload is None:
+        raw = part.get_payload()
+        text = raw if isinstance(raw, str) else ""
+    else:
+        charset = _safe_charset(part)
+        try:
+            text = payload.decode(charset, errors="replace")
+        except LookupError:
+            text = payload.decode("utf-8", errors="replace")
+    text = text[:MAX_PART_CHARS].replace("\r\n", "\n").replace("\r", "\n")
+    if part.get_content_type() == "text/html":
+        text = html.unescape(_TAGS.sub(" ", re.sub(r"(?i)<br\s*/?>|</p>|</div>|</tr>", "\n", text)))
+    return text
+
+
+def structured_text(part: Message) -> str:
+    """The field text of a message/delivery-status or message/feedback-report part.
+
+    The email package parses such bodies as header blocks (a list of Message
+    objects); they are written back as "Name: value" lines, groups separated by
+    a blank line, so that one reader handles both shapes.
+    """
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        blocks = []
+        for block in payload[:1000]:
+            if isinstance(block, Message):
+                blocks.append("\n".join(f"{name}: {value}" for name, value in block.items()))
+                inner = block.get_payload()
+                if isinstance(inner, str) and inner.strip():
+                    blocks.append(inner)
+        return "\n\n".join(blocks)[:MAX_PART_CHARS]
+    return part_text(part)
+
+
+def _safe_charset(part: Message) -> str:
+    try:
+        charset = part.get_content_charset() or "utf-8"
+    except Exception:
+        return "utf-8"
+    # Mislabelled Japanese and Windows text is common in bounces; the superset decodes both.
+    aliases = {"iso-2022-jp": "iso2022_jp_ext", "shift_jis": "cp932", "us-ascii": "utf-8"}
+    return aliases.get(charset.lower(), charset)
+
+
+def cut_original(text: str) -> str:
+    """The part of a plain-text bounce before its returned copy of the original message."""
+    return split_original(text)[0]
+
+
+def split_original(text: str) -> tuple[str, str]:
+    """(report, returned copy) of a plain-text bounce; the copy is "" when none is found."""
+    marker = _ORIGINAL_MARKERS.search(text)
+    end = marker.start() if marker else len(text)
+    # A header block (three header lines in a row after a blank line) is the copy too.
+    # Only after an address: a forwarded bounce opens with the forwarded message's headers.
+    lines = text[:end].split("\n")
+    offset = 0
+    for index, line in enumerate(lines):
+        if (
+            index > 0
+            and ADDRESS.search(text, 0, offset) is not None
+            and not lines[index - 1].strip()
+            and _HEADER_LINE.match(line)
+            and sum(1 for following in lines[index : index + 3] if _looks_header(following)) == 3
+        ):
+            return text[:offset], text[offset:]
+        offset += len(line) + 1
+    if not marker:
+        return text, ""
+    # Skip the marker line itself: the copy starts on the next one.
+    rest_start = text.find("\n", marker.start())
+    return text[:end], text[rest_start + 1 :] if rest_start >= 0 else ""
+
+
+def dequote(text: str) -> str:
+    """Remove "> " quoting when most lines carry it (a bounce forwarded inline)."""
+    lines = text.split("\n")
+    filled = [line for line in lines if line.strip()]
+    if not filled or sum(line.startswith(">") for line in filled) * 2 < len(filled):
+        return text
+    return "\n".join(_QUOTE.sub("", line, count=1) for line in lines)
+
+
+def _looks_header(line: str) -> bool:
+    return bool(re.match(r"^[A-Za-z][\w\-]{0,40}:[ \t]|^[ \t]+\S", line))

@@ -1,0 +1,354 @@
+"""Contacts of projects in the database: ratings, blocks, events, lists, the gate.
+
+`Contacts(engine, rules)` serves two callers:
+- operators (CLI): `add`, `show`, `block`, `unblock`, `set_rating`, `gate`,
+  each one transaction, refusals as `ContactError` (one line, nothing changed);
+- the mail engine, inside its own transaction (`conn`): `ensure_many` when mail
+  is sent (new addresses start at `[rating] automatic`), `record` when a
+  bounce, complaint or reply moves a rating. Every change is a `contact_events`
+  row naming its cause (kind, reason, message, delivery, detail).
+
+Addresses are stored lower-cased. A project never sees another's contacts:
+every query is keyed by project.
+Config keys: [rating] through `Rules`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, and_, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Row
+
+from postroom.db.models import contact_events, contacts, list_members, lists, projects
+from postroom.rating.rules import BlockCause, ContactState, GateResult, Rules, gate
+
+INSERT_CHUNK_ROWS = 1000
+
+
+class ContactError(Exception):
+    """A refused operator change or a missing object; nothing was changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    id: int
+    project: str
+    address: str
+    rating: int
+    blocked: bool
+    blocked_cause: str
+    source: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    created_at: float
+    kind: str
+    reason: str
+    old_rating: int | None
+    new_rating: int
+    blocked: bool
+    message_id: str | None
+    delivery_id: int | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """What moved a rating, for the event row."""
+
+    kind: str  # created | bounced | complained | replied | set | blocked | unblocked
+    reason: str = ""
+    message_id: str | None = None
+    delivery_id: int | None = None
+    detail: str = ""
+
+
+Change = Callable[[ContactState], ContactState | None]
+
+
+class Contacts:
+    def __init__(self, engine: Engine, rules: Rules) -> None:
+        self.engine = engine
+        self.rules = rules
+
+    # -- operators --------------------------------------------------------------
+
+    def add(self, project: str, address: str, list_name: str | None = None) -> Contact:
+        address = address.lower()
+        with self.engine.begin() as conn:
+            project_id = _project_id(conn, project)
+            if _contact_row(conn, project_id, address) is not None:
+                raise ContactError(f"contact {address} already exists in project {project!r}")
+            state = self.rules.created(manual=True)
+            contact_id = _insert_contact(conn, project_id, address, state, "manual")
+            _event(conn, contact_id, None, state, Cause("created", detail="added by hand"))
+            if list_name is not None:
+                _join_list(conn, project_id, list_name, contact_id)
+        return self.contact(project, address)
+
+    def contact(self, project: str, address: str) -> Contact:
+        with self.engine.connect() as conn:
+            row = _contact_row(conn, _project_id(conn, project), address.lower())
+        if row is None:
+            raise ContactError(f"no contact {address.lower()} in project {project!r}")
+        return _contact(row, project)
+
+    def events(self, contact: Contact) -> list[Event]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(contact_events)
+                .where(contact_events.c.contact_id == contact.id)
+                .order_by(contact_events.c.created_at, contact_events.c.id)
+            ).all()
+        return [
+            Event(
+                created_at=row.created_at,
+                kind=row.kind,
+                reason=row.reason,
+                old_rating=row.old_rating,
+                new_rating=row.new_rating,
+                blocked=bool(row.blocked),
+                message_id=row.message_id,
+                delivery_id=row.delivery_id,
+                detail=row.detail,
+            )
+            for row in rows
+        ]
+
+    def set_rating(self, project: str, address: str, rating: int) -> Contact:
+        def change(state: ContactState) -> ContactState:
+            try:
+                return self.rules.set_by_operator(state, rating)
+            except ValueError as error:
+                raise ContactError(str(error)) from None
+
+        return self._operator(project, address, change, Cause("set", detail="by an operator"))
+
+    def block(self, project: str, address: str) -> Contact:
+        return self._operator(project, address, self.rules.block, Cause("blocked"))
+
+    def unblock(self, project: str, address: str) -> Contact:
+        return self._operator(project, address, self.rules.unblock, Cause("unblocked"))
+
+    def gate(self, project: str, list_name: str | None = None) -> GateResult:
+        with self.engine.connect() as conn:
+            project_id = _project_id(conn, project)
+            query = select(contacts.c.rating, contacts.c.blocked, contacts.c.blocked_cause).where(
+                contacts.c.project_id == project_id
+            )
+            if list_name is not None:
+                list_id = _list_id(conn, project_id, list_name)
+                query = query.join(
+                    list_members,
+                    and_(
+                        list_members.c.contact_id == contacts.c.id,
+                        list_members.c.list_id == list_id,
+                    ),
+                )
+            states = [_state(row) for row in conn.execute(query)]
+        return gate(states, self.rules.config)
+
+    def _operator(self, project: str, address: str, change: Change, cause: Cause) -> Contact:
+        with self.engine.begin() as conn:
+            project_id = _project_id(conn, project)
+            if not self.record(conn, project_id, address.lower(), change, cause):
+                raise ContactError(f"no contact {address.lower()} in project {project!r}")
+        return self.contact(project, address)
+
+    # -- the mail engine ----------------------------------------------------------
+
+    def ensure_many(
+        self, conn: Connection, wanted: Iterable[tuple[int, str, str]], detail: str
+    ) -> None:
+        """(project id, address, message id): create the contacts that do not exist yet,
+        at the automatic rating, with a `created` event naming the message."""
+        rows = {
+            (project_id, address.lower()): message_id for project_id, address, message_id in wanted
+        }
+        if not rows:
+            return
+        state = self.rules.created(manual=False)
+        now = time.time()
+        values = [
+            {
+                "project_id": project_id,
+                "address": address,
+                "rating": state.rating,
+                "blocked": int(state.blocked),
+                "blocked_cause": state.cause.value,
+                "source": "auto",
+                "created_at": now,
+                "updated_at": now,
+            }
+            for project_id, address in rows
+        ]
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        created = []
+        # PostgreSQL takes at most 65,535 parameters per statement (8 per row here).
+        for start in range(0, len(values), INSERT_CHUNK_ROWS):
+            created += conn.execute(
+                dialect.insert(contacts)
+                .values(values[start : start + INSERT_CHUNK_ROWS])
+                .on_conflict_do_nothing(index_elements=["project_id", "address"])
+                .returning(contacts.c.id, contacts.c.project_id, contacts.c.address)
+            ).all()
+        if created:
+            conn.execute(
+                insert(contact_events),
+                [
+                    _event_row(
+                        row.id,
+                        None,
+                        state,
+                        Cause(
+                            "created", message_id=rows[(row.project_id, row.address)], detail=detail
+                        ),
+                        now,
+                    )
+                    for row in created
+                ],
+            )
+
+    def record(
+        self, conn: Connection, project_id: int, address: str, change: Change, cause: Cause
+    ) -> bool:
+        """Apply `change` to a contact and write the event; False when no such contact.
+        A change that returns None (the event does not move the rating) writes nothing."""
+        row = _contact_row(conn, project_id, address.lower())
+        if row is None:
+            return False
+        old = _state(row)
+        new = change(old)
+        if new is None:
+            return True
+        conn.execute(
+            update(contacts)
+            .where(contacts.c.id == row.id)
+            .values(
+                rating=new.rating,
+                blocked=int(new.blocked),
+                blocked_cause=new.cause.value,
+                updated_at=time.time(),
+            )
+        )
+        _event(conn, row.id, old.rating, new, cause)
+        return True
+
+    def received(self, project_ids: Iterable[int], sender: str, message_id: str) -> None:
+        """Mail from `sender` reached mailboxes of these projects: a known contact is
+        alive (`replied`), a new address becomes a contact."""
+        with self.engine.begin() as conn:
+            for project_id in set(project_ids):
+                cause = Cause("replied", message_id=message_id, detail="mail received from it")
+                if not self.record(conn, project_id, sender, self.rules.replied, cause):
+                    self.ensure_many(
+                        conn, [(project_id, sender, message_id)], "mail received from a new address"
+                    )
+
+    def is_blocked(self, project_id: int, address: str) -> bool:
+        with self.engine.connect() as conn:
+            row = _contact_row(conn, project_id, address.lower())
+        return row is not None and bool(row.blocked)
+
+
+def _project_id(conn: Connection, name: str) -> int:
+    found = conn.execute(select(projects.c.id).where(projects.c.name == name)).scalar()
+    if found is None:
+        raise ContactError(f"no project named {name!r} (see `postroom project list`)")
+    return int(found)
+
+
+def _list_id(conn: Connection, project_id: int, name: str) -> int:
+    found = conn.execute(
+        select(lists.c.id).where(lists.c.project_id == project_id, lists.c.name == name)
+    ).scalar()
+    if found is None:
+        raise ContactError(f"no list named {name!r} in this project")
+    return int(found)
+
+
+def _join_list(conn: Connection, project_id: int, name: str, contact_id: int) -> None:
+    found = conn.execute(
+        select(lists.c.id).where(lists.c.project_id == project_id, lists.c.name == name)
+    ).scalar()
+    if found is None:
+        found = conn.execute(
+            insert(lists).values(project_id=project_id, name=name, created_at=time.time())
+        ).inserted_primary_key[0]
+    conn.execute(insert(list_members).values(list_id=found, contact_id=contact_id))
+
+
+def _contact_row(conn: Connection, project_id: int, address: str) -> Row | None:  # type: ignore[type-arg]
+    return conn.execute(
+        select(contacts).where(contacts.c.project_id == project_id, contacts.c.address == address)
+    ).first()
+
+
+def _insert_contact(
+    conn: Connection, project_id: int, address: str, state: ContactState, source: str
+) -> int:
+    now = time.time()
+    return int(
+        conn.execute(
+            insert(contacts).values(
+                project_id=project_id,
+                address=address,
+                rating=state.rating,
+                blocked=int(state.blocked),
+                blocked_cause=state.cause.value,
+                source=source,
+                created_at=now,
+                updated_at=now,
+            )
+        ).inserted_primary_key[0]
+    )
+
+
+def _event(
+    conn: Connection, contact_id: int, old_rating: int | None, new: ContactState, cause: Cause
+) -> None:
+    conn.execute(insert(contact_events).values(_event_row(contact_id, old_rating, new, cause)))
+
+
+def _event_row(
+    contact_id: int,
+    old_rating: int | None,
+    new: ContactState,
+    cause: Cause,
+    now: float | None = None,
+) -> dict[str, object]:
+    return {
+        "contact_id": contact_id,
+        "created_at": time.time() if now is None else now,
+        "kind": cause.kind,
+        "reason": cause.reason,
+        "old_rating": old_rating,
+        "new_rating": new.rating,
+        "blocked": int(new.blocked),
+        "message_id": cause.message_id,
+        "delivery_id": cause.delivery_id,
+        "detail": cause.detail[:1000],
+    }
+
+
+def _state(row: Row) -> ContactState:  # type: ignore[type-arg]
+    return ContactState(row.rating, bool(row.blocked), BlockCause(row.blocked_cause))
+
+
+def _contact(row: Row, project: str) -> Contact:  # type: ignore[type-arg]
+    return Contact(
+        id=row.id,
+        project=project,
+        address=row.address,
+        rating=row.rating,
+        blocked=bool(row.blocked),
+        blocked_cause=row.blocked_cause,
+        source=row.source,
+        created_at=row.created_at,
+    )
