@@ -228,3 +228,11 @@ def test_rating_gate_names_what_drags_the_audience_down(world: World) -> None:
     assert (result.returncode, gate["allowed"], gate["audience"]) == (1, False, 4)
     assert gate["average"] == pytest.approx(4.5) and gate["blocked"] == 2
     assert "2 blocked" in gate["message"]
+
+
+def test_transactional_mail_to_a_blocked_contact_is_sent_and_logged(world: World) -> None:
+    token = uuid.uuid4().hex
+    with smtplib.SMTP("127.0.0.1", world.postroom.smtp_port, timeout=10) as client:
+        refused = client.sendmail("news@shop.test", ["gone@far.test"], newsletter(token))
+    assert refused == {}
+    assert "rcpt=<gone@far.test> is a blocked contact: send" in world.postroom.log()

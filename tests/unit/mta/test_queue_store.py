@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -734,3 +735,23 @@ async def test_purge_history_deletes_only_messages_finished_before_the_cutoff(
             assert conn.execute(select(func.count()).select_from(deliveries)).scalar_one() == 1
     finally:
         await store.close()
+
+
+async def test_held_recipients_are_stored_held_and_not_handed_out(
+    store: QueueStore, engine: Engine, clock: FakeClock
+) -> None:
+    message = replace(
+        new_message(clock, "ok@x.test", "blocked@x.test", "other@y.test"),
+        held=frozenset({"blocked@x.test", "other@y.test"}),
+    )
+    jobs = await store.enqueue(message)
+    assert [(job.domain, [d.recipient for d in job.deliveries]) for job in jobs] == [
+        ("x.test", ["ok@x.test"])
+    ]
+    states = {row.recipient: (row.state, row.lease_owner) for row in delivery_rows(engine)}
+    assert states == {
+        "ok@x.test": (DeliveryState.INFLIGHT, store.node_name),
+        "blocked@x.test": (DeliveryState.HELD, None),
+        "other@y.test": (DeliveryState.HELD, None),
+    }
+    assert await store.claim_due(10) == []  # held stays held until an operator releases it

@@ -98,11 +98,11 @@ def failed_stage(text: str) -> str | None:
 def refine(reason: Reason, status: str, action: str, text: str) -> Reason:
     """The classifier's reason corrected by what the stage and the status say (docstring)."""
     stage = failed_stage(text)
-    if reason is Reason.USERUNKNOWN and not status[2:].startswith("1.1"):
+    if reason is Reason.USERUNKNOWN and not status[2:].startswith("1."):
         if stage == "data":
             # The recipient was accepted at RCPT; "unknown" after DATA is a filter's word.
             return Reason.FILTERED
-        if _MAILBOX_STATUS.match(status) and stage != "rcpt to":
+        if stage != "rcpt to" and status[2:] != "4.1":
             # X.2.0 / X.2.1: the mailbox exists but refuses (RFC 3463); an "unknown user"
             # text with it, not at RCPT, is the recipient's filter refusing this sender.
             return Reason.FILTERED
