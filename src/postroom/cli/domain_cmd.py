@@ -358,7 +358,10 @@ def _dns_self(ctx: Context, args: argparse.Namespace) -> int:
     config = ctx.config
     egress = [Egress(e.address, e.helo or config.server.hostname) for e in config.egress]
     records = self_records(
-        config.server.hostname.lower().rstrip("."), config.spf_host.lower(), egress
+        config.server.hostname.lower().rstrip("."),
+        config.spf_host.lower(),
+        egress,
+        config.bounce_domain,
     )
     form = "json" if args.json else args.format
     _print_records(records, form, f"this appliance ({config.server.hostname})")

@@ -177,3 +177,11 @@ def test_self_records_fall_back_to_the_mail_host(egress: list[Egress]) -> None:
     assert [(r.name, r.type, r.value) for r in records] == [
         (SPF_HOST, "TXT", f"v=spf1 a:{MAIL_HOST} -all"),
     ]
+
+
+def test_self_records_publish_the_bounce_domain_mx_and_spf() -> None:
+    records = self_records(MAIL_HOST, SPF_HOST, [], bounce_domain="bounces.example.test")
+    assert [(r.name, r.type, r.value, r.required) for r in records][1:] == [
+        ("bounces.example.test", "MX", f"10 {MAIL_HOST}", True),
+        ("bounces.example.test", "TXT", f"v=spf1 include:{SPF_HOST} -all", True),
+    ]

@@ -9,7 +9,8 @@ with live DNS by `audit`):
   a report address to start, never weaker than what is published); and,
   recommended, MTA-STS and TLS-RPT.
 - `self_records(...)`: the SPF include host that lists our egress addresses
-  (`postroom dns self`), plus forward and reverse DNS of each egress name,
+  (`postroom dns self`), the bounce domain's MX and SPF (VERP return paths), plus
+  forward and reverse DNS of each egress name,
   which receivers check (FCrDNS) before they trust a sending IP.
 
 Inputs: `DomainFacts` (from the database and config) and `LiveTxt` (what the
@@ -182,8 +183,12 @@ def _address_mechanisms(egress: list[Egress]) -> tuple[str, ...]:
     return tuple(terms)
 
 
-def self_records(mail_host: str, spf_host: str, egress: list[Egress]) -> list[DnsRecord]:
-    """What the appliance's own zone needs: its SPF include host and FCrDNS of each IP."""
+def self_records(
+    mail_host: str, spf_host: str, egress: list[Egress], bounce_domain: str = ""
+) -> list[DnsRecord]:
+    """What the appliance's own zone needs: its SPF include host, the bounce domain
+    (VERP return paths: receivers check SPF on it, bounces come back to its MX) and
+    FCrDNS of each IP."""
     mechanisms = _address_mechanisms(egress) or (f"a:{mail_host}",)
     records = [
         DnsRecord(
@@ -194,6 +199,23 @@ def self_records(mail_host: str, spf_host: str, egress: list[Egress]) -> list[Dn
             "SPF include host: linked domains include it; it lists every egress address",
         )
     ]
+    if bounce_domain:
+        records += [
+            DnsRecord(
+                bounce_domain,
+                "MX",
+                f"{MX_PREFERENCE} {mail_host}",
+                True,
+                "bounces and complaints to VERP return paths come back to this server",
+            ),
+            DnsRecord(
+                bounce_domain,
+                "TXT",
+                f"v=spf1 include:{spf_host} -all",
+                True,
+                "SPF of the VERP return-path domain, which receivers check",
+            ),
+        ]
     for source in egress:
         if not source.address:
             continue

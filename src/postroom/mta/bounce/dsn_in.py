@@ -85,6 +85,25 @@ def _strip_type(value: str) -> str:
     return value.strip()
 
 
+def _better_status(field_status: str, diagnostic_status: str) -> str:
+    """The Status field, unless it is a bare X.0.0 and the remote's reply is more exact.
+
+    Reporting MTAs often write a generic Status ("5.0.0") over a remote reply that
+    carried its own enhanced code ("550 5.1.1 ..."); the remote's code is the better
+    evidence when it has the same class.
+    """
+    if not field_status:
+        return diagnostic_status
+    if (
+        diagnostic_status
+        and field_status.endswith(".0.0")
+        and diagnostic_status[0] == field_status[0]
+        and not diagnostic_status.endswith(".0.0")
+    ):
+        return diagnostic_status
+    return field_status
+
+
 def groups_from_text(text: str) -> tuple[Finding, ...]:
     """One Finding per recipient group in delivery-status text."""
     findings: list[Finding] = []
@@ -107,7 +126,7 @@ def groups_from_text(text: str) -> tuple[Finding, ...]:
             Finding(
                 address=address,
                 action=fields.get("action", "").split()[0].lower() if fields.get("action") else "",
-                status=status or text_status,
+                status=_better_status(status, text_status),
                 reply_code=reply_code,
                 diagnostic=diagnostic,
             )
