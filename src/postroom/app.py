@@ -94,7 +94,9 @@ def build_rating(config: Config, engine: Engine) -> RatingParts:
         contacts=contacts,
         observer=RatingObserver(contacts, classifier.classify),
         verp=verp,
-        intake=BounceIntake(BounceInbox(engine, contacts, verp), config.bounce.feedback_local_part),
+        intake=BounceIntake(
+            BounceInbox(engine, contacts, verp, classifier), config.bounce.feedback_local_part
+        ),
         suppression=Suppression(contacts, config.rating.blocked_transactional),
     )
 

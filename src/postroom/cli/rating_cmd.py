@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from postroom.cli.common import CliError, add_config_option, open_database, print_json
-from postroom.config import load_config
+from postroom.config import default_config_path, load_config
 from postroom.mailbox.names import InvalidName, normalise_address
+from postroom.mta.bounce.classify import Classifier, PatternError
 from postroom.mta.bounce.parse import parse_bounce
 from postroom.rating.contacts import Contact, ContactError, Contacts
 from postroom.rating.rules import Rules
@@ -162,6 +163,15 @@ def _gate(args: argparse.Namespace) -> int:
 
 
 def _bounce_parse(args: argparse.Namespace) -> int:
+    # A pure parse needs no server: without the default config file, the shipped
+    # patterns alone serve (an explicitly named file must exist, as everywhere).
+    patterns: tuple[str, ...] = ()
+    if args.config != default_config_path() or Path(args.config).exists():
+        patterns = load_config(args.config).bounce.patterns
+    try:
+        classifier = Classifier.load([Path(path) for path in patterns])
+    except PatternError as error:
+        raise CliError(f"bounce patterns: {error}") from None
     for name in args.files:
         path = Path(name)
         try:
@@ -170,7 +180,7 @@ def _bounce_parse(args: argparse.Namespace) -> int:
             data = path.read_bytes()
         except OSError as error:
             raise CliError(f"{path}: cannot read: {error.strerror}") from None
-        report = parse_bounce(data)
+        report = parse_bounce(data, classifier)
         verdict = {
             "file": name,
             "is_bounce": report.is_bounce,

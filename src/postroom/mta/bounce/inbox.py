@@ -28,6 +28,7 @@ from sqlalchemy import Engine, select
 
 from postroom.core.reply import Reply
 from postroom.db.models import deliveries, messages
+from postroom.mta.bounce.classify import Classifier
 from postroom.mta.bounce.parse import BounceReport, parse_bounce
 from postroom.mta.bounce.verp import PREFIX, Verp
 from postroom.rating.contacts import Cause, Contacts
@@ -47,15 +48,18 @@ class Processed:
 
 
 class BounceInbox:
-    def __init__(self, engine: Engine, contacts: Contacts, verp: Verp) -> None:
+    def __init__(
+        self, engine: Engine, contacts: Contacts, verp: Verp, classifier: Classifier
+    ) -> None:
         self.engine = engine
         self.contacts = contacts
         self.verp = verp
+        self.classifier = classifier
 
     def process(
         self, content: bytes, delivery_ids: Sequence[int], *, feedback: bool
     ) -> list[Processed]:
-        report = parse_bounce(content)
+        report = parse_bounce(content, self.classifier)
         ids = list(delivery_ids)
         if feedback:
             # A feedback loop writes to one fixed address; the original's VERP
