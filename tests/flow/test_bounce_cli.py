@@ -45,6 +45,7 @@ def test_parse_prints_the_contract_shape(tmp_path: Path) -> None:
     postfix, arf, not_bounce, junk = verdicts
     assert postfix["is_bounce"] is True and postfix["recipients"][0]["hard"] is True
     assert arf["feedback_type"] == "abuse" and arf["recipients"][0]["reason"] == "feedback"
+    assert arf["is_bounce"] is True
     assert not_bounce == {**not_bounce, "is_bounce": False, "recipients": []}
     assert junk["is_bounce"] is False and junk["recipients"] == []
 

@@ -156,7 +156,7 @@ def test_crlf_gives_the_same_report() -> None:
 
 def test_arf_complaint() -> None:
     report = parse_bounce(ARF)
-    assert report.kind == "arf" and not report.is_bounce
+    assert report.kind == "arf" and report.is_bounce  # a report about mail we sent
     assert report.feedback_type == "abuse"
     assert [(r.address, r.reason, r.hard) for r in report.recipients] == [
         ("complainer@example.net", Reason.FEEDBACK, False)

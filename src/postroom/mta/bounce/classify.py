@@ -3,15 +3,17 @@
 Purpose: one function for every place a remote server tells us why mail failed —
 the synchronous reply our delivery gets (`550 5.1.1 <x>: Recipient address
 rejected: User unknown`) and the Diagnostic-Code or prose of a bounce we
-receive. The knowledge lives in data (STYLE.md #10): `patterns.toml`, shipped
-beside this module, and optional operator files in the same format, whose
-rules are tried first so that an operator can correct or refine any verdict.
+receive. The knowledge lives in data (STYLE.md #10): `vendor_codes.toml` (codes
+providers document) and `patterns.toml`, shipped beside this module, and optional
+operator files in the same format, whose rules are tried first so that an
+operator can correct or refine any verdict.
 
 Inputs: `Classifier.load(paths)` reads the operator files (in the order given)
-and then the shipped file; every rule is validated at load — an unknown key,
-an unknown reason, a bad regular expression, a malformed status or reply
-pattern, or a rule without conditions raises `PatternError` naming the file,
-the rule's index (0-based, in that file) and the field. `classify(reply_code,
+and then the shipped files (vendor codes, then patterns); every rule is
+validated at load — an unknown key, an unknown reason, a bad regular
+expression, a malformed status or reply pattern, or a rule without
+conditions raises `PatternError` naming the file, the rule's index (0-based,
+in that file) and the field. `classify(reply_code,
 status, text)` returns the reason of the first rule whose every condition
 holds, else `Reason.UNDEFINED`. Pure, synchronous, no I/O after load.
 
@@ -35,7 +37,14 @@ from typing import Any
 
 from postroom.mta.bounce.reasons import Reason
 
-__all__ = ["MAX_TEXT_CHARS", "Classifier", "PatternError", "Rule", "shipped_patterns_text"]
+__all__ = [
+    "MAX_TEXT_CHARS",
+    "SHIPPED_RULE_FILES",
+    "Classifier",
+    "PatternError",
+    "Rule",
+    "shipped_patterns_text",
+]
 
 # Diagnostics longer than this are cut: real ones are a few hundred characters.
 MAX_TEXT_CHARS = 4000
@@ -79,9 +88,14 @@ class Rule:
         return self.unless is None or not self.unless.search(text)
 
 
-def shipped_patterns_text() -> str:
-    """The shipped rule file, read from the installed package."""
-    return resources.files("postroom.mta.bounce").joinpath("patterns.toml").read_text("utf-8")
+# Shipped rule files, in the order they are tried: documented vendor codes are exact,
+# so they come before the generic phrases and status codes.
+SHIPPED_RULE_FILES = ("vendor_codes.toml", "patterns.toml")
+
+
+def shipped_patterns_text(name: str = "patterns.toml") -> str:
+    """One shipped rule file, read from the installed package."""
+    return resources.files("postroom.mta.bounce").joinpath(name).read_text("utf-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +114,8 @@ class Classifier:
             except (OSError, UnicodeDecodeError) as error:
                 raise PatternError(str(path), None, "file", str(error)) from None
             rules.extend(parse_rules(text, str(path)))
-        rules.extend(parse_rules(shipped_patterns_text(), "patterns.toml (shipped)"))
+        for name in SHIPPED_RULE_FILES:
+            rules.extend(parse_rules(shipped_patterns_text(name), f"{name} (shipped)"))
         return cls(tuple(rules))
 
     def classify(self, reply_code: int | str | None, status: str | None, text: str) -> Reason:

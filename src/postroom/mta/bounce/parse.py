@@ -4,7 +4,8 @@ Purpose: `parse_bounce(data)` is the single entry point for messages that
 arrive at the bounce / complaint inbox. It recognises, in this order:
 
 1. RFC 5965 ARF complaints (a message/feedback-report part) → reason
-   feedback, with the Feedback-Type;
+   feedback, with the Feedback-Type; `is_bounce` is true for them as for any
+   report about mail we sent (only auto-replies and ordinary mail are not);
 2. RFC 3464 DSNs (a message/delivery-status part) → one recipient per group,
    delivered / delayed / failed, with Status and Diagnostic-Code;
 3. Amazon SES JSON notifications (bounce, complaint, delivery);
@@ -174,7 +175,7 @@ def _parse(data: bytes, classifier: Classifier) -> BounceReport:
             BouncedRecipient(address, "", "", "", Reason.FEEDBACK, False, "")
             for address in addresses or [""]
         )
-        return BounceReport(False, arf.feedback_type(report) or "other", recipients, "arf")
+        return BounceReport(True, arf.feedback_type(report) or "other", recipients, "arf")
 
     if parts.delivery_status:
         findings = [
@@ -193,7 +194,7 @@ def _parse(data: bytes, classifier: Classifier) -> BounceReport:
                 BouncedRecipient(f.address, "", "", "", Reason.FEEDBACK, False, "")
                 for f in ses_report.findings
             )
-            return BounceReport(False, ses_report.feedback_type, recipients, "ses")
+            return BounceReport(True, ses_report.feedback_type, recipients, "ses")
         return _report(list(ses_report.findings), "", classifier, "ses")
 
     responder = autoreply.autoreply_sender(message)

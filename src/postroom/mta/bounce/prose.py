@@ -148,6 +148,13 @@ def prose_findings(text: str, exclude: set[str]) -> tuple[Finding, ...]:
     for address in recipients:
         diagnostic = by_address.get(address.lower(), "")
         reply_code, status = find_codes(diagnostic)
+        if not (reply_code or status) and len(recipients) == 1:
+            # Some layouts (MailMarshal, several gateways) give the reason first and
+            # list the affected recipients after it: with one recipient, it is theirs.
+            whole_reply, whole_status = find_codes(text)
+            if whole_reply or whole_status:
+                reply_code, status = whole_reply, whole_status
+                diagnostic = f"{text[:MAX_SEGMENT_CHARS]}\n{diagnostic}"
         findings.append(
             Finding(
                 address=address,

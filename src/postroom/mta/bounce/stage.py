@@ -15,7 +15,10 @@ evidence of the reason that does not depend on the remote's choice of words:
 - RCPT TO: the recipient is judged; "user unknown" there is a fact about the
   address (userunknown) whatever the status code;
 - DATA: the recipient was already accepted; "user unknown" after DATA is the
-  recipient's filter speaking (filtered).
+  recipient's filter speaking (filtered);
+- no stage at all, no address status (X.1.x) and a reporting system that did
+  not look the address up itself (vendors.replies): the words "user unknown"
+  alone do not prove the address is gone, and are read as filtered.
 
 `failed_stage(text)` finds the stage; `refine(...)` applies the rules above to
 the classifier's reason. Both pure; the text is untrusted and only searched.
@@ -28,6 +31,7 @@ from __future__ import annotations
 import re
 
 from postroom.mta.bounce.reasons import Reason
+from postroom.mta.bounce.vendors.replies import reporter_says_no_such_address
 
 __all__ = ["failed_stage", "refine"]
 
@@ -102,9 +106,14 @@ def refine(reason: Reason, status: str, action: str, text: str) -> Reason:
         if stage == "data":
             # The recipient was accepted at RCPT; "unknown" after DATA is a filter's word.
             return Reason.FILTERED
-        if stage != "rcpt to" and status[2:] != "4.1":
+        if _MAILBOX_STATUS.match(status) and stage != "rcpt to":
             # X.2.0 / X.2.1: the mailbox exists but refuses (RFC 3463); an "unknown user"
             # text with it, not at RCPT, is the recipient's filter refusing this sender.
+            return Reason.FILTERED
+        if stage is None and status[2:] != "4.1" and not reporter_says_no_such_address(text):
+            # Nothing places the refusal at RCPT, no address status backs the words, and
+            # the reporting system did not look the address up itself: the words alone
+            # do not show that the address is gone (a filter may say "unknown" too).
             return Reason.FILTERED
     if stage == "mail from" and reason in _SENDER_STAGE_VAGUE:
         return Reason.REJECTED

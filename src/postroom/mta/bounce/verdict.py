@@ -8,10 +8,12 @@ Purpose: the readers (dsn_in, ses, prose) report raw facts per recipient — a
   X.0.0 of the reply code's class, else of the action (delivered 2, delayed 4,
   failed 5), so that every failure carries a class;
 - reason: delivered for a 2.x.x or a delivered/relayed/expanded action;
-  otherwise the classifier on the recipient's own diagnostic. A phrase there
-  wins. When only a code matched, and the code is a generic one (X.0.0, or a
-  reply code alone), a phrase in the prose around the recipient, then in the
-  whole human-readable text, is preferred: servers often pair "550 5.0.0"
+  otherwise the classifier on the recipient's own diagnostic — first on the
+  remote server's reply inside it (vendors.replies), whose phrase beats the
+  reporting MTA's wrapper words. A phrase there wins. When only a code
+  matched, and the code is a generic one (X.0.0, or a reply code alone), a
+  phrase in the prose around the recipient, then in the whole human-readable
+  text, is preferred: servers often pair "550 5.0.0"
   with an exact explanation a paragraph away.
 - The SMTP stage a failure answered, and the status, refine it (stage.py):
   "user unknown" after DATA is the recipient's filter, a vague refusal at
@@ -35,6 +37,7 @@ from postroom.mta.bounce.dsn_in import Finding
 from postroom.mta.bounce.reasons import Reason
 from postroom.mta.bounce.stage import refine
 from postroom.mta.bounce.textscan import find_codes
+from postroom.mta.bounce.vendors.replies import remote_reply
 
 __all__ = ["judge"]
 
@@ -67,6 +70,20 @@ def _is_weak(rule: Rule | None, status: str, status_given: bool) -> bool:
     return rule.status is None or not status_given or bool(_GENERIC_STATUS.match(status))
 
 
+def _first_rule(classifier: Classifier, reply: str, status: str, diagnostic: str) -> Rule | None:
+    """The rule for the remote server's own reply when one is found, else the whole text.
+
+    The reporting MTA's wrapper ("it was rejected by the recipient domain") says the
+    same thing for every failure; only the reply it wraps tells them apart.
+    """
+    own_reply = remote_reply(diagnostic)
+    if own_reply:
+        rule = classifier.first_match(reply, status, own_reply)
+        if rule is not None and rule.text is not None:
+            return rule
+    return classifier.first_match(reply, status, diagnostic)
+
+
 def judge(
     finding: Finding, context: str, human: str, classifier: Classifier
 ) -> tuple[str, str, Reason]:
@@ -76,7 +93,7 @@ def judge(
     if action in _SUCCESS_ACTIONS or status.startswith("2"):
         return action, status, Reason.DELIVERED
     status_given = bool(finding.status) or not status.endswith(".0.0")
-    rule = classifier.first_match(reply, status, finding.diagnostic or context)
+    rule = _first_rule(classifier, reply, status, finding.diagnostic or context)
     if _is_weak(rule, status, status_given):
         for text in (context, human):
             better = classifier.first_match(None, None, text, text_only=True)
