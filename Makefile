@@ -8,6 +8,9 @@ CONFIG ?= postroom.toml
 STATE  ?= state
 BIN     = $(VENV)/bin
 
+# Peers the benchmarks compare against (not needed by the tests).
+BENCH_DEBS = libsisimai-perl
+
 # Real peers of the flow tests (ARCHITECTURE.md, "Testing with real peers").
 TEST_DEBS = postfix swaks nsd bind9-utils postgresql openssl systemd util-linux dovecot-imapd
 
@@ -63,7 +66,11 @@ lint: install-test
 	$(BIN)/ruff format --check src tests bench
 
 bench: install-test test-debs
+	@$(MAKE) --no-print-directory debs DEBS="$(BENCH_DEBS)"
 	$(BIN)/python bench/relay.py
+	$(BIN)/python bench/bounces.py
+	$(BIN)/python bench/addresses.py
+	$(BIN)/python bench/import_csv.py
 
 clean:
 	rm -rf $(VENV) $(STATE) build src/*.egg-info .pytest_cache .ruff_cache

@@ -9,7 +9,8 @@ traceback. Verbs (the contract in ARCHITECTURE.md; extend, never rename):
   project add | list · domain add | list | verify | dns | check ·
   domain dkim rotate | list | refresh · dns self ·
   mailbox add | list | passwd | delete · alias add | list | delete · dovecot config | passwd ·
-  contact add | show | block | unblock | set-rating · rating gate · bounce parse
+  contact add | show | block | unblock | set-rating | import | template · rating gate ·
+  bounce parse · address check
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from postroom.cli import config_cmd, domain_cmd, mailbox_cmd, queue_cmd, rating_cmd
+from postroom.cli import (
+    audience_cmd,
+    config_cmd,
+    domain_cmd,
+    mailbox_cmd,
+    queue_cmd,
+    rating_cmd,
+)
 from postroom.cli.common import CliError, add_config_option
 from postroom.config import ConfigError
 from postroom.core.errors import StartupError
@@ -50,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     domain_cmd.register(verbs)
     mailbox_cmd.register(verbs)
     rating_cmd.register(verbs)
+    audience_cmd.register_address(verbs)
     return parser
 
 

@@ -12,9 +12,11 @@ Bad input: one line, exit 2, nothing changed.
 from __future__ import annotations
 
 import argparse
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from postroom.cli import audience_cmd
 from postroom.cli.common import CliError, add_config_option, open_database, print_json
 from postroom.config import default_config_path, load_config
 from postroom.mailbox.names import InvalidName, normalise_address
@@ -47,6 +49,7 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         if name == "set-rating":
             parser.add_argument("rating", type=int, metavar="RATING")
         parser.set_defaults(handler=_contact, action=name)
+    audience_cmd.register_contact_verbs(actions)
 
     rating = verbs.add_parser("rating", help="the rating engine")
     add_config_option(rating)
@@ -103,6 +106,8 @@ def _show(contacts: Contacts, contact: Contact, as_json: bool, *, events: bool) 
             {
                 "address": contact.address,
                 "project": contact.project,
+                "name": contact.name,
+                "variables": json.loads(contact.variables or "{}"),
                 "rating": contact.rating,
                 "blocked": contact.blocked,
                 "blocked_cause": contact.blocked_cause,

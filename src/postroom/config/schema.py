@@ -386,6 +386,22 @@ class RatingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AddressesConfig:
+    """The one address validator (address check, contact import, audiences)."""
+
+    dns: bool = True
+    """Look up MX (or A/AAAA) of every distinct domain: none or a null MX is invalid."""
+    allow_quoted: bool = False
+    """Accept quoted local parts ("john doe"@x): valid by RFC, unfit for most lists."""
+    allow_ip_literal: bool = False
+    """Accept IP-literal domains (user@[192.0.2.1])."""
+    disposable_domains: tuple[str, ...] = ()
+    """Temporary-mailbox domains to refuse besides the shipped list."""
+    role_local_parts: tuple[str, ...] = ()
+    """Local parts to treat as role accounts (risky) besides the shipped list."""
+
+
+@dataclass(frozen=True, slots=True)
 class HttpConfig:
     listen: tuple[str, ...] = ()
 
@@ -439,6 +455,7 @@ class Config:
     pool: tuple[PoolConfig, ...] = ()
     bounce: BounceConfig = field(default_factory=BounceConfig)
     rating: RatingConfig = field(default_factory=RatingConfig)
+    addresses: AddressesConfig = field(default_factory=AddressesConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     mailbox: MailboxConfig = field(default_factory=MailboxConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

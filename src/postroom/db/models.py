@@ -43,6 +43,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -191,9 +192,12 @@ contacts = Table(
     Column("blocked", Integer, nullable=False, default=0),
     # rating | complaint | operator: a reply lifts only a block the rating itself caused.
     Column("blocked_cause", String(16), nullable=False, default=""),
-    Column("source", String(16), nullable=False),  # auto | manual
+    Column("source", String(16), nullable=False),  # auto | manual | import
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("name", Text, nullable=False, server_default=text("''")),
+    # Template variables from an import (JSON object of strings).
+    Column("variables", Text, nullable=False, server_default="{}"),
     UniqueConstraint("project_id", "address"),
 )
 

@@ -43,6 +43,8 @@ class Contact:
     blocked_cause: str
     source: str
     created_at: float
+    name: str = ""
+    variables: str = "{}"  # JSON object
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +84,7 @@ class Contacts:
     def add(self, project: str, address: str, list_name: str | None = None) -> Contact:
         address = address.lower()
         with self.engine.begin() as conn:
-            project_id = _project_id(conn, project)
+            project_id = project_id_of(conn, project)
             if _contact_row(conn, project_id, address) is not None:
                 raise ContactError(f"contact {address} already exists in project {project!r}")
             state = self.rules.created(manual=True)
@@ -94,7 +96,7 @@ class Contacts:
 
     def contact(self, project: str, address: str) -> Contact:
         with self.engine.connect() as conn:
-            row = _contact_row(conn, _project_id(conn, project), address.lower())
+            row = _contact_row(conn, project_id_of(conn, project), address.lower())
         if row is None:
             raise ContactError(f"no contact {address.lower()} in project {project!r}")
         return _contact(row, project)
@@ -138,7 +140,7 @@ class Contacts:
 
     def gate(self, project: str, list_name: str | None = None) -> GateResult:
         with self.engine.connect() as conn:
-            project_id = _project_id(conn, project)
+            project_id = project_id_of(conn, project)
             query = select(contacts.c.rating, contacts.c.blocked, contacts.c.blocked_cause).where(
                 contacts.c.project_id == project_id
             )
@@ -156,7 +158,7 @@ class Contacts:
 
     def _operator(self, project: str, address: str, change: Change, cause: Cause) -> Contact:
         with self.engine.begin() as conn:
-            project_id = _project_id(conn, project)
+            project_id = project_id_of(conn, project)
             if not self.record(conn, project_id, address.lower(), change, cause):
                 raise ContactError(f"no contact {address.lower()} in project {project!r}")
         return self.contact(project, address)
@@ -202,7 +204,7 @@ class Contacts:
             conn.execute(
                 insert(contact_events),
                 [
-                    _event_row(
+                    event_row(
                         row.id,
                         None,
                         state,
@@ -257,7 +259,7 @@ class Contacts:
         return row is not None and bool(row.blocked)
 
 
-def _project_id(conn: Connection, name: str) -> int:
+def project_id_of(conn: Connection, name: str) -> int:
     found = conn.execute(select(projects.c.id).where(projects.c.name == name)).scalar()
     if found is None:
         raise ContactError(f"no project named {name!r} (see `postroom project list`)")
@@ -274,6 +276,10 @@ def _list_id(conn: Connection, project_id: int, name: str) -> int:
 
 
 def _join_list(conn: Connection, project_id: int, name: str, contact_id: int) -> None:
+    join_list_many(conn, project_id, name, [contact_id])
+
+
+def join_list_many(conn: Connection, project_id: int, name: str, contact_ids: list[int]) -> None:
     found = conn.execute(
         select(lists.c.id).where(lists.c.project_id == project_id, lists.c.name == name)
     ).scalar()
@@ -281,7 +287,14 @@ def _join_list(conn: Connection, project_id: int, name: str, contact_id: int) ->
         found = conn.execute(
             insert(lists).values(project_id=project_id, name=name, created_at=time.time())
         ).inserted_primary_key[0]
-    conn.execute(insert(list_members).values(list_id=found, contact_id=contact_id))
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    rows = [{"list_id": found, "contact_id": contact_id} for contact_id in contact_ids]
+    for start in range(0, len(rows), INSERT_CHUNK_ROWS):
+        conn.execute(
+            dialect.insert(list_members)
+            .values(rows[start : start + INSERT_CHUNK_ROWS])
+            .on_conflict_do_nothing(index_elements=["list_id", "contact_id"])
+        )
 
 
 def _contact_row(conn: Connection, project_id: int, address: str) -> Row | None:  # type: ignore[type-arg]
@@ -313,10 +326,10 @@ def _insert_contact(
 def _event(
     conn: Connection, contact_id: int, old_rating: int | None, new: ContactState, cause: Cause
 ) -> None:
-    conn.execute(insert(contact_events).values(_event_row(contact_id, old_rating, new, cause)))
+    conn.execute(insert(contact_events).values(event_row(contact_id, old_rating, new, cause)))
 
 
-def _event_row(
+def event_row(
     contact_id: int,
     old_rating: int | None,
     new: ContactState,
@@ -351,4 +364,6 @@ def _contact(row: Row, project: str) -> Contact:  # type: ignore[type-arg]
         blocked_cause=row.blocked_cause,
         source=row.source,
         created_at=row.created_at,
+        name=row.name,
+        variables=row.variables,
     )

@@ -581,6 +581,7 @@ def test_reference_config_sections_follow_the_flow() -> None:
         "[[pool]]",
         "[bounce]",
         "[rating]",
+        "[addresses]",
         "[http]",
         "[mailbox]",
         "[logging]",

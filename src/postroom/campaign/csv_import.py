@@ -1,0 +1,200 @@
+"""Reading a contacts CSV and deciding, row by row, what an import does with it.
+
+The template (`TEMPLATE`, printed by `postroom contact template`): a header row
+with `email`, optionally `name`, and any number of variable columns (each
+becomes a template variable of the contact). `read_contacts_csv(path)`:
+- detects the encoding: a UTF-8 byte-order mark, else strict UTF-8, else
+  cp1251 (the single-byte encoding Russian spreadsheets export);
+- sniffs the delimiter among `,` `;` tab `|` from the first lines;
+- requires an email column (also spelled `e-mail`, `mail`, `email address`);
+- keeps each row's line number (the physical line where it starts), so every
+  report names the line; raises `CsvError("FILE: line N: ...")` for a file it
+  cannot read as such a CSV.
+
+`plan_import(rows, verdicts, ...)` is pure: given the validator's verdict for
+each row (same order) it sorts rows into accepted, fixed (junk trimmed, or a
+suggestion applied when the operator asked for it), invalid (never imported),
+risky (imported only when the operator says so) and duplicate (of an earlier
+row: the first occurrence wins).
+
+Untrusted input: the whole file (bounded: `MAX_ROWS`, `MAX_FIELD_CHARS`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TEMPLATE = (
+    "email,name,first_name,company,city\r\n"
+    "ann.smith@example.com,Ann Smith,Ann,Example Ltd,Berlin\r\n"
+    "bob@example.org,Bob Brown,Bob,,Paris\r\n"
+)
+EMAIL_COLUMNS = ("email", "e-mail", "mail", "email address", "e-mail address", "address")
+NAME_COLUMNS = ("name", "full name", "full_name")
+DELIMITERS = ",;\t|"
+MAX_ROWS = 2_000_000
+MAX_FIELD_CHARS = 10_000
+_SNIFF_BYTES = 64 * 1024
+
+
+class CsvError(Exception):
+    """The file cannot be read as a contacts CSV; the message names file and line."""
+
+
+@dataclass(frozen=True, slots=True)
+class CsvRow:
+    line: int
+    email: str
+    name: str
+    variables: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedCsv:
+    encoding: str
+    delimiter: str
+    columns: tuple[str, ...]
+    rows: tuple[CsvRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RowOutcome:
+    line: int
+    input: str
+    address: str | None
+    category: str  # accepted | fixed | invalid | risky | duplicate
+    reasons: tuple[str, ...]
+    suggestion: str | None
+    duplicate_of: str | None
+
+
+@dataclass(slots=True)
+class ImportPlan:
+    to_import: list[tuple[CsvRow, str]] = field(default_factory=list)  # (row, address)
+    outcomes: list[RowOutcome] = field(default_factory=list)
+
+    def count(self, category: str) -> int:
+        return sum(outcome.category == category for outcome in self.outcomes)
+
+
+def read_contacts_csv(path: Path) -> ParsedCsv:
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise CsvError(f"{path}: cannot read: {error.strerror}") from None
+    text, encoding = _decode(data)
+    delimiter = _sniff_delimiter(text[:_SNIFF_BYTES])
+    csv.field_size_limit(MAX_FIELD_CHARS)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader, None)
+        if header is None or not any(cell.strip() for cell in header):
+            raise CsvError(f"{path}: line 1: empty file: expected a header row with 'email'")
+        columns = tuple(cell.strip().lstrip("\ufeff") for cell in header)
+        email_index = _column(columns, EMAIL_COLUMNS)
+        if email_index is None:
+            found = ", ".join(repr(c) for c in columns[:8])
+            raise CsvError(f"{path}: line 1: no 'email' column (found {found})")
+        name_index = _column(columns, NAME_COLUMNS)
+        variable_columns = [
+            (index, name)
+            for index, name in enumerate(columns)
+            if index not in (email_index, name_index) and name
+        ]
+        rows = []
+        line = reader.line_num + 1
+        for cells in reader:
+            start, line = line, reader.line_num + 1
+            if not any(cell.strip() for cell in cells):
+                continue  # blank lines are not rows
+            if len(rows) >= MAX_ROWS:
+                raise CsvError(f"{path}: line {start}: more than {MAX_ROWS} rows")
+            rows.append(
+                CsvRow(
+                    line=start,
+                    email=_cell(cells, email_index),
+                    name=_cell(cells, name_index).strip() if name_index is not None else "",
+                    variables={name: _cell(cells, index) for index, name in variable_columns},
+                )
+            )
+    except csv.Error as error:
+        raise CsvError(f"{path}: line {reader.line_num}: {error}") from None
+    return ParsedCsv(encoding, delimiter, columns, tuple(rows))
+
+
+def plan_import(
+    rows: Sequence[CsvRow],
+    verdicts: Sequence[object],
+    *,
+    suggested: dict[int, object] | None = None,
+    include_risky: bool = False,
+) -> ImportPlan:
+    """Sort rows by their verdicts. `suggested` maps a row's index to the verdict of
+    its suggested address, for rows whose suggestion the operator chose to apply."""
+    plan = ImportPlan()
+    for index, (row, verdict) in enumerate(zip(rows, verdicts, strict=True)):
+        applied = (suggested or {}).get(index)
+        final = applied if applied is not None else verdict
+        outcome = _outcome(row, final, fixed=applied is not None, include_risky=include_risky)
+        plan.outcomes.append(outcome)
+        if outcome.category in ("accepted", "fixed") or (
+            outcome.category == "risky" and include_risky
+        ):
+            plan.to_import.append((row, outcome.address or ""))
+    return plan
+
+
+def _outcome(row: CsvRow, verdict, *, fixed: bool, include_risky: bool) -> RowOutcome:  # type: ignore[no-untyped-def]
+    reasons = tuple(verdict.reasons)
+    category = {"valid": "accepted"}.get(verdict.verdict, verdict.verdict)
+    if category == "accepted" and (fixed or "junk_trimmed" in reasons or "display_name" in reasons):
+        category = "fixed"
+    return RowOutcome(
+        line=row.line,
+        input=row.email,
+        address=verdict.address,
+        category=category,
+        reasons=reasons,
+        suggestion=verdict.suggestion,
+        duplicate_of=verdict.duplicate_of,
+    )
+
+
+def _decode(data: bytes) -> tuple[str, str]:
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", "replace"), "utf-8-sig"
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return data.decode("cp1251", "replace"), "cp1251"
+
+
+def _sniff_delimiter(sample: str) -> str:
+    lines = [line for line in sample.splitlines()[:20] if line.strip()]
+    if not lines:
+        return ","
+    try:
+        return csv.Sniffer().sniff("\n".join(lines), delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        # One column, or ambiguous: the delimiter most frequent in the header.
+        counts = {d: lines[0].count(d) for d in DELIMITERS}
+        best = max(counts, key=counts.__getitem__)
+        return best if counts[best] else ","
+
+
+def _column(columns: Sequence[str], names: Sequence[str]) -> int | None:
+    folded = [column.strip().lower() for column in columns]
+    for name in names:
+        if name in folded:
+            return folded.index(name)
+    return None
+
+
+def _cell(cells: Sequence[str], index: int | None) -> str:
+    if index is None or index >= len(cells):
+        return ""
+    return cells[index][:MAX_FIELD_CHARS]
