@@ -28,6 +28,7 @@ PROVIDERS = ("gmail.com", "yahoo.com", "outlook.com", "mail.ru", "example.org", 
 def write_csv(path: Path, rows: int, seed: int = 7) -> None:
     rng = random.Random(seed)
     lines = ["email,name,city,plan"]
+    previous = ""
     for index in range(rows):
         domain = rng.choice(PROVIDERS)
         address = f"user{index}.{rng.randrange(10**6)}@{domain}"
@@ -36,8 +37,9 @@ def write_csv(path: Path, rows: int, seed: int = 7) -> None:
             address = f" <{address.upper()}> ,"  # junk to trim
         elif roll < 0.01:
             address = address.replace("gmail", "gmial")  # a typo
-        elif roll < 0.02 and index:
-            address = f"user{index - 1}@{domain}"  # a likely duplicate
+        elif roll < 0.02 and previous:
+            address = previous.upper()  # the row before, in other case: a duplicate
+        previous = address
         lines.append(f"{address},User {index},City {index % 97},plan{index % 3}")
     path.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
 

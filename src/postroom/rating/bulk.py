@@ -7,8 +7,9 @@ creates the addresses the project does not know yet at the automatic rating
 name and history. With `list_name`, every row's contact joins that list. The
 whole run is one transaction — a failure (or a crash) half-way imports nothing —
 and `dry_run` rolls it back after counting. Statements carry at most
-`INSERT_CHUNK_ROWS` rows (PostgreSQL's parameter limit), so 100,000 rows are a
-few hundred statements, not 100,000.
+`INSERT_CHUNK_ROWS` rows, run as executemany of one compiled statement (which
+SQLAlchemy sends as multi-row INSERTs), so 100,000 rows are a few hundred
+round trips, not 100,000.
 """
 
 from __future__ import annotations
@@ -95,14 +96,17 @@ def _insert_new(
         }
         for address, row in by_address.items()
     ]
+    # One compiled statement run as executemany: SQLAlchemy batches it into multi-row
+    # INSERTs itself ("insertmanyvalues"); compiling a literal 1,000-row VALUES list per
+    # chunk cost three quarters of an import's time.
+    statement = (
+        dialect.insert(contacts)
+        .on_conflict_do_nothing(index_elements=["project_id", "address"])
+        .returning(contacts.c.id, contacts.c.address)
+    )
     created = 0
     for start in range(0, len(values), INSERT_CHUNK_ROWS):
-        new = conn.execute(
-            dialect.insert(contacts)
-            .values(values[start : start + INSERT_CHUNK_ROWS])
-            .on_conflict_do_nothing(index_elements=["project_id", "address"])
-            .returning(contacts.c.id, contacts.c.address)
-        ).all()
+        new = conn.execute(statement, values[start : start + INSERT_CHUNK_ROWS]).all()
         created += len(new)
         if new:
             conn.execute(

@@ -191,15 +191,14 @@ class Contacts:
             for project_id, address in rows
         ]
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        statement = (
+            dialect.insert(contacts)
+            .on_conflict_do_nothing(index_elements=["project_id", "address"])
+            .returning(contacts.c.id, contacts.c.project_id, contacts.c.address)
+        )
         created = []
-        # PostgreSQL takes at most 65,535 parameters per statement (8 per row here).
         for start in range(0, len(values), INSERT_CHUNK_ROWS):
-            created += conn.execute(
-                dialect.insert(contacts)
-                .values(values[start : start + INSERT_CHUNK_ROWS])
-                .on_conflict_do_nothing(index_elements=["project_id", "address"])
-                .returning(contacts.c.id, contacts.c.project_id, contacts.c.address)
-            ).all()
+            created += conn.execute(statement, values[start : start + INSERT_CHUNK_ROWS]).all()
         if created:
             conn.execute(
                 insert(contact_events),
@@ -289,12 +288,11 @@ def join_list_many(conn: Connection, project_id: int, name: str, contact_ids: li
         ).inserted_primary_key[0]
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     rows = [{"list_id": found, "contact_id": contact_id} for contact_id in contact_ids]
+    statement = dialect.insert(list_members).on_conflict_do_nothing(
+        index_elements=["list_id", "contact_id"]
+    )
     for start in range(0, len(rows), INSERT_CHUNK_ROWS):
-        conn.execute(
-            dialect.insert(list_members)
-            .values(rows[start : start + INSERT_CHUNK_ROWS])
-            .on_conflict_do_nothing(index_elements=["list_id", "contact_id"])
-        )
+        conn.execute(statement, rows[start : start + INSERT_CHUNK_ROWS])
 
 
 def _contact_row(conn: Connection, project_id: int, address: str) -> Row | None:  # type: ignore[type-arg]
