@@ -174,3 +174,16 @@ def test_address_check_json_contract(appliance: PostroomServer) -> None:
     assert [v["verdict"] for v in verdicts] == ["valid", "invalid", "duplicate", "invalid"]
     assert verdicts[1]["suggestion"] == "bob@gmail.com"
     assert verdicts[2]["duplicate_of"] == "ann@good.test"
+
+
+def test_a_contact_added_by_hand_goes_through_the_validator(appliance: PostroomServer) -> None:
+    typo = appliance.cli("contact", "add", "Bob@gmial.com", "--project", "acme", check=False)
+    assert typo.returncode == 2 and "did you mean Bob@gmail.com?" in typo.stderr
+    role = appliance.cli("contact", "add", "abuse@good.test", "--project", "acme", check=False)
+    assert role.returncode == 2 and "--accept-risky" in role.stderr
+    added = appliance.cli_json(
+        "contact", "add", "abuse@good.test", "--project", "acme", "--accept-risky"
+    )
+    assert added["rating"] == 10
+    hand = appliance.cli_json("contact", "add", " <Hand@Good.test> ", "--project", "acme")
+    assert (hand["address"], hand["rating"], hand["source"]) == ("hand@good.test", 10, "manual")

@@ -48,7 +48,7 @@ def register_address(verbs: argparse._SubParsersAction) -> None:  # type: ignore
     check.add_argument("addresses", nargs="*", metavar="ADDRESS")
     check.add_argument("--file", metavar="PATH", help="one address per line")
     check.add_argument("--json", action="store_true", help="one JSON object per input")
-    _dns_options(check)
+    dns_options(check)
     check.set_defaults(handler=_check)
 
 
@@ -67,11 +67,11 @@ def register_contact_verbs(actions: argparse._SubParsersAction) -> None:  # type
     )
     imports.add_argument("--include-risky", action="store_true", help="import risky rows too")
     imports.add_argument("--json", action="store_true", help="the report as JSON")
-    _dns_options(imports)
+    dns_options(imports)
     imports.set_defaults(handler=_import)
 
 
-def _dns_options(parser: argparse.ArgumentParser) -> None:
+def dns_options(parser: argparse.ArgumentParser) -> None:
     dns = parser.add_mutually_exclusive_group()
     dns.add_argument("--dns", dest="dns", action="store_true", default=None)
     dns.add_argument("--no-dns", dest="dns", action="store_false", help="skip MX/A lookups")
@@ -93,6 +93,20 @@ def _validator(config: Config, args: argparse.Namespace) -> Validator:
         extra_roles=frozenset(settings.role_local_parts),
     )
     return Validator(policy, Resolver.from_config(config.dns) if policy.dns else None)
+
+
+def checked_address(args: argparse.Namespace, text: str, *, accept_risky: bool) -> str:
+    """The validated address of one input; a CliError (exit 2) when it is invalid, or
+    risky without the operator's consent."""
+    (verdict,) = asyncio.run(_validator(_config(args), args).validate([text]))
+    why = ", ".join(verdict.reasons)
+    if verdict.suggestion:
+        why += f"; did you mean {verdict.suggestion}?"
+    if verdict.verdict == "invalid" or verdict.address is None:
+        raise CliError(f"{text!r}: invalid address ({why})")
+    if verdict.verdict == "risky" and not accept_risky:
+        raise CliError(f"{text!r}: risky address ({why}); add --accept-risky to add it anyway")
+    return verdict.address
 
 
 def _check(args: argparse.Namespace) -> int:

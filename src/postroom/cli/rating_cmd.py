@@ -46,6 +46,12 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         parser.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "add":
             parser.add_argument("--list", metavar="NAME", help="also put it on this list")
+            parser.add_argument(
+                "--accept-risky",
+                action="store_true",
+                help="add it although the validator says risky",
+            )
+            audience_cmd.dns_options(parser)
         if name == "set-rating":
             parser.add_argument("rating", type=int, metavar="RATING")
         parser.set_defaults(handler=_contact, action=name)
@@ -76,11 +82,15 @@ def _contacts(args: argparse.Namespace) -> Contacts:
 
 
 def _contact(args: argparse.Namespace) -> int:
-    try:
-        local, domain = normalise_address(args.address)
-    except InvalidName as error:
-        raise CliError(str(error)) from None
-    address = f"{local}@{domain}"
+    if args.action == "add":
+        # A contact added by hand goes through the one validator, like an import.
+        address = audience_cmd.checked_address(args, args.address, accept_risky=args.accept_risky)
+    else:
+        try:
+            local, domain = normalise_address(args.address)
+        except InvalidName as error:
+            raise CliError(str(error)) from None
+        address = f"{local}@{domain}"
     contacts = _contacts(args)
     try:
         if args.action == "add":
