@@ -15,20 +15,19 @@ round trips, not 100,000.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from postroom.db.models import contact_events, contacts
+from postroom.db.models import contacts
 from postroom.rating.contacts import (
     INSERT_CHUNK_ROWS,
     Cause,
     Contacts,
-    event_row,
+    NewContact,
+    insert_new,
     join_list_many,
     project_id_of,
 )
@@ -77,52 +76,18 @@ def _insert_new(
     rows: Sequence[ImportedContact],
     detail: str,
 ) -> int:
-    state = store.rules.created(manual=False)
-    now = time.time()
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     by_address = {row.address.lower(): row for row in reversed(rows)}  # first row wins
-    values = [
-        {
-            "project_id": project_id,
-            "address": address,
-            "rating": state.rating,
-            "blocked": int(state.blocked),
-            "blocked_cause": state.cause.value,
-            "source": "import",
-            "created_at": now,
-            "updated_at": now,
-            "name": row.name,
-            "variables": json.dumps(row.variables, ensure_ascii=False),
-        }
+    new = [
+        NewContact(
+            project_id,
+            address,
+            Cause("created", detail=f"{detail} line {row.line}"),
+            name=row.name,
+            variables=json.dumps(row.variables, ensure_ascii=False),
+        )
         for address, row in by_address.items()
     ]
-    # One compiled statement run as executemany: SQLAlchemy batches it into multi-row
-    # INSERTs itself ("insertmanyvalues"); compiling a literal 1,000-row VALUES list per
-    # chunk cost three quarters of an import's time.
-    statement = (
-        dialect.insert(contacts)
-        .on_conflict_do_nothing(index_elements=["project_id", "address"])
-        .returning(contacts.c.id, contacts.c.address)
-    )
-    created = 0
-    for start in range(0, len(values), INSERT_CHUNK_ROWS):
-        new = conn.execute(statement, values[start : start + INSERT_CHUNK_ROWS]).all()
-        created += len(new)
-        if new:
-            conn.execute(
-                insert(contact_events),
-                [
-                    event_row(
-                        row.id,
-                        None,
-                        state,
-                        Cause("created", detail=f"{detail} line {by_address[row.address].line}"),
-                        now,
-                    )
-                    for row in new
-                ],
-            )
-    return created
+    return insert_new(conn, new, store.rules.created(manual=False), "import")
 
 
 def _contact_ids(conn: Connection, project_id: int, addresses: Sequence[str]) -> list[int]:

@@ -16,7 +16,7 @@ Config keys: [rating] through `Rules`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, and_, insert, select, update
@@ -72,6 +72,17 @@ class Cause:
 
 
 Change = Callable[[ContactState], ContactState | None]
+
+
+@dataclass(frozen=True, slots=True)
+class NewContact:
+    """A contact to create unless the project already has the address (lower-cased)."""
+
+    project_id: int
+    address: str
+    cause: Cause
+    name: str = ""
+    variables: str = "{}"  # JSON object
 
 
 class Contacts:
@@ -170,51 +181,13 @@ class Contacts:
     ) -> None:
         """(project id, address, message id): create the contacts that do not exist yet,
         at the automatic rating, with a `created` event naming the message."""
-        rows = {
-            (project_id, address.lower()): message_id for project_id, address, message_id in wanted
-        }
-        if not rows:
-            return
-        state = self.rules.created(manual=False)
-        now = time.time()
-        values = [
-            {
-                "project_id": project_id,
-                "address": address,
-                "rating": state.rating,
-                "blocked": int(state.blocked),
-                "blocked_cause": state.cause.value,
-                "source": "auto",
-                "created_at": now,
-                "updated_at": now,
-            }
-            for project_id, address in rows
-        ]
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        statement = (
-            dialect.insert(contacts)
-            .on_conflict_do_nothing(index_elements=["project_id", "address"])
-            .returning(contacts.c.id, contacts.c.project_id, contacts.c.address)
-        )
-        created = []
-        for start in range(0, len(values), INSERT_CHUNK_ROWS):
-            created += conn.execute(statement, values[start : start + INSERT_CHUNK_ROWS]).all()
-        if created:
-            conn.execute(
-                insert(contact_events),
-                [
-                    event_row(
-                        row.id,
-                        None,
-                        state,
-                        Cause(
-                            "created", message_id=rows[(row.project_id, row.address)], detail=detail
-                        ),
-                        now,
-                    )
-                    for row in created
-                ],
+        new = {
+            (project_id, address.lower()): NewContact(
+                project_id, address.lower(), Cause("created", message_id=message_id, detail=detail)
             )
+            for project_id, address, message_id in wanted
+        }
+        insert_new(conn, list(new.values()), self.rules.created(manual=False), "auto")
 
     def record(
         self, conn: Connection, project_id: int, address: str, change: Change, cause: Cause
@@ -276,6 +249,51 @@ def _list_id(conn: Connection, project_id: int, name: str) -> int:
 
 def _join_list(conn: Connection, project_id: int, name: str, contact_id: int) -> None:
     join_list_many(conn, project_id, name, [contact_id])
+
+
+def insert_new(
+    conn: Connection, new: Sequence[NewContact], state: ContactState, source: str
+) -> int:
+    """Create the contacts of `new` that do not exist yet, each with its `created` event;
+    the number created. One compiled statement run as executemany per chunk: SQLAlchemy
+    sends it as multi-row INSERTs ("insertmanyvalues"), where compiling a literal
+    1,000-row VALUES list cost three quarters of a CSV import's time."""
+    now = time.time()
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(contacts)
+        .on_conflict_do_nothing(index_elements=["project_id", "address"])
+        .returning(contacts.c.id, contacts.c.project_id, contacts.c.address)
+    )
+    by_key = {(item.project_id, item.address): item for item in new}
+    values = [
+        {
+            "project_id": item.project_id,
+            "address": item.address,
+            "rating": state.rating,
+            "blocked": int(state.blocked),
+            "blocked_cause": state.cause.value,
+            "source": source,
+            "created_at": now,
+            "updated_at": now,
+            "name": item.name,
+            "variables": item.variables,
+        }
+        for item in by_key.values()
+    ]
+    created = 0
+    for start in range(0, len(values), INSERT_CHUNK_ROWS):
+        rows = conn.execute(statement, values[start : start + INSERT_CHUNK_ROWS]).all()
+        created += len(rows)
+        if rows:
+            conn.execute(
+                insert(contact_events),
+                [
+                    event_row(row.id, None, state, by_key[(row.project_id, row.address)].cause, now)
+                    for row in rows
+                ],
+            )
+    return created
 
 
 def join_list_many(conn: Connection, project_id: int, name: str, contact_ids: list[int]) -> None:
