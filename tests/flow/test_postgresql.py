@@ -13,11 +13,16 @@ from tests.flow.test_relay_flow import message, send, wait_token
 from tests.flow.test_retry_dsn_flow import wait_delivery_state
 from tests.peers.postgres import PostgresServer
 
+from postroom.config.schema import RatingConfig
 from postroom.db.engine import make_engine
 from postroom.db.migrate import upgrade
 from postroom.db.models import MessageOrigin
+from postroom.mailbox.directory import Directory
 from postroom.mta.queue.records import NewMessage
 from postroom.mta.queue.store import QueueStore
+from postroom.rating.bulk import ImportedContact, import_contacts
+from postroom.rating.contacts import Cause, Contacts
+from postroom.rating.rules import Rules
 
 pytestmark = pytest.mark.flow
 
@@ -104,3 +109,35 @@ async def test_a_dead_nodes_expired_lease_is_claimed_by_another(postgres: Postgr
     finally:
         await dead.close()
         await alive.close()
+
+
+def test_contacts_on_postgresql(postgres: PostgresServer) -> None:
+    """The multi-row upserts of contacts (ON CONFLICT DO NOTHING ... RETURNING, run as
+    executemany) and the rating rules behave on PostgreSQL as on SQLite."""
+    engine = make_engine(postgres.url)
+    upgrade(engine)
+    directory = Directory(engine)
+    directory.add_project("pg-shop")
+    contacts = Contacts(engine, Rules(RatingConfig()))
+    rows = [ImportedContact(f"u{i}@x.test", f"U {i}", {"n": str(i)}, i + 2) for i in range(2500)]
+    assert import_contacts(contacts, "pg-shop", rows, list_name="all", detail="d") == (2500, 0)
+    assert import_contacts(contacts, "pg-shop", rows[:10], list_name="all", detail="d") == (0, 10)
+    project_id = directory.project("pg-shop").id
+    with engine.begin() as conn:
+        contacts.ensure_many(
+            conn, [(project_id, "U1@x.test", "Q"), (project_id, "new@x.test", "Q")], "sent"
+        )
+        contacts.record(
+            conn,
+            project_id,
+            "u1@x.test",
+            lambda state: contacts.rules.bounced(state, "userunknown"),
+            Cause("bounced", reason="userunknown"),
+        )
+    gate = contacts.gate("pg-shop", "all")
+    assert (gate.audience, gate.blocked) == (2500, 1)
+    assert contacts.contact("pg-shop", "new@x.test").rating == 7
+    assert [e.kind for e in contacts.events(contacts.contact("pg-shop", "u1@x.test"))] == [
+        "created",
+        "bounced",
+    ]
