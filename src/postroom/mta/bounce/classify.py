@@ -30,11 +30,12 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from postroom.mta.bounce.prefilter import Needles, fold, needles_for
 from postroom.mta.bounce.reasons import Reason
 
 __all__ = [
@@ -77,6 +78,8 @@ class Rule:
     unless: re.Pattern[str] | None
     source: str
     index: int
+    # Literals every match of `text` contains (prefilter.py): a cheap "cannot match".
+    needles: Needles | None = None
 
     def matches(self, reply_code: str, status: str, text: str) -> bool:
         if self.status is not None and not self.status.fullmatch(status):
@@ -103,6 +106,16 @@ class Classifier:
     """An ordered rule list: operator rules first, then the shipped ones."""
 
     rules: tuple[Rule, ...]
+    # The rules a text_only lookup tries, picked once rather than on every call.
+    text_rules: tuple[Rule, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        text_rules = tuple(
+            rule
+            for rule in self.rules
+            if rule.text is not None and not rule.status and not rule.reply
+        )
+        object.__setattr__(self, "text_rules", text_rules)
 
     @classmethod
     def load(cls, paths: Sequence[Path] = ()) -> Classifier:
@@ -138,11 +151,15 @@ class Classifier:
         seen in passing must not decide.
         """
         reply = str(reply_code) if reply_code else ""
-        folded = _WHITESPACE.sub(" ", text[:MAX_TEXT_CHARS])
-        for rule in self.rules:
-            if text_only and (rule.text is None or rule.status or rule.reply):
+        status = status or ""
+        text = _WHITESPACE.sub(" ", text[:MAX_TEXT_CHARS])
+        # Folded once per call; a rule whose needles are absent cannot match and its
+        # regex is not run — the result is the same as trying every rule in order.
+        folded, is_ascii = fold(text), text.isascii()
+        for rule in self.text_rules if text_only else self.rules:
+            if rule.needles is not None and not rule.needles.admit(folded, is_ascii):
                 continue
-            if rule.matches(reply, status or "", folded):
+            if rule.matches(reply, status, text):
                 return rule
         return None
 
@@ -177,14 +194,16 @@ def _compile_rule(entry: Any, source: str, index: int) -> Rule:
         raise PatternError(source, index, "reason", f"unknown reason {raw_reason!r}") from None
     if not any(key in entry for key in ("status", "reply", "text")):
         raise PatternError(source, index, "rule", "needs at least one of status, reply, text")
+    text = _regex(entry.get("text"), source, index, "text")
     return Rule(
         reason=reason,
         status=_status_alternatives(entry.get("status"), source, index),
         reply=_reply_alternatives(entry.get("reply"), source, index),
-        text=_regex(entry.get("text"), source, index, "text"),
+        text=text,
         unless=_regex(entry.get("unless"), source, index, "unless"),
         source=source,
         index=index,
+        needles=needles_for(text) if text is not None else None,
     )
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 
+from postroom.mta.bounce.prefilter import fold, needles_for
 from postroom.mta.bounce.reasons import Reason
 from postroom.mta.bounce.vendors.replies import reporter_says_no_such_address
 
@@ -52,6 +53,7 @@ _EXPLICIT = re.compile(
     r"|\bdata command)",
     re.I,
 )
+_EXPLICIT_NEEDLES = needles_for(_EXPLICIT)
 _TRANSCRIPT = re.compile(
     r"^[ \t]*>{3,4} ?(helo|ehlo|data|rcpt to|mail from)|^[ \t]*<{3,4} ?[45]\d\d", re.I | re.M
 )
@@ -86,7 +88,12 @@ _MAILBOX_STATUS = re.compile(r"^[45]\.2\.[01]$")
 
 def failed_stage(text: str) -> str | None:
     """The stage a failure answered ("connect", "helo", "mail from", "rcpt to", "data")."""
-    explicit = _EXPLICIT.search(text)
+    # Most texts name no stage: a substring test of the pattern's literals says so
+    # without the regex search (prefilter.py), which would scan the whole text.
+    if _EXPLICIT_NEEDLES is None or _EXPLICIT_NEEDLES.admit(fold(text), text.isascii()):
+        explicit = _EXPLICIT.search(text)
+    else:
+        explicit = None
     if explicit and explicit.lastgroup:
         return _STAGE_NAMES[explicit.lastgroup]
     last_command = None

@@ -161,15 +161,17 @@ def split_original(text: str) -> tuple[str, str]:
     end = marker.start() if marker else len(text)
     # A header block (three header lines in a row after a blank line) is the copy too.
     # Only after an address: a forwarded bounce opens with the forwarded message's headers.
+    # The address search, which rescans from the start, is the last test: it runs only
+    # where a header block begins, not on every line.
     lines = text[:end].split("\n")
     offset = 0
     for index, line in enumerate(lines):
         if (
             index > 0
-            and ADDRESS.search(text, 0, offset) is not None
             and not lines[index - 1].strip()
             and _HEADER_LINE.match(line)
             and sum(1 for following in lines[index : index + 3] if _looks_header(following)) == 3
+            and ADDRESS.search(text, 0, offset) is not None
         ):
             return text[:offset], text[offset:]
         offset += len(line) + 1
