@@ -17,7 +17,13 @@ suggestion applied when the operator asked for it), invalid (never imported),
 risky (imported only when the operator says so) and duplicate (of an earlier
 row: the first occurrence wins).
 
-Untrusted input: the whole file (bounded: `MAX_ROWS`, `MAX_FIELD_CHARS`).
+A file over `MAX_FILE_BYTES`, with a NUL byte (a UTF-16 export, or not text)
+or with a column name twice (the second would silently replace the first's
+values) is refused with the line that shows it. A name is one line: runs of
+whitespace, line breaks of a quoted cell included, become one space.
+
+Untrusted input: the whole file (bounded: `MAX_FILE_BYTES`, `MAX_ROWS`,
+`MAX_FIELD_CHARS`).
 """
 
 from __future__ import annotations
@@ -38,7 +44,9 @@ NAME_COLUMNS = ("name", "full name", "full_name")
 DELIMITERS = ",;\t|"
 MAX_ROWS = 2_000_000
 MAX_FIELD_CHARS = 10_000
-_SNIFF_BYTES = 64 * 1024
+MAX_FILE_BYTES = 512 * 1024 * 1024  # read whole: 2,000,000 rows of ~250 bytes
+# csv.Sniffer's quote guess is quadratic in its sample (64 KiB took 15 s): keep it small.
+_SNIFF_CHARS = 8 * 1024
 
 
 class CsvError(Exception):
@@ -83,22 +91,48 @@ class ImportPlan:
 
 def read_contacts_csv(path: Path) -> ParsedCsv:
     try:
-        data = path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)  # bounded, for pipes and devices too
     except OSError as error:
         raise CsvError(f"{path}: cannot read: {error.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise CsvError(f"{path}: larger than {MAX_FILE_BYTES} bytes: split it into parts")
     text, encoding = _decode(data)
-    delimiter = _sniff_delimiter(text[:_SNIFF_BYTES])
-    csv.field_size_limit(MAX_FIELD_CHARS)
+    del data
+    nul = text.find("\x00")
+    if nul >= 0:
+        line = text.count("\n", 0, nul) + 1
+        raise CsvError(
+            f"{path}: line {line}: NUL byte: not a text CSV (a UTF-16 export? save it as CSV UTF-8)"
+        )
+    delimiter = _sniff_delimiter(text[:_SNIFF_CHARS])
+    # The limit is process-wide state of the csv module: set for this read only.
+    previous_limit = csv.field_size_limit(MAX_FIELD_CHARS)
+    try:
+        return _read_rows(path, text, encoding, delimiter)
+    finally:
+        csv.field_size_limit(previous_limit)
+
+
+def _read_rows(path: Path, text: str, encoding: str, delimiter: str) -> ParsedCsv:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = next(reader, None)
-        if header is None or not any(cell.strip() for cell in header):
+        while header is not None and not any(cell.strip() for cell in header):
+            header = next(reader, None)  # blank lines above the header
+        if header is None:
             raise CsvError(f"{path}: line 1: empty file: expected a header row with 'email'")
+        header_line = reader.line_num
         columns = tuple(cell.strip().lstrip("\ufeff") for cell in header)
+        seen: set[str] = set()
+        for column in columns:
+            if column and column.lower() in seen:
+                raise CsvError(f"{path}: line {header_line}: column {column!r} appears twice")
+            seen.add(column.lower())
         email_index = _column(columns, EMAIL_COLUMNS)
         if email_index is None:
             found = ", ".join(repr(c) for c in columns[:8])
-            raise CsvError(f"{path}: line 1: no 'email' column (found {found})")
+            raise CsvError(f"{path}: line {header_line}: no 'email' column (found {found})")
         name_index = _column(columns, NAME_COLUMNS)
         variable_columns = [
             (index, name)
@@ -117,7 +151,7 @@ def read_contacts_csv(path: Path) -> ParsedCsv:
                 CsvRow(
                     line=start,
                     email=_cell(cells, email_index),
-                    name=_cell(cells, name_index).strip() if name_index is not None else "",
+                    name=" ".join(_cell(cells, name_index).split()),
                     variables={name: _cell(cells, index) for index, name in variable_columns},
                 )
             )

@@ -33,7 +33,7 @@ from postroom.cli.common import CliError, add_config_option, open_database, prin
 from postroom.config import Config, default_config_path, load_config
 from postroom.core.dns import Resolver
 from postroom.rating.bulk import ImportedContact, import_contacts
-from postroom.rating.contacts import ContactError, Contacts
+from postroom.rating.contacts import ContactError, Contacts, check_list_name, project_id_of
 from postroom.rating.rules import Rules
 
 MAX_LISTED_ROWS = 200  # the text report lists this many problem rows, then counts
@@ -151,9 +151,17 @@ def _import(args: argparse.Namespace) -> int:
         parsed = read_contacts_csv(Path(args.file))
     except CsvError as error:
         raise CliError(str(error)) from None
+    contacts = Contacts(open_database(args.config), Rules(config.rating))
+    # Refused before validating: with DNS, a large file takes minutes to check.
+    try:
+        if args.list is not None:
+            check_list_name(args.list)
+        with contacts.engine.connect() as conn:
+            project_id_of(conn, args.project)
+    except ContactError as error:
+        raise CliError(str(error)) from None
     validator = _validator(config, args)
     plan = asyncio.run(_plan(validator, parsed, args))
-    contacts = Contacts(open_database(args.config), Rules(config.rating))
     rows = [
         ImportedContact(address=address, name=row.name, variables=row.variables, line=row.line)
         for row, address in plan.to_import

@@ -19,7 +19,6 @@ from pathlib import Path
 from postroom.cli import audience_cmd
 from postroom.cli.common import CliError, add_config_option, open_database, print_json
 from postroom.config import default_config_path, load_config
-from postroom.mailbox.names import InvalidName, normalise_address
 from postroom.mta.bounce.classify import Classifier, PatternError
 from postroom.mta.bounce.parse import parse_bounce
 from postroom.rating.contacts import Contact, ContactError, Contacts
@@ -86,11 +85,7 @@ def _contact(args: argparse.Namespace) -> int:
         # A contact added by hand goes through the one validator, like an import.
         address = audience_cmd.checked_address(args, args.address, accept_risky=args.accept_risky)
     else:
-        try:
-            local, domain = normalise_address(args.address)
-        except InvalidName as error:
-            raise CliError(str(error)) from None
-        address = f"{local}@{domain}"
+        address = _contact_address(args.address)
     contacts = _contacts(args)
     try:
         if args.action == "add":
@@ -107,6 +102,19 @@ def _contact(args: argparse.Namespace) -> int:
         raise CliError(str(error)) from None
     _show(contacts, contact, args.json, events=args.action == "show")
     return 0
+
+
+def _contact_address(text: str) -> str:
+    """The address to look a contact up by. Not the mailbox normaliser: that one turns
+    an IDN domain into A-labels and refuses a UTF-8 local part, while contacts are
+    stored as the validator wrote them (U-labels, SMTPUTF8 local parts)."""
+    address = text.strip()
+    if address.startswith("<") and address.endswith(">"):
+        address = address[1:-1].strip()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain.rstrip("."):
+        raise CliError(f"{text!r} is not an address: expected local-part@domain")
+    return f"{local}@{domain.rstrip('.')}".lower()
 
 
 def _show(contacts: Contacts, contact: Contact, as_json: bool, *, events: bool) -> None:

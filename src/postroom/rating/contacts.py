@@ -8,8 +8,11 @@
   bounce, complaint or reply moves a rating. Every change is a `contact_events`
   row naming its cause (kind, reason, message, delivery, detail).
 
-Addresses are stored lower-cased. A project never sees another's contacts:
-every query is keyed by project.
+Addresses are stored lower-cased. The validator stores an IDN domain in
+Unicode (U-labels), envelopes may carry it in ASCII (A-labels): a lookup
+matches either form, the stored spelling first. A list name is 1 to
+`MAX_LIST_NAME_CHARS` characters, no control characters. A project never sees
+another's contacts: every query is keyed by project.
 Config keys: [rating] through `Rules`.
 """
 
@@ -19,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+import idna
 from sqlalchemy import Engine, and_, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
@@ -27,6 +31,7 @@ from postroom.db.models import contact_events, contacts, list_members, lists, pr
 from postroom.rating.rules import BlockCause, ContactState, GateResult, Rules, gate
 
 INSERT_CHUNK_ROWS = 1000
+MAX_LIST_NAME_CHARS = 128  # lists.name
 
 
 class ContactError(Exception):
@@ -296,7 +301,19 @@ def insert_new(
     return created
 
 
+def check_list_name(name: str) -> str:
+    """`name` when it can name a list; a ContactError saying why not."""
+    if not name.strip():
+        raise ContactError("a list name cannot be empty")
+    if len(name) > MAX_LIST_NAME_CHARS:
+        raise ContactError(f"a list name is at most {MAX_LIST_NAME_CHARS} characters")
+    if not name.isprintable():
+        raise ContactError(f"list name {name!r}: no control characters")
+    return name
+
+
 def join_list_many(conn: Connection, project_id: int, name: str, contact_ids: list[int]) -> None:
+    check_list_name(name)
     found = conn.execute(
         select(lists.c.id).where(lists.c.project_id == project_id, lists.c.name == name)
     ).scalar()
@@ -314,9 +331,26 @@ def join_list_many(conn: Connection, project_id: int, name: str, contact_ids: li
 
 
 def _contact_row(conn: Connection, project_id: int, address: str) -> Row | None:  # type: ignore[type-arg]
-    return conn.execute(
-        select(contacts).where(contacts.c.project_id == project_id, contacts.c.address == address)
-    ).first()
+    forms = address_forms(address)
+    rows = conn.execute(
+        select(contacts).where(contacts.c.project_id == project_id, contacts.c.address.in_(forms))
+    ).all()
+    return min(rows, key=lambda row: forms.index(row.address), default=None)
+
+
+def address_forms(address: str) -> list[str]:
+    """`address`, then the same address with its domain's other IDNA form, if any."""
+    local, _, domain = address.rpartition("@")
+    try:
+        if not domain.isascii():
+            other = idna.encode(domain, uts46=True).decode("ascii")
+        elif "xn--" in domain:
+            other = idna.decode(domain)
+        else:
+            return [address]
+    except (idna.IDNAError, UnicodeError):
+        return [address]
+    return [address] if other == domain else [address, f"{local}@{other}"]
 
 
 def _insert_contact(

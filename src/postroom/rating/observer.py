@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import idna
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
@@ -92,10 +93,16 @@ class RatingObserver:
 
 
 def project_of_sender(conn: Connection, sender: str) -> int | None:
-    """The project whose verified domain the envelope sender is on, if any."""
+    """The project whose verified domain the envelope sender is on, if any. Domains
+    are stored in A-labels; an SMTPUTF8 sender may spell its domain in Unicode."""
     domain = sender.rpartition("@")[2].lower().rstrip(".")
     if not domain:
         return None
+    if not domain.isascii():
+        try:
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+        except (idna.IDNAError, UnicodeError):
+            return None
     found = conn.execute(
         select(domains.c.project_id).where(
             domains.c.name == domain, domains.c.state == DomainState.VERIFIED.value

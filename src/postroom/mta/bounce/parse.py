@@ -7,7 +7,10 @@ arrive at the bounce / complaint inbox. It recognises, in this order:
    feedback, with the Feedback-Type; `is_bounce` is true for them as for any
    report about mail we sent (only auto-replies and ordinary mail are not);
 2. RFC 3464 DSNs (a message/delivery-status part) → one recipient per group,
-   delivered / delayed / failed, with Status and Diagnostic-Code;
+   delivered / delayed / failed, with Status and Diagnostic-Code; when the
+   message has none itself but returns a multipart/report whole (a filtering
+   gateway re-wrapping the bounce it got), that attached report is read
+   instead, one level deep;
 3. Amazon SES JSON notifications (bounce, complaint, delivery);
 4. RFC 3834 and vendor auto-replies → reason vacation, not a bounce;
 5. plain-text bounces of MTAs that send no DSN (qmail, Exim, old Sendmail,
@@ -111,7 +114,8 @@ def shipped_classifier() -> Classifier:
 def parse_bounce(data: bytes, classifier: Classifier | None = None) -> BounceReport:
     """Parse one received message; never raises (see the module docstring)."""
     try:
-        return _parse(data[:MAX_INPUT_BYTES], classifier or shipped_classifier())
+        message = email.message_from_bytes(data[:MAX_INPUT_BYTES], policy=email.policy.compat32)
+        return _parse(message, classifier or shipped_classifier())
     except Exception:  # untrusted input: a parser bug must cost one message, not the worker
         log.warning("bounce parse failed", exc_info=True)
         return BounceReport(False, None, (), "none")
@@ -148,8 +152,7 @@ def _walk(message: Message, parts: _Parts, budget: list[int]) -> None:
         parts.human.append(part_text(message))
 
 
-def _parse(data: bytes, classifier: Classifier) -> BounceReport:
-    message = email.message_from_bytes(data, policy=email.policy.compat32)
+def _parse(message: Message, classifier: Classifier, *, nested: bool = False) -> BounceReport:
     parts = _Parts()
     _walk(message, parts, [MAX_PARTS])
     dequoted = [dequote(text) for text in parts.human]
@@ -176,6 +179,18 @@ def _parse(data: bytes, classifier: Classifier) -> BounceReport:
             for address in addresses or [""]
         )
         return BounceReport(True, arf.feedback_type(report) or "other", recipients, "arf")
+
+    if (
+        not parts.delivery_status
+        and not nested
+        and original is not None
+        and original.get_content_type() == "multipart/report"
+    ):
+        # A gateway that re-wraps a bounce it received (a filter appliance, a forwarder)
+        # attaches the real report whole and says little itself: read the attached one.
+        inner = _parse(original, classifier, nested=True)
+        if inner.recipients:
+            return inner
 
     if parts.delivery_status:
         findings = [

@@ -3,13 +3,16 @@
 Purpose: a bounce often says *when* the remote server refused — "(in reply to
 RCPT TO command)", "after end of data", "SMTP error from remote mail server
 after MAIL FROM:", a transcript ">>> DATA / <<< 550 ...", qmail's "does not
-like recipient" or "Connected to ... but my name was rejected". The stage is
-evidence of the reason that does not depend on the remote's choice of words:
+like recipient", "Connected to ... but my name was rejected", or the command
+tag some appliances put before the reply ("SMTP:RCPT host 192.0.2.8: 553 ...").
+The stage is evidence of the reason that does not depend on the remote's
+choice of words:
 
 - connect / HELO: nothing about the message or its addresses has been said
-  yet; a refusal there is about our host (blocked), and a failure to connect
-  at all is a network problem — or, when the bounce is final, a delivery the
-  reporting MTA stopped retrying (expired);
+  yet; a refusal there is about our host (blocked) — even one worded as the
+  server's own trouble ("421 service not available" to our connection) —
+  and a failure to connect at all is a network problem — or, when the
+  bounce is final, a delivery the reporting MTA stopped retrying (expired);
 - MAIL FROM: only the sender is known; a vague refusal is about the sender
   (rejected);
 - RCPT TO: the recipient is judged; "user unknown" there is a fact about the
@@ -43,12 +46,13 @@ _EXPLICIT = re.compile(
     r"|(?:in reply to|during) (?:the )?(?:initial )?(?:greeting|banner))"
     r"|(?P<helo>my name was rejected|(?:after|in reply to|during|at) (?:the )?(?:helo|ehlo)\b"
     r"|\b(?:helo|ehlo) command\b)"
-    r"|(?P<mail>sender was rejected|(?:after|in reply to|response to|during|at)(?: the)? "
+    r"|(?P<mail>sender was rejected|\bsmtp:mail\b"
+    r"|(?:after|in reply to|response to|during|at)(?: the)? "
     r"mail from\b|\bmail from(?::<[^>]{0,300}>)? command)"
-    r"|(?P<rcpt>does not like recipient|did not like our rcpt|\[rcpt_to\]"
+    r"|(?P<rcpt>does not like recipient|did not like our rcpt|\[rcpt_to\]|\bsmtp:rcpt\b"
     r"|(?:after|in reply to|response to|during|at)(?: the)? rcpt(?: to)?\b"
     r"|\brcpt(?: to)?(?::<[^>]{0,300}>)? command)"
-    r"|(?P<data>failed after i sent the message|did(?: not|n't) like (?:the|our) data"
+    r"|(?P<data>failed after i sent the message|\bsmtp:data\b|did(?: not|n't) like (?:the|our) data"
     r"|(?:after|in reply to|response to|during|at)(?: the)?(?: end of)? data\b"
     r"|\bdata command)",
     re.I,
@@ -83,6 +87,7 @@ _SENDER_STAGE_VAGUE = frozenset(
 _HOST_STAGE_VAGUE = frozenset(
     {Reason.UNDEFINED, Reason.SYNTAXERROR, Reason.HOSTUNKNOWN, Reason.REJECTED, Reason.EXPIRED}
 )
+
 _MAILBOX_STATUS = re.compile(r"^[45]\.2\.[01]$")
 
 
@@ -125,6 +130,11 @@ def refine(reason: Reason, status: str, action: str, text: str) -> Reason:
     if stage == "mail from" and reason in _SENDER_STAGE_VAGUE:
         return Reason.REJECTED
     if stage in ("connect", "helo") and reason in _HOST_STAGE_VAGUE:
+        return Reason.BLOCKED
+    if stage == "connect" and reason is Reason.SYSTEMERROR:
+        # A server that answers the connection only to refuse it says "service not
+        # available" of itself, but nothing else of us has been seen: the refusal is of
+        # the connecting host.
         return Reason.BLOCKED
     if reason is Reason.HOSTUNKNOWN and status.startswith("4") and status[2:5] != "1.2":
         # A temporary status with a lookup failure: DNS trouble, not a missing domain.

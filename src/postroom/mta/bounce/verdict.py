@@ -20,7 +20,9 @@ Purpose: the readers (dsn_in, ses, prose) report raw facts per recipient — a
   MAIL FROM is about the sender, one at HELO about our host; a failure with
   nothing to judge by is onhold.
 - A failure with a temporary (4.x.x) status and no better explanation is a
-  message the reporting MTA gave up retrying: expired.
+  message the reporting MTA gave up retrying: expired; a delay notice with no
+  better explanation says the same thing before the end (the message has been
+  waiting, and will expire unless something changes).
 
 Inputs: a Finding, the recipient's prose, the whole prose (all untrusted, only
 searched by the classifier). Output: (action, status, reason). Pure.
@@ -102,7 +104,7 @@ def judge(
                 break
     reason = rule.reason if rule is not None else Reason.UNDEFINED
     if (
-        action == "failed"
+        action in ("failed", "delayed")
         and status.startswith("4")
         and (rule is None or rule.text is None)
         and reason in (Reason.UNDEFINED, Reason.NETWORKERROR)

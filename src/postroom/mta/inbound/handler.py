@@ -5,6 +5,8 @@ The aiosmtpd hooks of the inbound listener. MAIL and RCPT are judged by
 linked domain is looked up (`LocalMail.resolve`, in a thread): a mailbox, alias
 or catch-all is accepted from anyone (550 5.1.1 when there is none, 452 4.2.2
 when its mailbox is full); any other recipient needs a relay network (554 5.7.1).
+The bounce inbox's addresses come first; on a bounce domain that is also a
+linked domain, a `bounce+` name that is no token of ours goes to the lookup.
 At the end of DATA the message is checked (bare CR/LF, hops, quotas, pool
 header), stamped with a Received header, and handed to the router, which
 answers only after the Maildir fsync and the queue's commit: the 250 carries
@@ -122,6 +124,10 @@ class InboundHandler:
             return refusal.wire()
         client_ip = _client_ip(session)
         inbox_target = self.bounces.target(address) if self.bounces is not None else None
+        if isinstance(inbox_target, Reply) and self.local.is_local_domain(address):
+            # The bounce domain is also a linked domain: not a token of ours, so the
+            # name may be a mailbox's ("bounce+news@"); the lookup below decides.
+            inbox_target = None
         if isinstance(inbox_target, Reply):
             log.info("queue_id=%s rcpt refused: %s", queue_id, inbox_target.text)
             return inbox_target.wire()
@@ -201,6 +207,13 @@ class InboundHandler:
         local_targets = [target for targets in local.values() for target in targets]
         content = received + headers + body
         inbox: dict[str, int] = envelope.bounce_targets
+        if local_targets:
+            # Before the bounce is processed: a refusal here makes the client send it
+            # again, and a rating step applied twice (mailbox full) would stay applied.
+            refusal = await asyncio.to_thread(self.local.quota_refusal, local_targets, len(content))
+            if refusal is not None:
+                log.info("refused queue_id=%s: %s", queue_id, refusal.text)
+                return refusal.wire()
         if inbox:
             try:
                 await asyncio.to_thread(self._process_bounce, content, inbox)
@@ -211,11 +224,6 @@ class InboundHandler:
                 ).wire()
             if len(inbox) == len(envelope.rcpt_tos):
                 return Reply.ok(f"Ok: processed as {queue_id}").wire()
-        if local_targets:
-            refusal = await asyncio.to_thread(self.local.quota_refusal, local_targets, len(content))
-            if refusal is not None:
-                log.info("refused queue_id=%s: %s", queue_id, refusal.text)
-                return refusal.wire()
         message = NewMessage(
             queue_id=queue_id,
             mail_from=sender,
