@@ -183,6 +183,11 @@ def test_an_asynchronous_dsn_to_the_verp_address_lowers_the_rating(world: World)
     assert (found["rating"], found["blocked"]) == (6, False)
     last = found["events"][-1]
     assert (last["kind"], last["reason"], last["old_rating"]) == ("bounced", "mailboxfull", 7)
+    # The same bounce again (a retry after a 4xx, a duplicate): counted once.
+    code, _ = send_from_outside(world.postroom, "", verp, dsn(verp, "full@far.test"))
+    assert code == 250
+    time.sleep(0.5)
+    assert contact(world.postroom, "full@far.test")["rating"] == 6
 
 
 def test_an_arf_complaint_blocks_the_contact(world: World) -> None:

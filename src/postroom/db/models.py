@@ -216,6 +216,7 @@ contact_events = Table(
     Column("delivery_id", Integer, nullable=True),
     Column("detail", Text, nullable=False, default=""),
     Index("ix_contact_events_contact", "contact_id", "created_at"),
+    Index("ix_contact_events_delivery", "delivery_id"),
 )
 
 lists = Table(

@@ -755,3 +755,33 @@ async def test_held_recipients_are_stored_held_and_not_handed_out(
         "other@y.test": (DeliveryState.HELD, None),
     }
     assert await store.claim_due(10) == []  # held stays held until an operator releases it
+
+
+class BrokenObserver:
+    """Writes, then fails: like a rating bug or a constraint error half-way."""
+
+    def messages_queued(self, conn: Any, new_messages: Any) -> None:
+        conn.execute(update(messages).values(envelope_id="touched-by-observer"))
+        raise RuntimeError("observer bug")
+
+    def deliveries_failed(self, conn: Any, failed: Any) -> None:
+        conn.execute(update(messages).values(envelope_id="touched-by-observer"))
+        raise RuntimeError("observer bug")
+
+
+async def test_a_failing_observer_never_costs_the_queue_its_change(
+    engine: Engine, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = make_store(engine, clock, "node-a")
+    store.observer = BrokenObserver()
+    store.start()
+    try:
+        message = new_message(clock, "gone@dest.test")
+        (job,) = await store.enqueue(message)
+        await store.record([result(job.deliveries[0].delivery_id, "failed")])
+    finally:
+        await store.close()
+    (row,) = delivery_rows(engine)
+    assert row.state == DeliveryState.FAILED  # the outcome committed
+    assert message_row(engine, message.queue_id).envelope_id == ""  # its writes undone
+    assert caplog.text.count("queue observer failed") == 2

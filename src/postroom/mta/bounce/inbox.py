@@ -10,7 +10,9 @@ contact each named delivery went to:
 - a bounce → its reason for that recipient (the report's entry for the
   delivery's address, else its first entry): suspicious address → blocked,
   mailbox full → minus one, the rest (delays, network, success, vacation) → no change;
-- an auto-reply or anything that is not a bounce → no change (logged).
+- an auto-reply or anything that is not a bounce → no change (logged);
+- a delivery already rated for this kind of report (the same bounce sent twice,
+  e.g. after our 4xx) → no second change.
 The delivery comes from the token, not from what the report claims, so a
 report cannot touch any other contact.
 
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, select
 
 from postroom.core.reply import Reply
-from postroom.db.models import deliveries, messages
+from postroom.db.models import contact_events, deliveries, messages
 from postroom.mta.bounce.classify import Classifier
 from postroom.mta.bounce.parse import BounceReport, parse_bounce
 from postroom.mta.bounce.verp import PREFIX, Verp
@@ -96,6 +98,11 @@ class BounceInbox:
     def _apply(self, conn, report: BounceReport, row, project_id: int | None) -> Processed:  # type: ignore[no-untyped-def]
         recipient = row.recipient.lower()
         rules = self.contacts.rules
+        kind = "complained" if report.feedback_type is not None else "bounced"
+        if _already_counted(conn, row.id, kind):
+            # The same report again (a sender retrying after our 4xx, a duplicate
+            # feedback-loop message): one delivery moves a rating once per kind.
+            return Processed(row.id, recipient, "repeat", kind)
         if report.feedback_type is not None:
             cause = Cause(
                 "complained",
@@ -157,3 +164,14 @@ class BounceIntake:
         if delivery_id is None:
             return Reply(550, "5.1.1", f"<{address}>: not a bounce address of ours")
         return delivery_id
+
+
+def _already_counted(conn, delivery_id: int, kind: str) -> bool:  # type: ignore[no-untyped-def]
+    return (
+        conn.execute(
+            select(contact_events.c.id)
+            .where(contact_events.c.delivery_id == delivery_id, contact_events.c.kind == kind)
+            .limit(1)
+        ).first()
+        is not None
+    )

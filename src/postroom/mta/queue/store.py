@@ -22,11 +22,12 @@ max_backoff, max_queue_lifetime; [database] commit_batch_max.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import (
     Connection,
@@ -55,6 +56,8 @@ from postroom.mta.queue.retry import is_expired, next_attempt_at
 
 # Bodies up to this size stay in memory with a fresh job; larger ones are read
 # back from the store when a lane is ready to send them.
+log = logging.getLogger("postroom.queue")
+
 KEEP_IN_MEMORY_BYTES = 256 * 1024
 
 # What recording an outcome writes, as one executemany UPDATE per batch.
@@ -214,7 +217,7 @@ class QueueStore:
         ids = iter(row.id for row in inserted)
         jobs = [self._jobs_for(message, ids) for message in new_messages]
         if self.observer is not None:
-            self.observer.messages_queued(conn, new_messages)
+            self._observe(conn, self.observer.messages_queued, new_messages)
         return jobs
 
     @staticmethod
@@ -407,9 +410,19 @@ class QueueStore:
             conn.execute(self._update_outcome, updates)
         jobs = self._bounce(conn, failed)
         if failed and self.observer is not None:
-            self.observer.deliveries_failed(conn, failed)
+            self._observe(conn, self.observer.deliveries_failed, failed)
         self._complete_messages(conn, {row.message_id for row in rows.values()}, now)
         return jobs
+
+    @staticmethod
+    def _observe(conn: Connection, tell: Callable[[Connection, Any], None], what: Any) -> None:
+        """The observer's writes in a savepoint: its failure is logged and undone, never
+        the queue's (a lost outcome would send the mail again when its lease expires)."""
+        try:
+            with conn.begin_nested():
+                tell(conn, what)
+        except Exception:
+            log.exception("queue observer failed; the queue change stands without it")
 
     def _bounce(self, conn: Connection, failed: dict[str, list[FailedDelivery]]) -> list[Job]:
         if not failed or self.bounce_builder is None:

@@ -53,6 +53,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_contact_events"),
     )
     op.create_index("ix_contact_events_contact", "contact_events", ["contact_id", "created_at"])
+    op.create_index("ix_contact_events_delivery", "contact_events", ["delivery_id"])
     op.create_table(
         "lists",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
