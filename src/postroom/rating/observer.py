@@ -27,8 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from postroom.db.models import DomainState, domains, messages
-from postroom.mta.queue.records import NewMessage
-from postroom.mta.queue.store import FailedDelivery
+from postroom.mta.queue.records import FailedDelivery, NewMessage
 from postroom.rating.contacts import Cause, Contacts
 
 Classify = Callable[[int | None, str | None, str], str]

@@ -6,12 +6,16 @@ the verdict for the same address (case-insensitive), else with the next unused
 one; reason, hard/soft, status class and recipient are compared per pair.
 
 Figures at the time of writing (pytest -s prints the current ones):
-Sisimai set, LF originals, 296 entries — reason 89.2%, hard/soft 95.6%,
-status class 96.4%, recipient 97.6%; CRLF twins give the same verdicts as
-their LF originals; flufl.bounce recipient sets 90.0% exact. Rules were tuned
+Sisimai set, LF originals, 296 entries — reason 91.6%, hard/soft 97.3%,
+status class 97.8%, recipient 99.7%; CRLF twins give the same verdicts as
+their LF originals; flufl.bounce recipient sets 91.7% exact. Rules were tuned
 on even-numbered files only, then checked on the odd ones (held out): even
-94.2% reason / 98.6% hard-soft, odd 84.7% / 93.0%. Earlier, even / odd reason:
-93.5% / 75.8% before the structural rules (re-wrapped reports, delay notices,
+95.0% reason / 99.3% hard-soft, odd 88.5% / 95.5%. (The last round's fixes —
+every recipient of a Sendmail transcript, address-less Final-Recipient filled
+from the prose, mbox input, the SES-wrapped remote reply, X.7.1 "access
+denied" — answered misses already known on both halves, so the odd figure is
+no longer purely held out for them.) Earlier, even / odd reason: 94.2% / 84.7%
+before those; 93.5% / 75.8% before the structural rules (re-wrapped reports, delay notices,
 stage tags, exact X.1.6); 91.4% / 69.4% before the vendor-format rules
 (remote-reply extraction, documented vendor codes, reporter-side "address not
 found"); 81.3% / 61.1% before the SMTP-stage rules and the registry review.
@@ -34,11 +38,11 @@ from postroom.mta.bounce.reasons import NON_FAILURE_REASONS
 CORPUS = Path(__file__).parents[3].parent / "shared" / "corpora" / "bounces"
 EXPECTATIONS = CORPUS / "expectations.jsonl"
 
-REASON_FLOOR = 0.89
-HARD_FLOOR = 0.95
-STATUS_CLASS_FLOOR = 0.96
-RECIPIENT_FLOOR = 0.975
-FLUFL_FLOOR = 0.89
+REASON_FLOOR = 0.915
+HARD_FLOOR = 0.97
+STATUS_CLASS_FLOOR = 0.975
+RECIPIENT_FLOOR = 0.995
+FLUFL_FLOOR = 0.91
 
 
 @dataclass(frozen=True, slots=True)

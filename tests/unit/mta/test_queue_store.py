@@ -18,14 +18,14 @@ from postroom.db.migrate import upgrade
 from postroom.db.models import DeliveryState, MessageOrigin, deliveries, messages
 from postroom.mta.queue.admin import NoSuchMessage, QueueAdmin
 from postroom.mta.queue.ids import new_queue_id
-from postroom.mta.queue.records import DeliveryResult, Job, NewMessage
-from postroom.mta.queue.store import (
-    KEEP_IN_MEMORY_BYTES,
+from postroom.mta.queue.records import (
+    DeliveryResult,
     FailedDelivery,
+    Job,
+    NewMessage,
     OriginalMessage,
-    QueueStore,
-    RetryPolicy,
 )
+from postroom.mta.queue.store import KEEP_IN_MEMORY_BYTES, QueueStore, RetryPolicy
 
 LEASE_S = 600.0
 LIFETIME_S = 5 * 86400.0

@@ -11,8 +11,7 @@ from sqlalchemy import Engine, insert
 from postroom.db.models import MessageOrigin, messages
 from postroom.mailbox.directory import Directory, Project
 from postroom.mta.bounce.classify import Classifier
-from postroom.mta.queue.records import NewMessage
-from postroom.mta.queue.store import FailedDelivery
+from postroom.mta.queue.records import FailedDelivery, NewMessage
 from postroom.rating.contacts import ContactError, Contacts
 from postroom.rating.observer import RatingObserver, project_of_sender
 

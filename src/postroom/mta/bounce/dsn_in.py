@@ -19,7 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from postroom.mta.bounce.textscan import find_codes, normalise_address
+from postroom.mta.bounce.textscan import normalise_address
+from postroom.mta.bounce.vendors.replies import reply_codes
 
 __all__ = ["MAX_GROUPS", "Finding", "fields_in_text", "groups_from_text"]
 
@@ -121,7 +122,7 @@ def groups_from_text(text: str) -> tuple[Finding, ...]:
         diagnostic = _strip_type(fields.get("diagnostic-code", ""))
         status_match = _STATUS_VALUE.search(fields.get("status", ""))
         status = ".".join(status_match.groups()) if status_match else ""
-        reply_code, text_status = find_codes(diagnostic)
+        reply_code, text_status = reply_codes(diagnostic)
         findings.append(
             Finding(
                 address=address,

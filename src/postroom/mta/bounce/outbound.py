@@ -17,8 +17,7 @@ from datetime import UTC, datetime
 from postroom.db.models import MessageOrigin
 from postroom.mta.bounce.dsn import DsnRequest, RecipientStatus, build_dsn
 from postroom.mta.queue.ids import new_queue_id
-from postroom.mta.queue.records import NewMessage
-from postroom.mta.queue.store import FailedDelivery, OriginalMessage
+from postroom.mta.queue.records import FailedDelivery, NewMessage, OriginalMessage
 
 log = logging.getLogger("postroom.bounce")
 

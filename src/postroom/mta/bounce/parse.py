@@ -32,6 +32,7 @@ RFC 5321, RFC 2045-2049.
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import functools
@@ -69,6 +70,13 @@ log = logging.getLogger(__name__)
 # Real bounces are small; a returned original past this size adds nothing we read.
 MAX_INPUT_BYTES = 4 * 1024 * 1024
 MAX_PARTS = 200
+# mbox: a line "From <sender> <asctime date>" opens the next message (writers escape
+# body lines that begin with "From "; not all of them leave a blank line before it).
+_MBOX_SEPARATOR = re.compile(
+    rb"(?<=\n)(?=From \S+ +(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:Jan|Feb|Mar|Apr|May|Jun|"
+    rb"Jul|Aug|Sep|Oct|Nov|Dec) )"
+)
+MAX_MBOX_MESSAGES = 50
 _RECEIVED_FOR = re.compile(r"\bfor\s+<?([^\s<>;]+@[^\s<>;]+)", re.I)
 
 
@@ -112,9 +120,28 @@ def shipped_classifier() -> Classifier:
 
 
 def parse_bounce(data: bytes, classifier: Classifier | None = None) -> BounceReport:
-    """Parse one received message; never raises (see the module docstring)."""
+    """Parse one received message; never raises (see the module docstring).
+
+    An mbox of several messages (an operator feeding a saved mailbox) gives the
+    recipients of each, in order, in one report.
+    """
+    data = data[:MAX_INPUT_BYTES]
+    messages = _MBOX_SEPARATOR.split(data, MAX_MBOX_MESSAGES - 1) if data[:5] == b"From " else []
+    if len(messages) < 2:
+        return _parse_one(data, classifier)
+    reports = [_parse_one(one, classifier) for one in messages]
+    recipients = tuple(r for report in reports for r in report.recipients)
+    return BounceReport(
+        is_bounce=any(report.is_bounce for report in reports),
+        feedback_type=next((r.feedback_type for r in reports if r.feedback_type), None),
+        recipients=recipients[: prose.MAX_RECIPIENTS],
+        kind=next((report.kind for report in reports if report.recipients), reports[0].kind),
+    )
+
+
+def _parse_one(data: bytes, classifier: Classifier | None) -> BounceReport:
     try:
-        message = email.message_from_bytes(data[:MAX_INPUT_BYTES], policy=email.policy.compat32)
+        message = email.message_from_bytes(data, policy=email.policy.compat32)
         return _parse(message, classifier or shipped_classifier())
     except Exception:  # untrusted input: a parser bug must cost one message, not the worker
         log.warning("bounce parse failed", exc_info=True)
@@ -197,6 +224,8 @@ def _parse(message: Message, classifier: Classifier, *, nested: bool = False) ->
             finding for text in parts.delivery_status for finding in dsn_in.groups_from_text(text)
         ]
         if findings:
+            if any(not finding.address for finding in findings):
+                findings = _fill_addresses(findings, human, _senders(message, original), original)
             return _report(findings, human, classifier, "dsn")
 
     body = "\n".join(parts.human)
@@ -235,6 +264,33 @@ def _parse(message: Message, classifier: Classifier, *, nested: bool = False) ->
     if not findings:
         return BounceReport(False, None, (), "none")
     return _report(findings, human, classifier, "text")
+
+
+def _fill_addresses(
+    findings: list[Finding], human: str, senders: set[str], original: Message | None
+) -> list[Finding]:
+    """Give address-less DSN groups the recipients the prose names, when they pair up.
+
+    Some MTAs write a Final-Recipient without a usable address ("rfc822; @host")
+    while their human-readable part names the recipient plainly. The pairing is
+    made only when the addresses left over are exactly as many as the groups that
+    lack one; otherwise the groups stay as they are.
+    """
+    known = {finding.address.lower() for finding in findings if finding.address}
+    candidates = [
+        found.address
+        for found in prose.prose_findings(human, senders)
+        if found.address.lower() not in known
+    ]
+    if not candidates and original is not None:
+        candidates = [a for a in _original_recipients(original, senders) if a.lower() not in known]
+    missing = [index for index, finding in enumerate(findings) if not finding.address]
+    if len(candidates) != len(missing):
+        return findings
+    filled = list(findings)
+    for index, address in zip(missing, candidates, strict=True):
+        filled[index] = dataclasses.replace(findings[index], address=address)
+    return filled
 
 
 def _original_recipients(original: Message, senders: set[str]) -> list[str]:

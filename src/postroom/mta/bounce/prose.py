@@ -38,6 +38,9 @@ _STRUCTURAL = [
     re.compile(rf"^[ \t>]*<{_A}>", re.M),
     re.compile(rf"^[ \t>*\-]*\"?(?:mailto:)?{_A}\"?[ \t]*[:;,.]?[ \t]*$", re.M),
     re.compile(rf"^[ \t>]*<?{_A}>?(?:\.\.\.|:|\s+\(|\s+-\s|\s+on\s)", re.M),
+    # Sendmail's transcript: each failed recipient on a line of its own, behind the
+    # reply code it got ("550 5.1.1 <a@b>... User unknown").
+    re.compile(rf"^[ \t]*[245]\d\d(?:[ \-][245]\.\d{{1,3}}\.\d{{1,3}})?[ \t]+<?{_A}>?\.\.\.", re.M),
     re.compile(rf"rcpt to:?\s*<?{_A}", re.I),
     re.compile(
         rf"(?:recipient|addressee|address|original[- ]recipient|final[- ]recipient|"

@@ -22,6 +22,7 @@ from typing import Any
 
 from postroom.mta.bounce.dsn_in import Finding
 from postroom.mta.bounce.textscan import find_codes
+from postroom.mta.bounce.vendors.replies import reply_codes
 
 __all__ = ["MAX_RECIPIENTS", "SesReport", "ses_report"]
 
@@ -72,7 +73,7 @@ def ses_report(text: str) -> SesReport | None:
                 continue
             diagnostic = _text(entry.get("diagnosticCode")).partition(";")
             diagnostic_text = (diagnostic[2] or diagnostic[0]).strip()
-            reply_code, text_status = find_codes(diagnostic_text)
+            reply_code, text_status = reply_codes(diagnostic_text)
             findings.append(
                 Finding(
                     address=_text(entry.get("emailAddress")),

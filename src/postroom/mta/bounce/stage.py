@@ -13,8 +13,8 @@ choice of words:
   server's own trouble ("421 service not available" to our connection) —
   and a failure to connect at all is a network problem — or, when the
   bounce is final, a delivery the reporting MTA stopped retrying (expired);
-- MAIL FROM: only the sender is known; a vague refusal is about the sender
-  (rejected);
+- MAIL FROM: only the sender is known; a vague refusal, or one that says no
+  more than X.7.1 "not authorized", is about the sender (rejected);
 - RCPT TO: the recipient is judged; "user unknown" there is a fact about the
   address (userunknown) whatever the status code;
 - DATA: the recipient was already accepted; "user unknown" after DATA is the
@@ -127,7 +127,14 @@ def refine(reason: Reason, status: str, action: str, text: str) -> Reason:
             # the reporting system did not look the address up itself: the words alone
             # do not show that the address is gone (a filter may say "unknown" too).
             return Reason.FILTERED
-    if stage == "mail from" and reason in _SENDER_STAGE_VAGUE:
+    if (
+        stage == "mail from"
+        and (
+            reason in _SENDER_STAGE_VAGUE
+            # X.7.1 "delivery not authorized" when only the sender is known: this sender.
+            or (reason is Reason.SECURITYERROR and status[2:] == "7.1")
+        )
+    ):
         return Reason.REJECTED
     if stage in ("connect", "helo") and reason in _HOST_STAGE_VAGUE:
         return Reason.BLOCKED

@@ -35,9 +35,11 @@ __all__ = [
 # A bounce's human-readable text is a few kilobytes; anything past this is a returned copy.
 MAX_PART_CHARS = 64_000
 
-# Deliberately looser than RFC 5322: bounces quote addresses as they met them.
+# Deliberately looser than RFC 5322: bounces quote addresses as they met them. A local
+# part may not open with an apostrophe: prose quotes addresses in single quotes far
+# more often than a mailbox name begins with one.
 ADDRESS = re.compile(
-    r"(?<![\w.+=\-/])([\w.!#$%&'*+/=?^`{|}~\-]{1,64}@"
+    r"(?<![\w.+=\-/])([\w.!#$%&*+/=?^`{|}~\-][\w.!#$%&'*+/=?^`{|}~\-]{0,63}@"
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9\-]{1,62})",
 )
 _PAIR = re.compile(r"(?<![\w.])([245]\d\d)[ \-]#?([245]\.\d{1,3}\.\d{1,3})(?![\w.]*\d)")

@@ -5,11 +5,17 @@
 - `Job`: the claimed deliveries of one message to one destination domain; what a
   lane sends in one SMTP transaction.
 - `DeliveryResult`: what happened to one delivery, as the store records it.
+- `FailedDelivery`, `OriginalMessage`: what the DSN builder and the queue's
+  observer (`QueueObserver`: the rating engine) learn of final failures.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from sqlalchemy.engine import Connection
 
 from postroom.db.models import MessageOrigin
 
@@ -78,3 +84,41 @@ def split_job(job: Job, max_recipients: int) -> list[Job]:
 def recipient_domain(address: str) -> str:
     """The lower-cased domain of an address (the part after the last @)."""
     return address.rpartition("@")[2].lower()
+
+
+@dataclass(frozen=True, slots=True)
+class FailedDelivery:
+    """What the DSN builder needs to know about one failed recipient."""
+
+    recipient: str
+    status: str
+    diagnostic: str
+    remote_mta: str
+    updated_at: float
+    expired: bool
+    delivery_id: int = 0
+    stage: str = ""  # the SMTP stage (or "dns") of the last attempt
+
+
+@dataclass(frozen=True, slots=True)
+class OriginalMessage:
+    queue_id: str
+    mail_from: str
+    origin: str
+    created_at: float
+    envelope_id: str
+    body: bytes
+
+
+BounceBuilder = Callable[[OriginalMessage, list[FailedDelivery]], NewMessage | None]
+
+
+class QueueObserver(Protocol):
+    """Told of queue events inside the transaction that records them (crash-safe):
+    the rating engine creates contacts and moves ratings this way."""
+
+    def messages_queued(self, conn: Connection, new_messages: list[NewMessage]) -> None: ...
+
+    def deliveries_failed(
+        self, conn: Connection, failed: dict[str, list[FailedDelivery]]
+    ) -> None: ...

@@ -11,7 +11,9 @@ format introduces it in a fixed way, and the reply is what tells the reason:
   mail server after ...:";
 - Exchange / Office 365: "Remote Server returned '550 5.1.1 ...'";
 - Sendmail, Courier: the transcript's "<<< 550 ..." line;
-- X6-style and others: "It responded as follows: [550 ...]".
+- X6-style and others: "It responded as follows: [550 ...]";
+- Amazon SES (older DSNs): its own guess first, the remote's reply quoted after
+  it: "5.1.0 - Unknown address error 550-'5.7.1 ... Access denied'".
 
 `remote_reply(text)` returns the last such reply (the last word of a session is
 the refusal), "" when the text has none. `reporter_says_no_such_address(text)`
@@ -28,7 +30,9 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_REPLY_CHARS", "remote_reply", "reporter_says_no_such_address"]
+from postroom.mta.bounce.textscan import find_codes
+
+__all__ = ["MAX_REPLY_CHARS", "remote_reply", "reply_codes", "reporter_says_no_such_address"]
 
 MAX_REPLY_CHARS = 600
 
@@ -40,12 +44,17 @@ _INTRODUCERS = re.compile(
     r"|\bhost \S{1,255} \[[0-9a-f.:]{3,45}\]:"
     r"|remote server returned '"
     r"|it responded as follows:"
-    r"|^[ \t]*<<<[ \t]*(?=[45]\d\d)",
+    r"|^[ \t]*<<<[ \t]*(?=[45]\d\d)"
+    r"|\berror (?=[45]\d\d-'[45]\.\d)",
     re.I | re.M,
 )
 # Where a reply ends: Gmail's "(state N)", Postfix's "(in reply to ...)", a closing
 # quote or bracket of Exchange / X6 layouts, or a blank line.
-_REPLY_END = re.compile(r"\(state \d+\)|\(in reply to |'\s*$|\]\s*$|\n[ \t]*\n", re.I | re.M)
+_REPLY_END = re.compile(
+    r"\(state \d+\)|\(in reply to |'\s*$|'[ \t]*\(|\]\s*$|\n[ \t]*\n", re.I | re.M
+)
+# SES quotes the reply after its code: "550-'5.7.1 ..." reads as "550 5.7.1 ...".
+_QUOTED_REPLY = re.compile(r"^([45]\d\d)-'")
 
 _NO_SUCH_ADDRESS = re.compile(
     r"\*\* ?address not found ?\*\*|address couldn'?t be found|address could not be found"
@@ -65,7 +74,21 @@ def remote_reply(text: str) -> str:
     rest = text[last.end() : last.end() + MAX_REPLY_CHARS]
     end = _REPLY_END.search(rest)
     reply = rest[: end.start()] if end else rest
-    return " ".join(reply.split())
+    return _QUOTED_REPLY.sub(r"\1 ", " ".join(reply.split()))
+
+
+def reply_codes(diagnostic: str) -> tuple[str, str]:
+    """(reply code, status) of the remote's own reply in a diagnostic, else of the whole.
+
+    A reporting MTA that wraps the reply often puts its own code first ("5.1.0 -
+    Unknown address error 550-'5.7.1 ...'"); the remote's code is the evidence.
+    """
+    own = remote_reply(diagnostic)
+    if own:
+        reply_code, status = find_codes(own)
+        if reply_code or status:
+            return reply_code, status
+    return find_codes(diagnostic)
 
 
 def reporter_says_no_such_address(text: str) -> bool:

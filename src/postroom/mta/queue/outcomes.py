@@ -1,0 +1,177 @@
+"""Recording delivery outcomes: the queue store's half that runs after each attempt.
+
+`OutcomeRecording.record(results)` stores outcomes through the store's group
+commit, in one transaction per batch: the delivery rows' new state (delivered,
+deferred with the next attempt time from the backoff, failed — or expired after
+`max_queue_lifetime_s`), the DSNs that failures produce (`bounce_builder`,
+inserted as new messages in the same transaction, so a crash loses neither),
+the observer's view of final failures (the rating engine; in a savepoint, so
+its failure never costs the outcome), and the release of the bytes of messages
+whose every delivery is final. An outcome for a delivery an operator held or
+deleted meanwhile is ignored: the operator's word stands.
+
+A mixin of `QueueStore` (it uses the store's committer, statements, policy and
+clock), split out to keep each module to one concern.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
+
+from postroom.db.models import FINAL_STATES, DeliveryState, deliveries, messages
+from postroom.mta.queue.records import DeliveryResult, FailedDelivery, Job, OriginalMessage
+from postroom.mta.queue.retry import is_expired, next_attempt_at
+
+log = logging.getLogger("postroom.queue")
+
+
+class OutcomeRecording:
+    async def record(self, results: list[DeliveryResult]) -> list[Job]:
+        """Store outcomes; return the jobs of any DSNs they produced."""
+        if not results:
+            return []
+        return await self._committer.submit(lambda conn: self._record(conn, results))
+
+    def _record(self, conn: Connection, results: list[DeliveryResult]) -> list[Job]:
+        now = self.clock()
+        rows = {
+            row.id: row
+            for row in conn.execute(
+                select(
+                    deliveries.c.id,
+                    deliveries.c.message_id,
+                    deliveries.c.recipient,
+                    deliveries.c.attempts,
+                    deliveries.c.state,
+                    messages.c.created_at,
+                )
+                .join(messages, messages.c.id == deliveries.c.message_id)
+                .where(deliveries.c.id.in_([result.delivery_id for result in results]))
+            )
+        }
+        updates: list[dict[str, object]] = []
+        failed: dict[str, list[FailedDelivery]] = defaultdict(list)
+        for result in results:
+            row = rows.get(result.delivery_id)
+            # Deleted or held by an operator meanwhile: the operator's word stands.
+            if row is None or row.state != DeliveryState.INFLIGHT:
+                continue
+            attempts = row.attempts + 1
+            state = DeliveryState(result.verdict)
+            expired = False
+            next_attempt = now
+            if state is DeliveryState.DEFERRED:
+                if is_expired(
+                    row.created_at, now, max_queue_lifetime_s=self.retry.max_queue_lifetime_s
+                ):
+                    state, expired = DeliveryState.FAILED, True
+                else:
+                    next_attempt = next_attempt_at(
+                        now,
+                        attempts,
+                        min_backoff_s=self.retry.min_backoff_s,
+                        max_backoff_s=self.retry.max_backoff_s,
+                    )
+            updates.append(
+                {
+                    "b_id": row.id,
+                    "b_state": state.value,
+                    "b_attempts": attempts,
+                    "b_next_attempt_at": next_attempt,
+                    "b_updated_at": now,
+                    "b_lease_owner": None,
+                    "b_lease_until": None,
+                    "b_last_status": result.status,
+                    "b_last_reply": result.diagnostic,
+                    "b_last_stage": result.stage,
+                    "b_remote_mta": result.remote_mta,
+                    "b_source": result.source,
+                }
+            )
+            if state is DeliveryState.FAILED:
+                failed[row.message_id].append(
+                    FailedDelivery(
+                        recipient=row.recipient,
+                        status=result.status,
+                        diagnostic=result.diagnostic,
+                        remote_mta=result.remote_mta,
+                        updated_at=now,
+                        expired=expired,
+                        delivery_id=row.id,
+                        stage=result.stage,
+                    )
+                )
+        if updates:
+            conn.execute(self._update_outcome, updates)
+        jobs = self._bounce(conn, failed)
+        if failed and self.observer is not None:
+            self._observe(conn, self.observer.deliveries_failed, failed)
+        self._complete_messages(conn, {row.message_id for row in rows.values()}, now)
+        return jobs
+
+    @staticmethod
+    def _observe(conn: Connection, tell: Callable[[Connection, Any], None], what: Any) -> None:
+        """The observer's writes in a savepoint: its failure is logged and undone, never
+        the queue's (a lost outcome would send the mail again when its lease expires)."""
+        try:
+            with conn.begin_nested():
+                tell(conn, what)
+        except Exception:
+            log.exception("queue observer failed; the queue change stands without it")
+
+    def _bounce(self, conn: Connection, failed: dict[str, list[FailedDelivery]]) -> list[Job]:
+        if not failed or self.bounce_builder is None:
+            return []
+        jobs: list[Job] = []
+        for original in conn.execute(
+            select(
+                messages.c.id,
+                messages.c.mail_from,
+                messages.c.origin,
+                messages.c.created_at,
+                messages.c.envelope_id,
+                messages.c.body,
+            ).where(messages.c.id.in_(list(failed)))
+        ):
+            dsn = self.bounce_builder(
+                OriginalMessage(
+                    queue_id=original.id,
+                    mail_from=original.mail_from,
+                    origin=original.origin,
+                    created_at=original.created_at,
+                    envelope_id=original.envelope_id,
+                    body=bytes(original.body or b""),
+                ),
+                failed[original.id],
+            )
+            if dsn is not None:
+                jobs.extend(self._insert_many(conn, [dsn])[0])
+        return jobs
+
+    def _complete_messages(self, conn: Connection, message_ids: Iterable[str], now: float) -> None:
+        """Drop the bytes of messages whose every delivery is final."""
+        candidates = list(message_ids)
+        if not candidates:
+            return
+        pending = {
+            row.message_id
+            for row in conn.execute(
+                select(deliveries.c.message_id)
+                .where(
+                    deliveries.c.message_id.in_(candidates),
+                    deliveries.c.state.not_in([state.value for state in FINAL_STATES]),
+                )
+                .group_by(deliveries.c.message_id)
+            )
+        }
+        done = [message_id for message_id in candidates if message_id not in pending]
+        if done:
+            conn.execute(
+                update(messages).where(messages.c.id.in_(done)).values(body=None, completed_at=now)
+            )
