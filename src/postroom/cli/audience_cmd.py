@@ -29,8 +29,15 @@ from postroom.campaign.csv_import import (
     plan_import,
     read_contacts_csv,
 )
-from postroom.cli.common import CliError, add_config_option, open_database, print_json
-from postroom.config import Config, default_config_path, load_config
+from postroom.cli.common import (
+    CliError,
+    add_config_option,
+    add_group,
+    config_or_defaults,
+    open_database,
+    print_json,
+)
+from postroom.config import Config, load_config
 from postroom.core.dns import Resolver
 from postroom.rating.bulk import ImportedContact, import_contacts
 from postroom.rating.contacts import ContactError, Contacts, check_list_name, project_id_of
@@ -40,9 +47,7 @@ MAX_LISTED_ROWS = 200  # the text report lists this many problem rows, then coun
 
 
 def register_address(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    address = verbs.add_parser("address", help="address validation")
-    add_config_option(address)
-    actions = address.add_subparsers(dest="address_verb", required=True, metavar="ACTION")
+    actions = add_group(verbs, "address", "address validation")
     check = actions.add_parser("check", help="validate addresses (typos, junk, DNS, ...)")
     add_config_option(check)
     check.add_argument("addresses", nargs="*", metavar="ADDRESS")
@@ -77,12 +82,6 @@ def dns_options(parser: argparse.ArgumentParser) -> None:
     dns.add_argument("--no-dns", dest="dns", action="store_false", help="skip MX/A lookups")
 
 
-def _config(args: argparse.Namespace) -> Config:
-    if args.config == default_config_path() and not Path(args.config).exists():
-        return Config()
-    return load_config(args.config)
-
-
 def _validator(config: Config, args: argparse.Namespace) -> Validator:
     settings = config.addresses
     policy = ValidationPolicy(
@@ -98,7 +97,7 @@ def _validator(config: Config, args: argparse.Namespace) -> Validator:
 def checked_address(args: argparse.Namespace, text: str, *, accept_risky: bool) -> str:
     """The validated address of one input; a CliError (exit 2) when it is invalid, or
     risky without the operator's consent."""
-    (verdict,) = asyncio.run(_validator(_config(args), args).validate([text]))
+    (verdict,) = asyncio.run(_validator(config_or_defaults(args.config), args).validate([text]))
     why = ", ".join(verdict.reasons)
     if verdict.suggestion:
         why += f"; did you mean {verdict.suggestion}?"
@@ -119,7 +118,7 @@ def _check(args: argparse.Namespace) -> int:
         inputs += [line for line in text.splitlines() if line.strip()]
     if not inputs:
         raise CliError("address check: give addresses or --file PATH")
-    verdicts = asyncio.run(_validator(_config(args), args).validate(inputs))
+    verdicts = asyncio.run(_validator(config_or_defaults(args.config), args).validate(inputs))
     if args.json:
         for verdict in verdicts:
             print_json(verdict.as_json())

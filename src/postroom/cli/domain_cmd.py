@@ -18,7 +18,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from postroom.cli.common import CliError, add_config_option, open_database, print_json
+from postroom.cli.common import (
+    CliError,
+    add_action,
+    add_config_option,
+    add_group,
+    open_database,
+    print_json,
+)
 from postroom.config import Config, load_config
 from postroom.core.dns import DnsError, Resolver
 from postroom.core.secretbox import SecretKeyError
@@ -62,18 +69,28 @@ class Context:
     def resolver(self) -> Resolver:
         return Resolver.from_config(self.config.dns)
 
+    @property
+    def mail_host(self) -> str:
+        """Our host name as DNS records name it (the MX target)."""
+        return self.config.server.hostname.lower().rstrip(".")
+
+    @property
+    def egress(self) -> list[Egress]:
+        hostname = self.config.server.hostname
+        return [Egress(e.address, e.helo or hostname) for e in self.config.egress]
+
     def domain(self, text: str) -> Domain:
         return self.directory.domain(normalise_domain(text))
 
 
 def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    project = _group(verbs, "project", "tenants: projects own domains and mailboxes")
+    project = add_group(verbs, "project", "tenants: projects own domains and mailboxes")
     add = _action(project, "add", "create a project", _project_add)
     add.add_argument("name", metavar="NAME")
     add.add_argument("--message-limit", type=int, metavar="N", help="messages it may send")
     _action(project, "list", "projects", _project_list)
 
-    domain = _group(verbs, "domain", "linked domains: proof, DNS records, DKIM keys")
+    domain = add_group(verbs, "domain", "linked domains: proof, DNS records, DKIM keys")
     domain_add = _action(domain, "add", "link a domain to a project", _domain_add)
     domain_add.add_argument("domain", metavar="DOMAIN")
     domain_add.add_argument("--project", required=True, metavar="NAME")
@@ -97,23 +114,13 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     ):
         _action(dkim, name, help_text, handler).add_argument("domain", metavar="DOMAIN")
 
-    dns = _group(verbs, "dns", "records of this appliance itself")
+    dns = add_group(verbs, "dns", "records of this appliance itself")
     own = _action(dns, "self", "the SPF include host and reverse DNS of egress IPs", _dns_self)
     own.add_argument("--format", choices=FORMATS, default="table")
 
 
-def _group(verbs: argparse._SubParsersAction, name: str, help_text: str):  # type: ignore[no-untyped-def,type-arg]
-    parser = verbs.add_parser(name, help=help_text)
-    add_config_option(parser)
-    return parser.add_subparsers(dest=f"{name}_verb", required=True, metavar="ACTION")
-
-
-def _action(group, name: str, help_text: str, handler: Handler) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
-    parser: argparse.ArgumentParser = group.add_parser(name, help=help_text)
-    add_config_option(parser)
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.set_defaults(handler=lambda args: _run(handler, args))
-    return parser
+def _action(group, name: str, help_text: str, handler) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+    return add_action(group, name, help_text, lambda args: _run(handler, args))
 
 
 def _run(handler: Handler, args: argparse.Namespace) -> int:
@@ -221,13 +228,12 @@ def _verify(ctx: Context, args: argparse.Namespace) -> int:
 
 def domain_facts(ctx: Context, domain: Domain) -> DomainFacts:
     config = ctx.config
-    egress = [Egress(e.address, e.helo or config.server.hostname) for e in config.egress]
     keys = [k for k in ctx.directory.dkim_keys(domain.name) if k.state in PUBLISHED_STATES]
     return DomainFacts(
         domain=domain.name,
         verification_text=domain.verification_text,
-        mail_host=config.server.hostname.lower().rstrip("."),
-        spf_mechanisms=our_spf_mechanisms(config.dns.spf, config.spf_host.lower(), egress),
+        mail_host=ctx.mail_host,
+        spf_mechanisms=our_spf_mechanisms(config.dns.spf, config.spf_host.lower(), ctx.egress),
         report_address=config.dns.report_address or f"postmaster@{domain.name}",
         dkim=tuple(
             DkimSelector(
@@ -356,13 +362,7 @@ def _dkim_refresh(ctx: Context, args: argparse.Namespace) -> int:
 
 def _dns_self(ctx: Context, args: argparse.Namespace) -> int:
     config = ctx.config
-    egress = [Egress(e.address, e.helo or config.server.hostname) for e in config.egress]
-    records = self_records(
-        config.server.hostname.lower().rstrip("."),
-        config.spf_host.lower(),
-        egress,
-        config.bounce_domain,
-    )
+    records = self_records(ctx.mail_host, config.spf_host.lower(), ctx.egress, config.bounce_domain)
     form = "json" if args.json else args.format
     _print_records(records, form, f"this appliance ({config.server.hostname})")
     return 0

@@ -18,7 +18,13 @@ import secrets
 import sys
 from pathlib import Path
 
-from postroom.cli.common import CliError, add_config_option, open_database, print_json
+from postroom.cli.common import (
+    CliError,
+    add_action,
+    add_group,
+    open_database,
+    print_json,
+)
 from postroom.config import Config, ConfigError, load_config
 from postroom.config.loader import parse_size
 from postroom.core.ownership import hand_to_state_owner, tree
@@ -31,7 +37,7 @@ from postroom.mailbox.passwords import hash_password, weakness
 
 
 def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    mailbox = _group(verbs, "mailbox", "mailboxes of verified domains")
+    mailbox = add_group(verbs, "mailbox", "mailboxes of verified domains")
     add = _action(mailbox, "add", "create a mailbox and its Maildir", _add)
     add.add_argument("address", metavar="ADDRESS")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
@@ -49,7 +55,7 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--remove-maildir", action="store_true", help="also delete the stored mail (default: keep)"
     )
 
-    alias = _group(verbs, "alias", "aliases and catch-alls (FROM = address or @domain)")
+    alias = add_group(verbs, "alias", "aliases and catch-alls (FROM = address or @domain)")
     alias_add = _action(alias, "add", "deliver mail for FROM to mailbox TO", _alias_add)
     alias_add.add_argument("source", metavar="FROM")
     alias_add.add_argument("target", metavar="TO")
@@ -60,23 +66,13 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     alias_delete.add_argument("source", metavar="FROM")
     alias_delete.add_argument("target", metavar="TO", nargs="?")
 
-    dovecot = _group(verbs, "dovecot", "what Dovecot needs to serve the Maildirs over IMAP")
+    dovecot = add_group(verbs, "dovecot", "what Dovecot needs to serve the Maildirs over IMAP")
     _action(dovecot, "config", "print a Dovecot config snippet", _dovecot_config)
     _action(dovecot, "passwd", "rewrite the Dovecot passwd-file now", _dovecot_passwd)
 
 
-def _group(verbs: argparse._SubParsersAction, name: str, help_text: str):  # type: ignore[no-untyped-def,type-arg]
-    parser = verbs.add_parser(name, help=help_text)
-    add_config_option(parser)
-    return parser.add_subparsers(dest=f"{name}_verb", required=True, metavar="ACTION")
-
-
 def _action(group, name: str, help_text: str, handler) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
-    parser: argparse.ArgumentParser = group.add_parser(name, help=help_text)
-    add_config_option(parser)
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.set_defaults(handler=lambda args: _run(handler, args))
-    return parser
+    return add_action(group, name, help_text, lambda args: _run(handler, args))
 
 
 def _run(handler, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]

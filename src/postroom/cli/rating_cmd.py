@@ -17,8 +17,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from postroom.cli import audience_cmd
-from postroom.cli.common import CliError, add_config_option, open_database, print_json
-from postroom.config import default_config_path, load_config
+from postroom.cli.common import (
+    CliError,
+    add_config_option,
+    add_group,
+    config_or_defaults,
+    open_database,
+    print_json,
+)
+from postroom.config import load_config
 from postroom.mta.bounce.classify import Classifier, PatternError
 from postroom.mta.bounce.parse import parse_bounce
 from postroom.rating.contacts import Contact, ContactError, Contacts
@@ -28,9 +35,7 @@ MAX_BOUNCE_BYTES = 50 * 1024 * 1024
 
 
 def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    contact = verbs.add_parser("contact", help="a project's contacts and their ratings")
-    add_config_option(contact)
-    actions = contact.add_subparsers(dest="contact_verb", required=True, metavar="ACTION")
+    actions = add_group(verbs, "contact", "a project's contacts and their ratings")
     for name, help_text in (
         ("add", "add a contact by hand (rating 10)"),
         ("show", "rating, blocked flag and event history"),
@@ -56,9 +61,7 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         parser.set_defaults(handler=_contact, action=name)
     audience_cmd.register_contact_verbs(actions)
 
-    rating = verbs.add_parser("rating", help="the rating engine")
-    add_config_option(rating)
-    rating_actions = rating.add_subparsers(dest="rating_verb", required=True, metavar="ACTION")
+    rating_actions = add_group(verbs, "rating", "the rating engine")
     gate = rating_actions.add_parser("gate", help="may a campaign to this audience launch?")
     add_config_option(gate)
     gate.add_argument("--project", required=True, metavar="NAME")
@@ -66,9 +69,7 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     gate.add_argument("--json", action="store_true")
     gate.set_defaults(handler=_gate)
 
-    bounce = verbs.add_parser("bounce", help="bounce and complaint messages")
-    add_config_option(bounce)
-    bounce_actions = bounce.add_subparsers(dest="bounce_verb", required=True, metavar="ACTION")
+    bounce_actions = add_group(verbs, "bounce", "bounce and complaint messages")
     parse = bounce_actions.add_parser("parse", help="parse saved bounces (DSN, ARF, others)")
     add_config_option(parse)
     parse.add_argument("files", nargs="+", metavar="FILE")
@@ -186,11 +187,7 @@ def _gate(args: argparse.Namespace) -> int:
 
 
 def _bounce_parse(args: argparse.Namespace) -> int:
-    # A pure parse needs no server: without the default config file, the shipped
-    # patterns alone serve (an explicitly named file must exist, as everywhere).
-    patterns: tuple[str, ...] = ()
-    if args.config != default_config_path() or Path(args.config).exists():
-        patterns = load_config(args.config).bounce.patterns
+    patterns = config_or_defaults(args.config).bounce.patterns
     try:
         classifier = Classifier.load([Path(path) for path in patterns])
     except PatternError as error:

@@ -25,11 +25,10 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
-import idna
-
 from postroom.core.reply import Reply
 from postroom.mailbox.accounts import NOT_LOCAL, Accounts, LocalTarget, Resolution
 from postroom.mailbox.maildir import deliver, ensure_maildir, usage
+from postroom.mailbox.names import lookup_form
 
 log = logging.getLogger("postroom.mailbox")
 
@@ -60,12 +59,12 @@ class LocalMail:
 
     def project_of(self, address: str) -> int | None:
         """The project owning `address`'s domain, when it is a verified linked domain."""
-        domain = _ascii_domain(address.rpartition("@")[2])
+        domain = lookup_form(address.rpartition("@")[2])
         return None if domain is None else self.domains.get(domain)
 
     def resolve(self, address: str) -> Resolution:
         local, _, domain = address.rpartition("@")
-        ascii_domain = _ascii_domain(domain)
+        ascii_domain = lookup_form(domain)
         if ascii_domain is None:
             return NOT_LOCAL
         return self.accounts.resolve(f"{local.lower()}@{ascii_domain}")
@@ -102,13 +101,3 @@ class LocalMail:
                 )
             )
         return written
-
-
-def _ascii_domain(domain: str) -> str | None:
-    domain = domain.rstrip(".")
-    if domain.isascii():
-        return domain.lower()
-    try:
-        return idna.encode(domain, uts46=True).decode("ascii")
-    except idna.IDNAError:
-        return None

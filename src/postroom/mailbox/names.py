@@ -73,6 +73,20 @@ def _is_ip_address(text: str) -> bool:
     return True
 
 
+def lookup_form(domain: str) -> str | None:
+    """The form stored domains are compared in (lower-case A-labels, no final dot), for a
+    domain from mail (an SMTPUTF8 peer may spell it in Unicode); None when it has no
+    such form. Cheap on purpose: no public-suffix or syntax verdict, which lookups of
+    untrusted names do not need (they simply find nothing)."""
+    domain = domain.rstrip(".")
+    if domain.isascii():
+        return domain.lower()
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        return None
+
+
 def display_domain(ascii_name: str) -> str:
     """The Unicode form for people (U-labels), or the name as is when it has none."""
     if "xn--" not in ascii_name:

@@ -22,11 +22,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-import idna
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from postroom.db.models import DomainState, domains, messages
+from postroom.mailbox.names import lookup_form
 from postroom.mta.queue.records import FailedDelivery, NewMessage
 from postroom.rating.contacts import Cause, Contacts
 
@@ -94,14 +94,9 @@ class RatingObserver:
 def project_of_sender(conn: Connection, sender: str) -> int | None:
     """The project whose verified domain the envelope sender is on, if any. Domains
     are stored in A-labels; an SMTPUTF8 sender may spell its domain in Unicode."""
-    domain = sender.rpartition("@")[2].lower().rstrip(".")
+    domain = lookup_form(sender.rpartition("@")[2])
     if not domain:
         return None
-    if not domain.isascii():
-        try:
-            domain = idna.encode(domain, uts46=True).decode("ascii")
-        except (idna.IDNAError, UnicodeError):
-            return None
     found = conn.execute(
         select(domains.c.project_id).where(
             domains.c.name == domain, domains.c.state == DomainState.VERIFIED.value
