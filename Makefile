@@ -12,7 +12,8 @@ BIN     = $(VENV)/bin
 BENCH_DEBS = libsisimai-perl
 
 # Real peers of the flow tests (ARCHITECTURE.md, "Testing with real peers").
-TEST_DEBS = postfix swaks nsd bind9-utils postgresql openssl systemd util-linux dovecot-imapd
+TEST_DEBS = postfix swaks nsd bind9-utils postgresql openssl systemd util-linux dovecot-imapd \
+            libmail-dkim-perl opendkim-tools
 
 .PHONY: run test venv install install-test test-debs debs lint bench clean
 

@@ -24,6 +24,7 @@ from postroom.config.schema import parse_listen
 from postroom.core import sdnotify
 from postroom.core.dns import Resolver
 from postroom.core.errors import StartupError
+from postroom.core.refresh import keep_fresh
 from postroom.core.secretbox import SecretBox, SecretKeyError
 from postroom.db.engine import make_engine
 from postroom.db.migrate import upgrade
@@ -35,6 +36,7 @@ from postroom.mta.bounce.classify import Classifier, PatternError
 from postroom.mta.bounce.inbox import BounceInbox, BounceIntake
 from postroom.mta.bounce.outbound import BounceFactory
 from postroom.mta.bounce.verp import VERP_KEY_INFO, Verp
+from postroom.mta.checks.pipeline import InboundChecks
 from postroom.mta.delivery.engine import DeliveryEngine
 from postroom.mta.inbound.handler import InboundHandler, InboundPolicy
 from postroom.mta.inbound.policy import RelayNetworks
@@ -42,6 +44,8 @@ from postroom.mta.inbound.session import ConnectionLimits, Session
 from postroom.mta.lanes.pools import PoolTable
 from postroom.mta.queue.store import QueueStore, RetryPolicy
 from postroom.mta.router import Router
+from postroom.mta.signing.keys import SigningKeys
+from postroom.mta.signing.outbound import OutboundSigner
 from postroom.rating.contacts import Contacts
 from postroom.rating.observer import RatingObserver
 from postroom.rating.rules import Rules
@@ -102,7 +106,7 @@ def build_rating(config: Config, engine: Engine) -> RatingParts:
 
 
 async def start_inbound(
-    config: Config, router: Router, pools: PoolTable, rating: RatingParts
+    config: Config, router: Router, pools: PoolTable, rating: RatingParts, resolver: Resolver
 ) -> tuple[InboundHandler, list[asyncio.Server]]:
     inbound = config.smtp.inbound
     handler = InboundHandler(
@@ -111,12 +115,16 @@ async def start_inbound(
             relay_networks=RelayNetworks(inbound.relay_networks),
             max_recipients=inbound.max_recipients,
             max_hops=inbound.max_hops,
+            authserv_id=config.authserv_id,
         ),
         router,
         pools,
         router.local,
         bounces=rating.intake,
         suppression=rating.suppression,
+        checks=InboundChecks(resolver, config.checks, config.authserv_id)
+        if config.checks.enabled
+        else None,
     )
     limits = ConnectionLimits(
         max_total=inbound.max_connections, max_per_ip=inbound.max_connections_per_ip
@@ -177,9 +185,12 @@ async def serve(config_path: str) -> int:
     )
     local = LocalMail(Accounts(engine, Path(config.mail_root)), config.server.hostname)
     local.load_domains()
-    router = Router(store, delivery, local, rating.contacts)
+    signing_keys = SigningKeys(Directory(engine), Path(config.secret_key_file))
+    signing_keys.load()
+    signer = OutboundSigner(signing_keys, config.dkim.sign_presigned)
+    router = Router(store, delivery, local, rating.contacts, signer)
     try:
-        handler, servers = await start_inbound(config, router, pools, rating)
+        handler, servers = await start_inbound(config, router, pools, rating, delivery.resolver)
     except StartupError:
         await store.close()
         raise
@@ -189,7 +200,10 @@ async def serve(config_path: str) -> int:
     )
     background = [
         asyncio.create_task(refresh_periodically(keyring, delivery.resolver), name="dkim"),
-        asyncio.create_task(local.keep_fresh(), name="local-domains"),
+        asyncio.create_task(
+            keep_fresh(local.load_domains, "the verified domains"), name="local-domains"
+        ),
+        asyncio.create_task(keep_fresh(signing_keys.load, "the DKIM keys"), name="dkim-keys"),
     ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

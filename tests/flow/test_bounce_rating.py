@@ -40,7 +40,12 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     zones = ApplianceZones()
-    zones.records["far.test"] = ["@ IN MX 10 mx.far.test.", f"mx IN A {SINK_IP}"]
+    zones.records["far.test"] = [
+        "@ IN MX 10 mx.far.test.",
+        f"mx IN A {SINK_IP}",
+        # far.test's own mail leaves from OUTSIDE_IP: replies from it authenticate.
+        f'@ IN TXT "v=spf1 ip4:{OUTSIDE_IP} -all"',
+    ]
     zones.records["shop.test"] = []
     directory = tmp_path_factory.mktemp("rating")
     port = free_tcp_port(SINK_IP)
@@ -111,9 +116,11 @@ def wait_for_state(postroom: PostroomServer, address: str, done) -> dict:  # typ
         time.sleep(0.2)
 
 
-def send_from_outside(postroom: PostroomServer, sender: str, rcpt: str, data: bytes):  # type: ignore[no-untyped-def]
+def send_from_outside(  # type: ignore[no-untyped-def]
+    postroom: PostroomServer, sender: str, rcpt: str, data: bytes, source: str = OUTSIDE_IP
+):
     with smtplib.SMTP(
-        "127.0.0.1", postroom.smtp_port, source_address=(OUTSIDE_IP, 0), timeout=10
+        "127.0.0.1", postroom.smtp_port, source_address=(source, 0), timeout=10
     ) as client:
         client.ehlo("mx.far.test")
         client.mail(sender)
@@ -207,6 +214,21 @@ def test_a_reply_raises_the_rating_to_ten(world: World) -> None:
     assert code == 250
     found = wait_for_state(world.postroom, "friend@far.test", lambda c: c["rating"] == 10)
     assert found["rating"] == 10 and found["events"][-1]["kind"] == "replied"
+
+
+def test_a_forged_reply_lifts_nothing(world: World) -> None:
+    """gone@ was blocked by its bounce, a block a genuine reply would lift. A reply
+    claiming to be from gone@ but sent from an address far.test's SPF does not list
+    is stored (in Junk) and changes nothing."""
+    message = b"From: gone@far.test\r\nTo: alice@shop.test\r\nSubject: let me back\r\n\r\nhi\r\n"
+    code, _ = send_from_outside(
+        world.postroom, "gone@far.test", "alice@shop.test", message, source="127.0.0.71"
+    )
+    assert code == 250
+    time.sleep(0.5)
+    found = contact(world.postroom, "gone@far.test")
+    assert (found["rating"], found["blocked"]) == (1, True)
+    assert found["events"][-1]["kind"] != "replied"
 
 
 def test_forged_bounces_change_nothing(world: World, tmp_path: Path) -> None:

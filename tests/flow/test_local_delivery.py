@@ -57,6 +57,9 @@ def appliance(
         **{name: make_zone(name, []) for name in ("shop.test", "catchall.test")},
     }
     zones.records.update({"shop.test": [], "catchall.test": []})
+    # The senders' domain: its mail comes from OUTSIDE_IP, which its SPF lists.
+    zones.records["customer.test"] = [f'@ IN TXT "v=spf1 ip4:{OUTSIDE_IP} -all"']
+    texts.update(zones.texts())
     directory = tmp_path_factory.mktemp("local")
     with NsdServer(texts) as nsd:
         port = free_tcp_port()
@@ -135,7 +138,11 @@ def test_mail_for_a_mailbox_is_stored_and_served_by_dovecot(
     replies = send(server, ["Alice@SHOP.test"], message(token))
     assert replies[0][0] == 250 and replies[-1][0] == 250, replies
     (stored,) = with_token(maildir_files(dovecot.mail_root, "alice@shop.test"), token)
-    assert stored.startswith(b"Return-Path: <carol@customer.test>\r\nReceived: from customer.test")
+    assert stored.startswith(
+        b"Return-Path: <carol@customer.test>\r\n"
+        b"Authentication-Results: mail.appliance.test;\r\n\tspf=pass"
+    ), stored[:300]
+    assert b"\r\nReceived: from customer.test" in stored
     name = maildir_files(dovecot.mail_root, "alice@shop.test")[-1].name
     assert f",S={len(stored)}" in name  # the Maildir++ size Dovecot trusts
 

@@ -10,7 +10,7 @@ traceback. Verbs (the contract in ARCHITECTURE.md; extend, never rename):
   domain dkim rotate | list | refresh · dns self ·
   mailbox add | list | passwd | delete · alias add | list | delete · dovecot config | passwd ·
   contact add | show | block | unblock | set-rating | import | template · rating gate ·
-  bounce parse · address check
+  bounce parse · address check · auth check
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from postroom.cli import (
     audience_cmd,
+    auth_cmd,
     config_cmd,
     domain_cmd,
     mailbox_cmd,
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     mailbox_cmd.register(verbs)
     rating_cmd.register(verbs)
     audience_cmd.register_address(verbs)
+    auth_cmd.register(verbs)
     return parser
 
 

@@ -2,7 +2,7 @@
 
 Every field has a default and a docstring-like comment; sections follow the
 flow of a message (server, state, database, smtp.inbound, smtp.submission, tls,
-dns, dkim, delivery, egress, pool, bounce, rating, addresses, http, mailbox,
+dns, checks, dkim, delivery, egress, pool, bounce, rating, addresses, http, mailbox,
 logging; the tenant sections live in `tenancy.py`). `validate(path)` methods
 check what a single type cannot (addresses, references between sections) and
 raise `ConfigError` naming the key path. The TOML keys are part of the public
@@ -178,6 +178,39 @@ class DnsConfig:
             raise ConfigError(f"{path}.report_address", "must be an address local@domain")
 
 
+CHECK_ACTIONS = ("accept", "quarantine", "reject")
+
+
+@dataclass(frozen=True, slots=True)
+class ChecksConfig:
+    """Message authentication on port 25 (mail from outside the relay networks): what the
+    SPF, DKIM, DMARC and ARC verdicts lead to. A check reports; this table decides."""
+
+    enabled: bool = True
+    """Run the checks and stamp Authentication-Results; false = store mail unchecked."""
+    authserv_id: str = ""
+    """The authserv-id our Authentication-Results carry (RFC 8601); empty = [server] hostname.
+    Incoming Authentication-Results claiming it are removed."""
+    dmarc_reject: str = "reject"
+    """DMARC failure under p=reject (also several From fields): reject (550 5.7.1 at the
+    end of DATA), quarantine (the mailbox's Junk folder) or accept."""
+    dmarc_quarantine: str = "quarantine"
+    """DMARC failure under p=quarantine: reject, quarantine or accept."""
+    spf_fail: str = "quarantine"
+    """SPF fail of a sender whose domain publishes no DMARC policy: reject (550 5.7.23),
+    quarantine or accept (forwarded mail fails SPF; DMARC, when published, decides instead)."""
+    temperror: str = "defer"
+    """DNS trouble left the verdict open (DMARC record, or an SPF/DKIM result that could
+    have passed): defer (451 4.7.x, the sender retries) or accept."""
+
+    def validate(self, path: str) -> None:
+        for key in ("dmarc_reject", "dmarc_quarantine", "spf_fail"):
+            if getattr(self, key) not in CHECK_ACTIONS:
+                raise ConfigError(f"{path}.{key}", "accept, quarantine or reject")
+        if self.temperror not in ("defer", "accept"):
+            raise ConfigError(f"{path}.temperror", "defer or accept")
+
+
 @dataclass(frozen=True, slots=True)
 class DestinationLimits:
     """Lane limits for one destination (a domain, or a suffix such as ".google.com"
@@ -334,6 +367,7 @@ class Config:
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     dns: DnsConfig = field(default_factory=DnsConfig)
+    checks: ChecksConfig = field(default_factory=ChecksConfig)
     dkim: DkimConfig = field(default_factory=DkimConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     egress: tuple[EgressConfig, ...] = ()
@@ -368,6 +402,10 @@ class Config:
     @property
     def bounce_domain(self) -> str:
         return (self.bounce.domain or self.server.hostname).lower().rstrip(".")
+
+    @property
+    def authserv_id(self) -> str:
+        return self.checks.authserv_id or self.server.hostname
 
     @property
     def spf_host(self) -> str:

@@ -23,6 +23,8 @@ class DkimConfig:
     """Grace period: a replaced key stays published this long so mail in flight still verifies."""
     check_interval: Duration = Duration(600)
     """How often `serve` looks for pending selectors in DNS to activate them."""
+    sign_presigned: bool = False
+    """Add our signature to outgoing mail the sender already signed for its From domain."""
 
     def validate(self, path: str) -> None:
         if not self.algorithms:

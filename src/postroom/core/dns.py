@@ -170,6 +170,14 @@ class AnswerCache:
         self._entries.move_to_end(key)
         return answer
 
+    def peek(self, key: CacheKey) -> CachedAnswer | None:
+        """Like `get`, without touching the LRU order: safe from another thread, where
+        each dict operation is atomic but a get-then-reorder sequence is not."""
+        found = self._entries.get(key)
+        if found is None or self._clock() >= found[0]:
+            return None
+        return found[1]
+
     def put(self, key: CacheKey, answer: CachedAnswer) -> None:
         if answer.ttl_s <= 0:
             # TTL 0 means "use once, do not cache" (RFC 1035 section 3.2.1).
@@ -220,17 +228,19 @@ class Resolver:
 
         Raises `DnsNotFound`, `DnsNoData` or `DnsTemporaryError`.
         """
-        qname = normalize_name(name)
-        qtype = dns.rdatatype.RdataType.make(rdtype.upper())
-        key = (qname, qtype)
+        key = _cache_key(name, rdtype)
         answer = self.cache.get(key)
         if answer is None:
             answer = await self._shared_lookup(key)
-        if answer.negative == NXDOMAIN:
-            raise DnsNotFound(name_text(qname), rdtype.upper(), "no such domain (NXDOMAIN)")
-        if answer.negative == NODATA:
-            raise DnsNoData(name_text(qname), rdtype.upper(), "no records of this type")
-        return list(answer.rdatas)
+        return _records(answer, key, rdtype)
+
+    def cached(self, name: str, rdtype: str) -> list[dns.rdata.Rdata] | None:
+        """What `query` would return from the cache alone, or None when it would have to
+        ask the network. Callable from any thread (blocking checks use it to skip the
+        round trip to the event loop on a warm cache)."""
+        key = _cache_key(name, rdtype)
+        answer = self.cache.peek(key)
+        return None if answer is None else _records(answer, key, rdtype)
 
     async def mx(self, domain: str) -> list[tuple[int, str]]:
         """(preference, exchange) pairs sorted by preference then name.
@@ -351,3 +361,16 @@ class Resolver:
             stub.cache = None  # we cache ourselves, with negative answers and a bound
             self._stub = stub
         return self._stub
+
+
+def _cache_key(name: str, rdtype: str) -> CacheKey:
+    return normalize_name(name), dns.rdatatype.RdataType.make(rdtype.upper())
+
+
+def _records(answer: CachedAnswer, key: CacheKey, rdtype: str) -> list[dns.rdata.Rdata]:
+    qname = key[0]
+    if answer.negative == NXDOMAIN:
+        raise DnsNotFound(name_text(qname), rdtype.upper(), "no such domain (NXDOMAIN)")
+    if answer.negative == NODATA:
+        raise DnsNoData(name_text(qname), rdtype.upper(), "no records of this type")
+    return list(answer.rdatas)

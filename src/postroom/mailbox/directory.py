@@ -19,13 +19,14 @@ import re
 import secrets
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
 from postroom.db.models import DomainState, dkim_keys, domains, projects
+from postroom.mailbox.dkim_keys import KeyState
 
 VERIFICATION_PREFIX = "postroom-verification="
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -72,6 +73,17 @@ class DkimKey:
     private_key: bytes  # encrypted at rest (SecretBox)
     created_at: float
     state_since: float
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveKey:
+    """A signing key as the signer needs it (its row id changes with every new key)."""
+
+    id: int
+    domain: str
+    selector: str
+    algorithm: str
+    private_key: bytes = field(repr=False)  # encrypted at rest (SecretBox)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +207,23 @@ class Directory:
                 created_at=row.created_at,
                 state_since=row.state_since,
             )
+            for row in rows
+        ]
+
+    def active_keys(self) -> list[ActiveKey]:
+        """Every key that signs now: ACTIVE keys of verified domains."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(dkim_keys, domains.c.name.label("domain"))
+                .join(domains, domains.c.id == dkim_keys.c.domain_id)
+                .where(
+                    dkim_keys.c.state == KeyState.ACTIVE.value,
+                    domains.c.state == DomainState.VERIFIED.value,
+                )
+                .order_by(dkim_keys.c.id)
+            ).all()
+        return [
+            ActiveKey(row.id, row.domain, row.selector, row.algorithm, row.private_key)
             for row in rows
         ]
 

@@ -3,8 +3,8 @@
 `LocalMail` is what the SMTP session asks at RCPT (`is_local_domain`, then
 `resolve`, `quota_refusal`) and what the router calls at the end of DATA
 (`store`). `is_local_domain` answers from memory: the set of verified domain
-names, re-read every `REFRESH_S` by `keep_fresh` (so a `domain verify` counts
-within a quarter second, on every node sharing the database), because asking
+names, re-read by `load_domains` every `core.refresh.REFRESH_S` (so a `domain verify`
+counts within a quarter second, on every node sharing the database), because asking
 the database at every RCPT of relayed mail cost 40 % of the relay path's CPU.
 The rest is blocking (database, files): callers run it in a thread. `store` returns only after every
 copy is fsynced into `new/` (see `maildir.deliver`), so a 250 that follows it
@@ -21,19 +21,12 @@ RFC 5321 4.4: the final delivery adds Return-Path with the envelope sender.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Iterable
 
 from postroom.core.reply import Reply
 from postroom.mailbox.accounts import NOT_LOCAL, Accounts, LocalTarget, Resolution
 from postroom.mailbox.maildir import deliver, ensure_maildir, usage
 from postroom.mailbox.names import lookup_form
-
-log = logging.getLogger("postroom.mailbox")
-
-
-REFRESH_S = 0.25
 
 
 class LocalMail:
@@ -44,14 +37,6 @@ class LocalMail:
 
     def load_domains(self) -> None:
         self.domains = self.accounts.verified_domains()
-
-    async def keep_fresh(self) -> None:
-        while True:
-            try:
-                await asyncio.to_thread(self.load_domains)
-            except Exception:  # keep the last good set; the database may be back soon
-                log.exception("cannot re-read the verified domains")
-            await asyncio.sleep(REFRESH_S)
 
     def is_local_domain(self, address: str) -> bool:
         """True when `address` is on a verified domain (cheap: no I/O)."""
@@ -83,8 +68,9 @@ class LocalMail:
                 return Reply(452, "4.2.2", f"<{target.address}>: mailbox is full")
         return None
 
-    def store(self, content: bytes, targets: Iterable[LocalTarget]) -> list[str]:
-        """One copy per distinct mailbox; returns the file names written."""
+    def store(self, content: bytes, targets: Iterable[LocalTarget], folder: str = "") -> list[str]:
+        """One copy per distinct mailbox (into `folder`, e.g. ".Junk", when given);
+        returns the file names written."""
         written = []
         seen = set()
         for target in targets:
@@ -98,6 +84,7 @@ class LocalMail:
                     content,
                     hostname=self.hostname,
                     quota_bytes=target.quota_bytes,
+                    folder=folder,
                 )
             )
         return written

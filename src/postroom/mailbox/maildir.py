@@ -15,6 +15,9 @@ Contract:
   message in `maildirsize`; bookkeeping failures after the commit are logged,
   not raised, so that a caller never retries (and duplicates) a stored message.
   It does not enforce the quota: callers compare `usage()` with their limit.
+  With `folder=".Junk"` the message goes into that Maildir++ folder (created
+  with its `maildirfolder` marker, as Dovecot expects) and counts against the
+  root's quota like every folder.
 - `usage(path)` returns bytes and messages from `maildirsize`, recalculating it
   from the directories when it is missing, unreadable, malformed or too big
   (5120 bytes or more); a Maildir that does not exist yet holds nothing.
@@ -42,6 +45,7 @@ log = logging.getLogger(__name__)
 
 SUBDIRECTORIES = ("cur", "new", "tmp")
 QUOTA_FILE = "maildirsize"
+FOLDER_MARKER = "maildirfolder"  # Maildir++: marks a folder, so deliveries count at the root
 # Courier and Dovecot recalculate a maildirsize of 5120 bytes or more (Dovecot
 # reads at most 5120 bytes and rebuilds when the buffer fills), which also bounds
 # how long the append-only file grows.
@@ -58,6 +62,7 @@ NAME_ATTEMPTS = 5
 # in the name changes, so a copied counter cannot collide.
 _delivery_counter = itertools.count(1)
 
+_FOLDER_NAME = re.compile(r"\.[A-Za-z0-9][A-Za-z0-9_.-]*")
 _SIZE_IN_NAME = re.compile(r",S=(\d+)(?=$|[:,])")
 _QUOTA_DEFINITION = re.compile(r"\d+[SC](,\d+[SC])*")
 _DELTA_LINE = re.compile(r"\s*(-?\d+)\s+(-?\d+)\s*")
@@ -98,22 +103,30 @@ def ensure_maildir(path: Path) -> None:
         raise MaildirError("cannot create Maildir", path=path, cause=exc) from exc
 
 
-def deliver(path: Path, content: bytes, *, hostname: str, quota_bytes: int = 0) -> str:
-    """Store one message in new/ and return its name relative to the Maildir root."""
+def deliver(
+    path: Path, content: bytes, *, hostname: str, quota_bytes: int = 0, folder: str = ""
+) -> str:
+    """Store one message in new/ (of `folder`, a Maildir++ folder name such as ".Junk",
+    when given) and return its name relative to the Maildir root."""
     if not hostname or "\0" in hostname:
         raise ValueError(f"unusable hostname for Maildir file names: {hostname!r}")
+    if folder and not _FOLDER_NAME.fullmatch(folder):
+        raise ValueError(f"not a Maildir++ folder name: {folder!r}")
     # Checked before writing: a ValueError after the commit would invite a retry.
     definition = _definition_for(quota_bytes)
     ensure_maildir(path)
+    box = path / folder if folder else path
+    if folder:
+        _ensure_folder(box)
     size = len(content)
-    tmp_file, fd = _create_unique(path / "tmp", hostname, size)
+    tmp_file, fd = _create_unique(box / "tmp", hostname, size)
     try:
         try:
             _write_all(fd, content)
             os.fsync(fd)
         finally:
             os.close(fd)
-        delivered = _link_durably(tmp_file, path / "new", hostname, size)
+        delivered = _link_durably(tmp_file, box / "new", hostname, size)
     except BaseException as exc:
         _unlink_quietly(tmp_file)
         if isinstance(exc, OSError):
@@ -122,7 +135,7 @@ def deliver(path: Path, content: bytes, *, hostname: str, quota_bytes: int = 0) 
     # Committed: from here on a failure must not make the caller deliver again.
     try:
         os.unlink(tmp_file)
-        _fsync_directory(path / "tmp")
+        _fsync_directory(box / "tmp")
     except OSError as exc:
         # A stray file in tmp/ is harmless: Maildir readers delete old ones.
         log.warning("cannot remove %s after delivery: %s", tmp_file, exc)
@@ -130,7 +143,17 @@ def deliver(path: Path, content: bytes, *, hostname: str, quota_bytes: int = 0) 
         _record_delivery(path, size, definition)
     except (OSError, MaildirError) as exc:
         log.warning("cannot update %s: %s", path / QUOTA_FILE, exc)
-    return f"new/{delivered.name}"
+    return f"{folder}/new/{delivered.name}" if folder else f"new/{delivered.name}"
+
+
+def _ensure_folder(box: Path) -> None:
+    ensure_maildir(box)
+    marker = box / FOLDER_MARKER
+    if not marker.exists():
+        try:
+            marker.touch(FILE_MODE)
+        except OSError as exc:
+            raise MaildirError("cannot create Maildir++ folder", path=box, cause=exc) from exc
 
 
 def usage(path: Path) -> Usage:

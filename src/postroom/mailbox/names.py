@@ -32,7 +32,7 @@ class InvalidName(ValueError):
 
 
 @functools.cache
-def _public_suffixes() -> PublicSuffixList:
+def public_suffixes() -> PublicSuffixList:
     # Parsing the bundled list takes ~50 ms: once per process, on first use.
     return PublicSuffixList()
 
@@ -60,7 +60,7 @@ def normalise_domain(text: str) -> str:
     if ascii_name.rpartition(".")[2].isdigit():
         # RFC 3696 2: no top-level domain is all-numeric; "1.2.3" reads as an address.
         raise InvalidName(f"{text!r} ends in a numeric label: not a domain name")
-    if _public_suffixes().is_public(ascii_name):
+    if public_suffixes().is_public(ascii_name):
         raise InvalidName(f"{text!r} is a public suffix: link a domain registered under it")
     return ascii_name
 

@@ -3,10 +3,13 @@
 `Router.accept(message, local_targets)` stores the copies for local mailboxes
 (Maildir, fsynced) and the message for remote recipients (the queue's group
 commit), and only then hands the claimed deliveries to the delivery engine;
-the caller says 250 after it returns. Local copies are written first: if the
+the caller says 250 after it returns. The queued copy is DKIM-signed first
+(`OutboundSigner`, in a thread: OpenSSL releases the GIL, so the RSA operation
+runs beside the event loop); local copies are not signed. Local copies are written first: if the
 queue commit then fails the client retries and a mailbox may see the message
 twice — a duplicate, never a loss. Mail stored locally from a non-null sender
-tells the rating engine that the sender is alive (`Contacts.received`); that
+tells the rating engine that the sender is alive (`Contacts.received`) when
+the checks authenticated that sender (else anyone could lift a rating); that
 bookkeeping failing never fails the mail. (The bounce inbox is reached from
 the SMTP session: its mail is processed, not routed.)
 """
@@ -14,6 +17,7 @@ the SMTP session: its mail is processed, not routed.)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Protocol
@@ -22,6 +26,7 @@ from postroom.mailbox.accounts import LocalTarget
 from postroom.mailbox.local import LocalMail
 from postroom.mta.queue.records import Job, NewMessage
 from postroom.mta.queue.store import QueueStore
+from postroom.mta.signing.outbound import OutboundSigner
 from postroom.rating.contacts import Contacts
 
 log = logging.getLogger("postroom.router")
@@ -38,20 +43,34 @@ class Router:
         delivery: JobSink,
         local: LocalMail,
         contacts: Contacts | None = None,
+        signer: OutboundSigner | None = None,
     ) -> None:
         self.store = store
         self.delivery = delivery
         self.local = local
         self.contacts = contacts
+        self.signer = signer
 
-    async def accept(self, message: NewMessage, local_targets: Sequence[LocalTarget] = ()) -> None:
-        """`message.recipients` are the remote ones; local copies go to `local_targets`."""
+    async def accept(
+        self,
+        message: NewMessage,
+        local_targets: Sequence[LocalTarget] = (),
+        *,
+        folder: str = "",
+        sender_verified: bool = True,
+    ) -> None:
+        """`message.recipients` are the remote ones; local copies go to `local_targets`
+        (into `folder`, e.g. ".Junk", when given). A reply counts for the sender's rating
+        only when `sender_verified` (the checks authenticated the envelope sender)."""
         if local_targets:
             copy = return_path(message.mail_from) + message.body
-            await asyncio.to_thread(self.local.store, copy, local_targets)
-            if self.contacts is not None and message.mail_from:
+            await asyncio.to_thread(self.local.store, copy, local_targets, folder)
+            if self.contacts is not None and message.mail_from and sender_verified:
                 await self._received(message, local_targets)
         if message.recipients:
+            if self.signer is not None:
+                body = await asyncio.to_thread(self.signer.sign, message.body, message.queue_id)
+                message = dataclasses.replace(message, body=body)
             jobs = await self.store.enqueue(message)
             self.delivery.submit(jobs)
 

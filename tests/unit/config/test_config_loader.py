@@ -573,6 +573,7 @@ def test_reference_config_sections_follow_the_flow() -> None:
         "[smtp.submission]",
         "[tls]",
         "[dns]",
+        "[checks]",
         "[dkim]",
         "[delivery]",
         "[[delivery.destination]]",

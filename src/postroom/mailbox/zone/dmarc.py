@@ -1,12 +1,14 @@
-"""DMARC records of linked domains: syntax check and the never-weaker record we ask for.
+"""DMARC records: the one syntax check of postroom, and the never-weaker record we ask for.
 
-Purpose: check a published DMARC record (`parse_dmarc`), compare policies
-(`policy_strength`), and compute the record to publish so that our aggregate
-reports arrive without weakening what the owner asked for (`expected_dmarc`).
+Purpose: read a DMARC record's tags (`read_tags`, shared with the receiver's
+evaluation in `postroom.mta.checks.dmarc`), check a published record of a
+linked domain (`parse_dmarc`), compare policies (`policy_strength`), and
+compute the record to publish so that our aggregate reports arrive without
+weakening what the owner asked for (`expected_dmarc`).
 
 Inputs: the TXT text found at _dmarc.<domain> (strings already joined) and our
-report address. Outputs: `DmarcRecord` values and normalised record text
-("tag=value" pairs joined by "; "). No I/O.
+report address. Outputs: `DmarcTags`, `DmarcRecord` values and normalised
+record text ("tag=value" pairs joined by "; "). No I/O.
 
 RFCs: 7489 (DMARC) 6.3 (tags), 6.4 (formal definition), 6.6.3 (policy
 discovery); 6376 3.2 (tag-list rules it reuses: duplicate tags invalidate the record).
@@ -15,9 +17,14 @@ only split and matched against anchored regular expressions.
 
 Decisions. Tag names are matched case-insensitively (ABNF literals) and kept
 lower-case; "DMARC1" is case-sensitive (%x44... in RFC 7489 6.4). Unknown
-tags are kept (6.3: they MUST be ignored). A record without p= is valid only
-when it has rua= (6.6.3 step 5: receivers then act as for p=none); without
-rua= it is an error, as is a p= that is present with a bad value or not second.
+tags are kept (6.3: they MUST be ignored). `read_tags` leaves the verdict on
+p= and sp= to its reader, because RFC 7489 6.6.3 step 6 lets a receiver fall
+back to p=none when they are bad and rua= is valid, while the audit must
+report them. For the audit (`parse_dmarc`) a record without p= is valid only
+when it has rua= (receivers then act as for p=none); without rua= it is an
+error, as is a p= that is present with a bad value or not second. Report URIs:
+6.4 allows any URI, but receivers only have to support mailto: (6.2), so the
+audit accepts mailto: only while a receiver accepts any URI (`mailto_only`).
 """
 
 from __future__ import annotations
@@ -33,6 +40,15 @@ _VERSION_FIRST = re.compile(r"[ \t]*[vV][ \t]*=[ \t]*DMARC1[ \t]*(?:;|$)")
 _TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # RFC 6376 3.2 tag-name
 # RFC 7489 6.2/6.4: a mailto URI, optionally "!" size limit with a unit.
 _REPORT_URI = re.compile(r"(mailto:([^\s,!@]+@[^\s,!@]+))(?:!\d+[kmgt]?)?", re.I)
+# RFC 7489 6.4 dmarc-uri: a URI in RFC 3986 generic syntax (scheme ":" then URI
+# characters or %-escapes; "," and "!" must be escaped inside it, which is what
+# lets them separate the list and the size limit), then the optional size limit.
+# RFC 3986 allows nothing after the scheme; a report URI that names nothing is refused.
+_ANY_URI = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]*:(?:[A-Za-z0-9._~:/?#\[\]@$&'()*+=-]|%[0-9A-Fa-f]{2})+"
+    r"(?:!\d+[kmgt]?)?",
+    re.I,
+)
 _FAILURE_OPTIONS = re.compile(r"[01ds](?:[ \t]*:[ \t]*[01ds])*")
 _REPORT_FORMATS = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*(?:[ \t]*:[ \t]*[A-Za-z0-9][A-Za-z0-9-]*)*")
 
@@ -92,9 +108,58 @@ def policy_strength(policy: str) -> int:
         raise ValueError(f"not a DMARC policy: {policy!r}") from None
 
 
+@dataclass(frozen=True, slots=True)
+class DmarcTags:
+    """A record's tags after the syntax check of `read_tags`, before the verdict on p= and sp=.
+
+    `tags`: the valid tags in published order, normalised as in `DmarcRecord`,
+    starting with ("v", "DMARC1"); a p= or sp= with a bad value, and a p= that
+    is not second, are left out. `policy_error`: what is wrong with those, ""
+    when nothing (a missing p= is not an error here: readers judge it).
+    """
+
+    tags: tuple[tuple[str, str], ...]
+    policy_error: str
+
+
+def read_tags(text: str, *, mailto_only: bool = True) -> DmarcTags:
+    """The tags of a DMARC record; `DmarcSyntaxError` names the tag and the rule broken.
+
+    Every rule of RFC 7489 6.3/6.4 raises except those about p= and sp=, which
+    `DmarcTags.policy_error` reports. With `mailto_only`, rua= and ruf= must
+    hold mailto: URIs; otherwise any URI (see module docstring).
+    """
+    pairs = _tag_list(text)
+    if not pairs or pairs[0] != VERSION_TAG:
+        raise DmarcSyntaxError("a DMARC record must start with v=DMARC1 (RFC 7489 6.3)")
+    tags = [VERSION_TAG]
+    policy_errors = []
+    for position, (name, value) in enumerate(pairs[1:], start=1):
+        try:
+            if name == "p" and position != 1:
+                raise DmarcSyntaxError("p= must directly follow v=DMARC1 (RFC 7489 6.3)")
+            tags.append((name, _normalised_value(name, value, mailto_only)))
+        except DmarcSyntaxError as error:
+            if name not in ("p", "sp"):
+                raise
+            policy_errors.append(str(error))
+    return DmarcTags(tuple(tags), policy_errors[0] if policy_errors else "")
+
+
 def parse_dmarc(text: str) -> DmarcRecord:
     """Check a DMARC record; raise `DmarcSyntaxError` naming the tag and the rule broken."""
-    tags: list[tuple[str, str]] = []
+    checked = read_tags(text)
+    if checked.policy_error:
+        raise DmarcSyntaxError(checked.policy_error)
+    names = [name for name, _ in checked.tags]
+    if "p" not in names and "rua" not in names:
+        raise DmarcSyntaxError("p= is missing and there is no rua= (RFC 7489 6.3, 6.6.3)")
+    return DmarcRecord(checked.tags)
+
+
+def _tag_list(text: str) -> list[tuple[str, str]]:
+    """(lower-case name, stripped value) pairs; raises for what is not a tag-list."""
+    pairs: list[tuple[str, str]] = []
     # RFC 6376 3.2 allows one trailing ";"; empty segments elsewhere are
     # tolerated, as receivers do, and disappear when the record is normalised.
     for segment in text.split(";"):
@@ -105,20 +170,13 @@ def parse_dmarc(text: str) -> DmarcRecord:
         if not equals or _TAG_NAME.fullmatch(name) is None:
             raise DmarcSyntaxError(f"{segment.strip()!r} is not tag=value")
         name = name.lower()
-        if any(name == seen for seen, _ in tags):
+        if any(name == seen for seen, _ in pairs):
             raise DmarcSyntaxError(f"tag {name}= appears more than once (RFC 6376 3.2)")
-        tags.append((name, _normalised_value(name, value)))
-    if not tags or tags[0] != VERSION_TAG:
-        raise DmarcSyntaxError("a DMARC record must start with v=DMARC1 (RFC 7489 6.3)")
-    names = [name for name, _ in tags]
-    if "p" in names and names.index("p") != 1:
-        raise DmarcSyntaxError("p= must directly follow v=DMARC1 (RFC 7489 6.3)")
-    if "p" not in names and "rua" not in names:
-        raise DmarcSyntaxError("p= is missing and there is no rua= (RFC 7489 6.3, 6.6.3)")
-    return DmarcRecord(tuple(tags))
+        pairs.append((name, value))
+    return pairs
 
 
-def _normalised_value(name: str, value: str) -> str:
+def _normalised_value(name: str, value: str, mailto_only: bool) -> str:
     if name in ("p", "sp"):
         if value.lower() not in POLICIES:
             raise DmarcSyntaxError(f"{name}={value!r}: must be none, quarantine or reject")
@@ -135,9 +193,14 @@ def _normalised_value(name: str, value: str) -> str:
         raise DmarcSyntaxError(f"ri={value!r}: must be a number of seconds")
     if name in ("rua", "ruf"):
         uris = [uri.strip(" \t") for uri in value.split(",")]
+        pattern, kind = (
+            (_REPORT_URI, "a mailto: URI (RFC 7489 6.2)")
+            if mailto_only
+            else (_ANY_URI, "a URI (RFC 7489 6.4)")
+        )
         for uri in uris:
-            if _REPORT_URI.fullmatch(uri) is None:
-                raise DmarcSyntaxError(f"{name}=: {uri!r} is not a mailto: URI (RFC 7489 6.2)")
+            if pattern.fullmatch(uri) is None:
+                raise DmarcSyntaxError(f"{name}=: {uri!r} is not {kind}")
         return ",".join(uris)
     if name == "fo" and _FAILURE_OPTIONS.fullmatch(value) is None:
         raise DmarcSyntaxError(f"fo={value!r}: must be 0, 1, d or s, separated by ':'")

@@ -8,13 +8,18 @@ when its mailbox is full); any other recipient needs a relay network (554 5.7.1)
 The bounce inbox's addresses come first; on a bounce domain that is also a
 linked domain, a `bounce+` name that is no token of ours goes to the lookup.
 At the end of DATA the message is checked (bare CR/LF, hops, quotas, pool
-header), stamped with a Received header, and handed to the router, which
+header). Mail for local mailboxes from outside the relay networks then goes
+through the authentication checks (`checks.pipeline`: SPF, DKIM, DMARC, ARC;
+the `[checks]` table may reject, defer or send it to the Junk folder); any
+Authentication-Results claiming our authserv-id is removed and ours is put on
+top. It is stamped with a Received header and handed to the router, which
 answers only after the Maildir fsync and the queue's commit: the 250 carries
 the queue id. Errors inside become 451 4.3.0 with the session's queue id, never
 a traceback on the wire.
 
 Untrusted input: the envelope and the message bytes.
-Config keys: [server] hostname; [smtp.inbound] relay_networks, max_recipients, max_hops.
+Config keys: [server] hostname; [smtp.inbound] relay_networks, max_recipients, max_hops;
+[checks] (through `InboundChecks`) and its authserv_id.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ from postroom.db.models import MessageOrigin
 from postroom.mailbox.accounts import NOT_LOCAL, LocalTarget, RecipientKind
 from postroom.mailbox.local import LocalMail
 from postroom.mta.bounce.inbox import FEEDBACK, BounceIntake
+from postroom.mta.checks.pipeline import CheckOutcome, InboundChecks
+from postroom.mta.checks.policy import Action
+from postroom.mta.checks.results import remove_forged
 from postroom.mta.inbound.policy import RelayNetworks, check_address, normalise_sender
 from postroom.mta.lanes.pools import PoolTable, UnknownPool
 from postroom.mta.queue.ids import new_queue_id
@@ -58,6 +66,7 @@ class InboundPolicy:
     relay_networks: RelayNetworks
     max_recipients: int
     max_hops: int
+    authserv_id: str = ""  # empty: Authentication-Results are neither added nor removed
 
 
 class InboundHandler:
@@ -69,6 +78,7 @@ class InboundHandler:
         local: LocalMail,
         bounces: BounceIntake | None = None,
         suppression: Suppression | None = None,
+        checks: InboundChecks | None = None,
     ) -> None:
         self.policy = policy
         self.router = router
@@ -76,6 +86,7 @@ class InboundHandler:
         self.local = local
         self.bounces = bounces
         self.suppression = suppression
+        self.checks = checks
 
     async def handle_exception(self, error: Exception) -> str:
         """aiosmtpd's last resort for an error in a hook (the database at RCPT, say):
@@ -205,15 +216,32 @@ class InboundHandler:
         )
         local: dict[str, tuple[LocalTarget, ...]] = envelope.local_targets
         local_targets = [target for targets in local.values() for target in targets]
-        content = received + headers + body
         inbox: dict[str, int] = envelope.bounce_targets
         if local_targets:
-            # Before the bounce is processed: a refusal here makes the client send it
-            # again, and a rating step applied twice (mailbox full) would stay applied.
-            refusal = await asyncio.to_thread(self.local.quota_refusal, local_targets, len(content))
+            # Before the checks (a permanent refusal needs no DNS) and before the bounce
+            # is processed: a refusal here makes the client send it again, and a rating
+            # step applied twice (mailbox full) would stay applied.
+            size = len(received) + len(headers) + len(body)
+            refusal = await asyncio.to_thread(self.local.quota_refusal, local_targets, size)
             if refusal is not None:
                 log.info("refused queue_id=%s: %s", queue_id, refusal.text)
                 return refusal.wire()
+        folder, sender_verified = "", True
+        if local_targets and not self.policy.relay_networks.allows(client_ip):
+            outcome = await self._check(
+                headers + body, queue_id, client_ip, session.host_name or "", sender
+            )
+            if isinstance(outcome, Reply):
+                return outcome.wire()
+            if self.policy.authserv_id:
+                headers = remove_forged(headers, self.policy.authserv_id)
+            if outcome is not None:
+                received = outcome.header + received
+                folder = ".Junk" if outcome.decision.action is Action.QUARANTINE else ""
+                sender_verified = (
+                    outcome.decision.action is Action.ACCEPT and outcome.verdicts.sender_verified()
+                )
+        content = received + headers + body
         if inbox:
             try:
                 await asyncio.to_thread(self._process_bounce, content, inbox)
@@ -237,7 +265,9 @@ class InboundHandler:
             client_ip=client_ip,
         )
         try:
-            await self.router.accept(message, local_targets)
+            await self.router.accept(
+                message, local_targets, folder=folder, sender_verified=sender_verified
+            )
         except Exception:
             log.exception("queue write failed queue_id=%s", queue_id)
             return Reply.temporary_failure(
@@ -254,6 +284,32 @@ class InboundHandler:
             client_ip,
         )
         return Reply.ok(f"Ok: queued as {queue_id}").wire()
+
+    async def _check(
+        self, message: bytes, queue_id: str, client_ip: str, helo: str, sender: str
+    ) -> CheckOutcome | Reply | None:
+        """The checks' outcome, a refusal, or None when checks are off."""
+        if self.checks is None:
+            return None
+        try:
+            outcome = await self.checks.check(
+                message, client_ip=client_ip, helo=helo, mail_from=sender
+            )
+        except Exception:
+            log.exception("authentication checks failed queue_id=%s", queue_id)
+            return Reply.temporary_failure(f"Checks failed, try again later ({queue_id})")
+        verdicts = outcome.verdicts
+        log.info(
+            "queue_id=%s auth spf=%s dkim=%s dmarc=%s arc=%s action=%s (%s)",
+            queue_id,
+            verdicts.spf.mail_from.result,
+            ",".join(f"{v.result}:{v.domain}" for v in verdicts.dkim) or "none",
+            verdicts.dmarc.result,
+            verdicts.arc.result,
+            outcome.decision.action,
+            outcome.decision.reason,
+        )
+        return outcome.decision.reply or outcome
 
 
 def has_bare_line_ending(content: bytes) -> bool:

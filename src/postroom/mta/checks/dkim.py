@@ -1,0 +1,137 @@
+"""DKIM verification of every signature of a received message (RFC 6376, RFC 8463).
+
+`verify_dkim(lookup, message)` returns one `DkimVerdict` per DKIM-Signature
+field, top to bottom (at most `MAX_SIGNATURES`; the rest are reported as
+`policy`, so a message cannot make us do unbounded DNS and RSA work).
+dkimpy does the verifying — canonicalisation, body hash, key record, RSA or
+Ed25519 (through PyNaCl) — with keys of at least 1024 bits (RFC 8301).
+
+Results, as RFC 8601 2.7.1 names them:
+- `pass`; `fail` when the body hash or the signature does not match;
+- `permerror` when the signature cannot be checked for good: malformed tags,
+  rsa-sha1 (RFC 8301 3.1),
+  no key record at the selector (RFC 6376 6.1.2), a revoked or unusable key,
+  an expired signature;
+- `temperror` when the key lookup met DNS trouble (timeout, SERVFAIL): the
+  same message may verify later, so policy must not treat it as a failure;
+- `policy` for signatures beyond the limit.
+No signature at all is an empty list (A-R then says `dkim=none`).
+
+Untrusted input: the message and the key records. dkimpy's own log lines
+are kept out of ours (its logger is quieted): each verdict carries the reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+import dkim
+import dkim.util
+
+from postroom.core.dns import DnsTemporaryError
+from postroom.mta.checks.lookup import DnsLookup, KeyRecordLookup
+
+MAX_SIGNATURES = 10
+
+# dkimpy logs every failure at error level; each verdict carries its reason instead.
+quiet_dkimpy = logging.getLogger("postroom.checks.dkimpy")
+quiet_dkimpy.setLevel(logging.CRITICAL)
+
+_WHITESPACE = re.compile(rb"\s+")
+
+
+class DkimResult(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    NEUTRAL = "neutral"
+    POLICY = "policy"
+    TEMPERROR = "temperror"
+    PERMERROR = "permerror"
+
+
+@dataclass(frozen=True, slots=True)
+class DkimVerdict:
+    result: DkimResult
+    domain: str  # d=, as signed ("" when the tag is missing)
+    selector: str  # s=
+    algorithm: str  # a=
+    header_b: str  # the first 8 characters of b= (RFC 6008): tells signatures apart
+    reason: str  # one line, for logs and A-R comments
+
+
+def verify_dkim(lookup: DnsLookup, message: bytes) -> list[DkimVerdict]:
+    try:
+        verifier = dkim.DKIM(message, logger=quiet_dkimpy, minkey=1024)
+    except dkim.DKIMException as error:
+        # The header section itself cannot be parsed: any signature in it is unusable.
+        if b"dkim-signature" not in message.lower():
+            return []
+        return [DkimVerdict(DkimResult.PERMERROR, "", "", "", "", _one_line(error))]
+    fields = [value for name, value in verifier.headers if name.lower() == b"dkim-signature"]
+    verdicts = []
+    for index, value in enumerate(fields):
+        tags = _tags(value)
+        if index >= MAX_SIGNATURES:
+            verdicts.append(_verdict(DkimResult.POLICY, tags, "too many signatures, not checked"))
+            continue
+        if tags.get(b"a", b"").strip().lower() == b"rsa-sha1":
+            # RFC 8301 3.1: rsa-sha1 must not be used for verifying; such signatures
+            # have permanently failed.
+            verdicts.append(_verdict(DkimResult.PERMERROR, tags, "rsa-sha1 is historic (RFC 8301)"))
+            continue
+        verdicts.append(_verify_one(verifier, index, tags, KeyRecordLookup(lookup)))
+    return verdicts
+
+
+def _verify_one(
+    verifier: dkim.DKIM, index: int, tags: dict[bytes, bytes], keys: KeyRecordLookup
+) -> DkimVerdict:
+    verifier.pk = None  # set by dkimpy only once a usable key record is loaded
+    try:
+        valid = verifier.verify(idx=index, dnsfunc=keys)
+    except dkim.ValidationError as error:
+        if "body hash" in str(error):
+            return _verdict(DkimResult.FAIL, tags, "body hash mismatch")
+        return _verdict(DkimResult.PERMERROR, tags, _one_line(error))
+    except dkim.DKIMException as error:
+        return _verdict(DkimResult.PERMERROR, tags, _one_line(error))
+    except (ValueError, TypeError, IndexError, KeyError) as error:
+        # dkimpy meeting malformed input it does not anticipate (bad base64, odd tags).
+        return _verdict(DkimResult.PERMERROR, tags, f"unusable signature ({type(error).__name__})")
+    if valid:
+        return _verdict(DkimResult.PASS, tags, "signature verified")
+    if isinstance(keys.problem, DnsTemporaryError):
+        return _verdict(DkimResult.TEMPERROR, tags, f"key lookup failed: {keys.problem.reason}")
+    if keys.problem is not None:
+        return _verdict(DkimResult.PERMERROR, tags, "no key for signature")
+    if verifier.pk is None:
+        return _verdict(DkimResult.PERMERROR, tags, "unusable key record")
+    return _verdict(DkimResult.FAIL, tags, "signature did not verify")
+
+
+def _tags(value: bytes) -> dict[bytes, bytes]:
+    try:
+        return dkim.util.parse_tag_value(value)
+    except dkim.util.InvalidTagValueList:
+        return {}
+
+
+def _verdict(result: DkimResult, tags: dict[bytes, bytes], reason: str) -> DkimVerdict:
+    def text(tag: bytes) -> str:
+        return _WHITESPACE.sub(b"", tags.get(tag, b"")).decode("ascii", "replace")
+
+    signature = text(b"b")
+    try:
+        base64.b64decode(signature, validate=True)
+    except ValueError:
+        signature = ""
+    return DkimVerdict(result, text(b"d"), text(b"s"), text(b"a"), signature[:8], reason)
+
+
+def _one_line(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    return text[:200] if text else type(error).__name__

@@ -1,0 +1,468 @@
+"""DMARC evaluation of a received message (RFC 7489).
+
+Purpose: tell whether the author domain of a message (its RFC5322.From domain)
+is authenticated by an aligned SPF or DKIM pass, and what its owner asks a
+receiver to do when it is not. Nothing here decides: `policy.decide` does.
+
+Inputs and outputs:
+- `from_domain(header_value)`: the author domain of a From field value (RFC
+  7489 6.6.1, RFC 5322 3.4 / RFC 6854 syntax) as lower-case A-labels, or None
+  when there is no usable one: no address, a domain-literal, addresses in
+  several domains (6.6.1 asks to check each; the caller decides), or text that
+  is not a mailbox list. Display names, comments, quoted strings, groups and
+  encoded-words (never decoded) are handled.
+- `parse_record(text)`: a `DmarcRecord` (6.3, 6.4) or `DmarcRecordError`.
+  The syntax check is `postroom.mailbox.zone.dmarc.read_tags`, shared with the
+  domain audit: one parser.
+- `organizational_domain(domain, psl)` (3.2) and `aligned(from, auth, mode,
+  psl)` (3.1) over a public suffix list (the process's shared one by default).
+- `evaluate(lookup, from_domain, spf, dkim, psl=, sample=)`: policy discovery
+  (6.6.3), identifier alignment, the result and the disposition after "pct"
+  sampling (6.6.4), as a `DmarcVerdict`. I/O: TXT queries through `lookup`.
+
+Untrusted input: the From value comes from the message and every TXT answer
+from DNS; they are tokenised and matched against anchored expressions only.
+`evaluate` never raises because of them: DNS trouble is `temperror`, a record
+it cannot use is `permerror` with the reason.
+
+Decisions:
+- Strict on the record's syntax (RFC 7489 6.3: it MUST comply with 6.4): a bad
+  value of a known tag makes the record invalid (permerror), as in OpenDMARC;
+  we do not take 6.3's SHOULD of discarding bad tags for their defaults.
+  The exceptions are the RFC's own: a missing, bad or misplaced p= or a bad
+  sp= with a valid rua= reads as p=none (6.6.3 step 6); an unregistered rf=
+  format is accepted (6.3: a receiver SHOULD ignore it); report URIs may be
+  any URI (6.4), mailto: or not. Unknown tags (DMARCbis t=, np=, psd=) are ignored.
+- Several DMARC records at the name where discovery stops: no policy, result
+  none (6.6.3 step 5), and no fallback to the organizational domain, which is
+  only asked when the From domain has no DMARC record at all.
+- sp= applies only when the record came from the organizational domain for a
+  From domain below it (6.3 "sp"); a record at the From domain itself uses p=.
+- `spf_aligned` / `dkim_aligned` count identifiers that both passed and align.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+from publicsuffixlist import PublicSuffixList
+
+from postroom.core.dns import DnsNoData, DnsNotFound, DnsTemporaryError
+from postroom.mailbox.names import lookup_form, public_suffixes
+from postroom.mailbox.zone.dmarc import DmarcSyntaxError, is_dmarc, read_tags
+from postroom.mta.checks.lookup import DnsLookup, txt_strings
+
+AlignmentMode = Literal["r", "s"]  # relaxed, strict (RFC 7489 3.1)
+
+# One parser, one error: the shared syntax check raises it, and so does parse_record.
+DmarcRecordError = DmarcSyntaxError
+
+
+class DmarcResult(StrEnum):
+    NONE = "none"
+    PASS = "pass"
+    FAIL = "fail"
+    TEMPERROR = "temperror"
+    PERMERROR = "permerror"
+
+
+class DmarcPolicy(StrEnum):
+    NONE = "none"
+    QUARANTINE = "quarantine"
+    REJECT = "reject"
+
+
+# RFC 7489 6.6.4: a failing message left out by "pct" gets the next less strict policy.
+_UNSAMPLED = {
+    DmarcPolicy.REJECT: DmarcPolicy.QUARANTINE,
+    DmarcPolicy.QUARANTINE: DmarcPolicy.NONE,
+    DmarcPolicy.NONE: DmarcPolicy.NONE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DmarcRecord:
+    """A usable DMARC record (RFC 7489 6.3), defaults filled in.
+
+    `rua`/`ruf` are the URIs as published (with any "!size" limit); `fo` and
+    `rf` are lower-case, `rf` possibly naming formats we do not know.
+    """
+
+    policy: DmarcPolicy
+    subdomain_policy: DmarcPolicy | None = None  # None: sp= absent, p= applies
+    adkim: AlignmentMode = "r"
+    aspf: AlignmentMode = "r"
+    pct: int = 100
+    rua: tuple[str, ...] = ()
+    ruf: tuple[str, ...] = ()
+    fo: tuple[str, ...] = ("0",)
+    rf: tuple[str, ...] = ("afrf",)
+    ri: int = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedIdentifier:
+    """A domain an authentication method vouched for, and that method's result.
+
+    SPF: the MAIL FROM (or HELO) domain; DKIM: a signature's d=. Only "pass" counts.
+    """
+
+    domain: str
+    result: str
+
+
+@dataclass(frozen=True, slots=True)
+class DmarcVerdict:
+    result: DmarcResult
+    from_domain: str
+    policy_domain: str  # where the record was found ("" when none was)
+    policy: DmarcPolicy | None  # p=, or sp= for a subdomain; None without a usable record
+    disposition: DmarcPolicy  # after pct sampling; NONE unless the result is FAIL
+    spf_aligned: bool
+    dkim_aligned: bool
+    reason: str  # one line, for logs and Authentication-Results comments
+
+
+def parse_record(text: str) -> DmarcRecord:
+    """The DMARC record in `text` (TXT strings joined); `DmarcRecordError` says what is wrong."""
+    checked = read_tags(text, mailto_only=False)
+    values = dict(checked.tags)
+    problem = checked.policy_error or ("" if "p" in values else "p= is missing (RFC 7489 6.3)")
+    if problem:
+        if "rua" not in values:
+            raise DmarcRecordError(f"{problem}; no rua= to fall back to p=none (RFC 7489 6.6.3)")
+        # RFC 7489 6.6.3 step 6: act as if the record had a valid v= and p=none.
+        values["p"] = DmarcPolicy.NONE
+        values.pop("sp", None)
+    return DmarcRecord(
+        policy=DmarcPolicy(values["p"]),
+        subdomain_policy=DmarcPolicy(values["sp"]) if "sp" in values else None,
+        adkim=_mode(values.get("adkim")),
+        aspf=_mode(values.get("aspf")),
+        pct=int(values.get("pct", "100")),
+        rua=_uris(values.get("rua")),
+        ruf=_uris(values.get("ruf")),
+        fo=tuple(values.get("fo", "0").split(":")),
+        rf=tuple(values.get("rf", "afrf").lower().split(":")),
+        ri=int(values.get("ri", "86400")),
+    )
+
+
+def _mode(value: str | None) -> AlignmentMode:
+    # read_tags has already refused anything but "r" and "s".
+    return "s" if value == "s" else "r"
+
+
+def _uris(value: str | None) -> tuple[str, ...]:
+    return tuple(value.split(",")) if value else ()
+
+
+def organizational_domain(domain: str, psl: PublicSuffixList | None = None) -> str:
+    """The Organizational Domain of `domain` (RFC 7489 3.2): its public suffix plus one label.
+
+    Lower-case, without a final dot. A name the list cannot place (a public
+    suffix itself, or not a domain name) is its own organizational domain.
+    """
+    name = domain.lower().removesuffix(".")
+    suffixes = psl if psl is not None else public_suffixes()
+    return suffixes.privatesuffix(name) or name
+
+
+def aligned(
+    from_domain: str, auth_domain: str, mode: str, psl: PublicSuffixList | None = None
+) -> bool:
+    """Identifier alignment (RFC 7489 3.1): "s" needs the same name, "r" the same
+    organizational domain. Case and a final dot do not matter; a name with an
+    empty label (".example.com") is no domain name and aligns with nothing."""
+    author, authenticated = _comparable(from_domain), _comparable(auth_domain)
+    if author is None or authenticated is None:
+        return False
+    if mode == "s":
+        return author == authenticated
+    if mode == "r":
+        return organizational_domain(author, psl) == organizational_domain(authenticated, psl)
+    raise ValueError(f"alignment mode must be 'r' or 's', not {mode!r}")
+
+
+def _comparable(domain: str) -> str | None:
+    name = domain.lower().removesuffix(".")
+    return None if "" in name.split(".") else name
+
+
+def evaluate(
+    lookup: DnsLookup,
+    from_domain: str,
+    spf: AuthenticatedIdentifier | None,
+    dkim: Sequence[AuthenticatedIdentifier],
+    *,
+    psl: PublicSuffixList | None = None,
+    sample: Callable[[], float] = random.random,
+) -> DmarcVerdict:
+    """The DMARC verdict for a message from `from_domain` (see module docstring).
+
+    `spf`: the SPF-checked domain and result, None when SPF had no domain;
+    `dkim`: one identifier per DKIM signature. `sample()` returns a number in
+    [0, 1); below pct/100 the failing message is subject to the policy.
+    """
+    author = from_domain.lower().removesuffix(".")
+    if not author:
+        return _unevaluated(DmarcResult.NONE, author, "", "no From domain")
+    try:
+        policy_domain, found = _discover(lookup, author, organizational_domain(author, psl))
+    except DnsTemporaryError as error:
+        # The record may exist: no policy can be assumed either way (RFC 7489 6.6.3).
+        return _unevaluated(DmarcResult.TEMPERROR, author, "", f"DMARC lookup failed: {error}")
+    if not found:
+        return _unevaluated(DmarcResult.NONE, author, "", "no DMARC record")
+    if len(found) > 1:
+        reason = f"{len(found)} DMARC records at _dmarc.{policy_domain}: none applies"
+        return _unevaluated(DmarcResult.NONE, author, policy_domain, f"{reason} (RFC 7489 6.6.3)")
+    try:
+        record = parse_record(found[0])
+    except DmarcRecordError as error:
+        reason = f"invalid DMARC record at _dmarc.{policy_domain}: {error}"
+        return _unevaluated(DmarcResult.PERMERROR, author, policy_domain, reason)
+
+    spf_aligned = spf is not None and _aligned_pass(author, spf, record.aspf, psl)
+    dkim_passes = [ident for ident in dkim if _aligned_pass(author, ident, record.adkim, psl)]
+    # sp= is for the organizational domain's subdomains, not for a record found at the From domain.
+    subdomain_policy = record.subdomain_policy if policy_domain != author else None
+    policy = subdomain_policy or record.policy
+    if spf_aligned or dkim_passes:
+        passes = ([f"spf={spf.domain}"] if spf is not None and spf_aligned else []) + [
+            f"dkim={ident.domain}" for ident in dkim_passes
+        ]
+        result, disposition = DmarcResult.PASS, DmarcPolicy.NONE
+        reason = f"aligned pass: {', '.join(passes)}"
+    else:
+        # pct=100 needs no draw: every failing message is subject to the policy.
+        sampled = record.pct >= 100 or sample() < record.pct / 100
+        result, disposition = DmarcResult.FAIL, policy if sampled else _UNSAMPLED[policy]
+        reason = f"no aligned SPF or DKIM pass; {'sp' if subdomain_policy else 'p'}={policy}"
+        if not sampled:
+            reason += f", not in pct={record.pct}: {disposition}"
+    return DmarcVerdict(
+        result=result,
+        from_domain=author,
+        policy_domain=policy_domain,
+        policy=policy,
+        disposition=disposition,
+        spf_aligned=spf_aligned,
+        dkim_aligned=bool(dkim_passes),
+        reason=reason,
+    )
+
+
+def _discover(lookup: DnsLookup, domain: str, organizational: str) -> tuple[str, list[str]]:
+    """RFC 7489 6.6.3 steps 1-4: (where, DMARC records) at the From domain, else at
+    its organizational domain. DnsTemporaryError propagates."""
+    found = _dmarc_records(lookup, domain)
+    if found or organizational == domain:
+        return domain, found
+    return organizational, _dmarc_records(lookup, organizational)
+
+
+def _dmarc_records(lookup: DnsLookup, domain: str) -> list[str]:
+    try:
+        answers = lookup(f"_dmarc.{domain}", "TXT")
+    except (DnsNotFound, DnsNoData):
+        return []
+    texts = (txt_strings(answer).decode("utf-8", "replace") for answer in answers)
+    # Steps 2 and 4: TXT records that do not start with v=DMARC1 are not DMARC records.
+    return [text for text in texts if is_dmarc(text)]
+
+
+def _aligned_pass(
+    author: str, ident: AuthenticatedIdentifier, mode: str, psl: PublicSuffixList | None
+) -> bool:
+    return ident.result.lower() == "pass" and aligned(author, ident.domain, mode, psl)
+
+
+def _unevaluated(result: DmarcResult, author: str, policy_domain: str, reason: str) -> DmarcVerdict:
+    return DmarcVerdict(
+        result=result,
+        from_domain=author,
+        policy_domain=policy_domain,
+        policy=None,
+        disposition=DmarcPolicy.NONE,
+        spf_aligned=False,
+        dkim_aligned=False,
+        reason=reason,
+    )
+
+
+# RFC5322.From parsing.
+Token = tuple[str, str]  # (kind, text); kind: "atom", "quoted", "literal" or "special"
+
+_AT: Token = ("special", "@")
+_DOT: Token = ("special", ".")
+_OPEN: Token = ("special", "<")
+_CLOSE: Token = ("special", ">")
+_COLON: Token = ("special", ":")
+# Where an atom ends: white space, the RFC 5322 specials, and the backslash.
+_ATOM_END = frozenset(' \t\r\n"()[]<>:;@,.\\')
+
+
+def from_domain(header_value: str) -> str | None:
+    """The RFC5322.From domain of a From field value (see module docstring), or None."""
+    tokens = _tokens(header_value)
+    mailboxes = _mailboxes(tokens) if tokens is not None else None
+    if not mailboxes:
+        return None
+    # RFC 7489 6.6.1: with several addresses, one domain can still be evaluated once.
+    domains = {_mailbox_domain(mailbox) for mailbox in mailboxes}
+    return domains.pop() if len(domains) == 1 else None
+
+
+def _tokens(value: str) -> list[Token] | None:
+    """RFC 5322 3.2 lexical tokens, comments dropped; None when a quote, comment or
+    literal is not closed or a ")", "]" or "\\" stands alone."""
+    tokens: list[Token] = []
+    index, end = 0, len(value)
+    while index < end:
+        char = value[index]
+        if char in " \t\r\n":
+            index += 1
+        elif char == "(":
+            index = _comment_end(value, index)
+            if index < 0:
+                return None
+        elif char in '"[':
+            close = _quoted_end(value, index, '"' if char == '"' else "]")
+            if close < 0:
+                return None
+            tokens.append(("quoted" if char == '"' else "literal", value[index + 1 : close]))
+            index = close + 1
+        elif char in "<>:;@,.":
+            tokens.append(("special", char))
+            index += 1
+        elif char in ")]\\":
+            return None
+        else:
+            start = index
+            while index < end and value[index] not in _ATOM_END:
+                index += 1
+            tokens.append(("atom", value[start:index]))
+    return tokens
+
+
+def _quoted_end(value: str, start: int, closing: str) -> int:
+    """Index of the `closing` character after `start`, past quoted-pairs; -1 if none."""
+    index = start + 1
+    while index < len(value):
+        if value[index] == "\\":
+            index += 2
+        elif value[index] == closing:
+            return index
+        else:
+            index += 1
+    return -1
+
+
+def _comment_end(value: str, start: int) -> int:
+    """Index after the comment opened at `start` (comments nest, RFC 5322 3.2.2); -1 if open."""
+    depth = 0
+    index = start
+    while index < len(value):
+        char = value[index]
+        if char == "\\":
+            index += 1
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return index + 1
+        index += 1
+    return -1
+
+
+def _mailboxes(tokens: list[Token]) -> list[list[Token]] | None:
+    """The mailboxes of a mailbox-list, groups (RFC 6854) opened; None when malformed.
+
+    A group's closing ";" may be missing at the very end, as some senders write
+    "From: Name <a@example.com>" into the value; nothing is ambiguous about it.
+    """
+    entries: list[list[Token]] = []
+    current: list[Token] = []
+    in_angle = in_group = False
+    for token in tokens:
+        kind, text = token
+        if kind != "special" or text in "@." or (in_angle and text not in "<>"):
+            # Inside <...> an obsolete route ("@a,@b:") keeps its "," and ":".
+            current.append(token)
+        elif text == "<":
+            if in_angle:
+                return None
+            in_angle = True
+            current.append(token)
+        elif text == ">":
+            if not in_angle:
+                return None
+            in_angle = False
+            current.append(token)
+        elif text == ",":
+            entries.append(current)
+            current = []
+        elif text == ":":
+            # What came before is the group's display name.
+            if in_group or not _words(current):
+                return None
+            in_group = True
+            current = []
+        else:  # ";"
+            if not in_group:
+                return None
+            in_group = False
+            entries.append(current)
+            current = []
+    if in_angle:
+        return None
+    entries.append(current)
+    # Empty entries: obsolete empty list members, or an empty group ("undisclosed:;").
+    return [entry for entry in entries if entry]
+
+
+def _mailbox_domain(mailbox: list[Token]) -> str | None:
+    angles = [index for index, token in enumerate(mailbox) if token in (_OPEN, _CLOSE)]
+    if not angles:
+        return _addr_spec_domain(mailbox)
+    # name-addr: [display-name] "<" addr-spec ">". An "@" outside the brackets
+    # ("a@evil.example <b@good.example>") is what spoofers write: refused.
+    opening = angles[0]
+    if len(angles) != 2 or angles[1] != len(mailbox) - 1:
+        return None
+    if opening and not _words(mailbox[:opening]):
+        return None
+    address = mailbox[opening + 1 : -1]
+    routes = [index for index, token in enumerate(address) if token == _COLON]
+    return _addr_spec_domain(address[routes[-1] + 1 :] if routes else address)
+
+
+def _addr_spec_domain(tokens: list[Token]) -> str | None:
+    ats = [index for index, token in enumerate(tokens) if token == _AT]
+    if len(ats) != 1:
+        return None
+    local, domain = tokens[: ats[0]], tokens[ats[0] + 1 :]
+    # The local part need only be words: DMARC uses the domain, which one "@"
+    # outside quotes and comments makes unambiguous ('"Name" joe@example.com').
+    if not _words(local):
+        return None
+    # dot-atom: atom *("." atom). A domain-literal names no DNS domain.
+    labels, dots = domain[0::2], domain[1::2]
+    if (
+        len(domain) % 2 == 0
+        or any(kind != "atom" for kind, _ in labels)
+        or any(token != _DOT for token in dots)
+    ):
+        return None
+    return lookup_form(".".join(text for _, text in labels))
+
+
+def _words(tokens: list[Token]) -> bool:
+    """A non-empty phrase: atoms, quoted strings and dots (RFC 5322 obs-phrase)."""
+    return bool(tokens) and all(token[0] in ("atom", "quoted") or token == _DOT for token in tokens)

@@ -1,0 +1,142 @@
+"""All inbound authentication checks of one message, and what they lead to.
+
+`run_checks(lookup, message, client_ip=, helo=, mail_from=)` (blocking: DNS
+through `lookup`, RSA and Ed25519 in dkimpy) runs SPF for HELO and MAIL FROM,
+verifies every DKIM signature and the ARC chain, then evaluates DMARC for the
+From domain with the SPF identity (the MAIL FROM domain, or HELO for the null
+sender, RFC 7489 4.1) and the d= of each DKIM result. It returns
+`AuthVerdicts`; nothing here decides.
+
+`InboundChecks.check(...)` is what the port 25 session awaits: the same run in
+a worker thread over the process's resolver (shared cache), then the
+`[checks]` table (`policy.decide`) and the Authentication-Results field
+(`results.authentication_results`), as one `CheckOutcome`.
+
+`AuthVerdicts.sender_verified` says whether the envelope sender's own domain
+authenticated the message (SPF pass for it, or a passing DKIM signature
+aligned with it): the rating engine raises a contact for a reply only then,
+so a forged envelope sender cannot lift a blocked address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import dkim
+
+from postroom.config.schema import ChecksConfig
+from postroom.core.dns import Resolver
+from postroom.mta.checks.arc import ArcVerdict, verify_arc
+from postroom.mta.checks.dkim import DkimResult, DkimVerdict, verify_dkim
+from postroom.mta.checks.dmarc import (
+    AuthenticatedIdentifier,
+    DmarcPolicy,
+    DmarcResult,
+    DmarcVerdict,
+    aligned,
+    evaluate,
+    from_domain,
+)
+from postroom.mta.checks.lookup import BlockingLookup, DnsLookup
+from postroom.mta.checks.policy import Decision, decide
+from postroom.mta.checks.results import authentication_results
+from postroom.mta.checks.spf import SpfResult, SpfVerdicts, check_spf
+
+
+@dataclass(frozen=True, slots=True)
+class AuthVerdicts:
+    spf: SpfVerdicts
+    dkim: tuple[DkimVerdict, ...]
+    dmarc: DmarcVerdict
+    arc: ArcVerdict
+    from_fields: int  # From header fields in the message (RFC 5322: exactly one)
+
+    def sender_verified(self) -> bool:
+        sender = self.spf.mail_from
+        domain = sender.sender.rpartition("@")[2]
+        if not domain or sender.identity != "mailfrom":
+            return False
+        if sender.result is SpfResult.PASS:
+            return True
+        return any(
+            verdict.result is DkimResult.PASS and aligned(domain, verdict.domain, "r")
+            for verdict in self.dkim
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOutcome:
+    verdicts: AuthVerdicts
+    decision: Decision
+    header: bytes  # the Authentication-Results field, CRLF-terminated
+
+
+def run_checks(
+    lookup: DnsLookup, message: bytes, *, client_ip: str, helo: str, mail_from: str
+) -> AuthVerdicts:
+    spf = check_spf(lookup, client_ip, mail_from, helo)
+    signatures = tuple(verify_dkim(lookup, message))
+    arc = verify_arc(lookup, message)
+    from_values = _from_values(message)
+    domain = from_domain(from_values[0]) if len(from_values) == 1 else None
+    if domain is None:
+        dmarc = DmarcVerdict(
+            result=DmarcResult.PERMERROR,
+            from_domain="",
+            policy_domain="",
+            policy=None,
+            disposition=DmarcPolicy.NONE,
+            spf_aligned=False,
+            dkim_aligned=False,
+            reason="no single From address",
+        )
+    else:
+        spf_identity = (
+            AuthenticatedIdentifier(spf.mail_from.domain, spf.mail_from.result.value)
+            if spf.mail_from.domain
+            else None
+        )
+        dmarc = evaluate(
+            lookup,
+            domain,
+            spf_identity,
+            [
+                AuthenticatedIdentifier(verdict.domain, verdict.result.value)
+                for verdict in signatures
+                if verdict.domain
+            ],
+        )
+    return AuthVerdicts(spf, signatures, dmarc, arc, len(from_values))
+
+
+def _from_values(message: bytes) -> list[str]:
+    try:
+        headers, _ = dkim.rfc822_parse(message)
+    except dkim.DKIMException:
+        return []
+    return [
+        value.decode("utf-8", "surrogateescape")
+        for name, value in headers
+        if name.lower() == b"from"
+    ]
+
+
+class InboundChecks:
+    def __init__(self, resolver: Resolver, config: ChecksConfig, authserv_id: str) -> None:
+        self.resolver = resolver
+        self.config = config
+        self.authserv_id = authserv_id
+
+    async def check(
+        self, message: bytes, *, client_ip: str, helo: str, mail_from: str
+    ) -> CheckOutcome:
+        lookup = BlockingLookup(self.resolver, asyncio.get_running_loop())
+        verdicts = await asyncio.to_thread(
+            run_checks, lookup, message, client_ip=client_ip, helo=helo, mail_from=mail_from
+        )
+        return CheckOutcome(
+            verdicts,
+            decide(verdicts, self.config),
+            authentication_results(self.authserv_id, verdicts),
+        )
