@@ -23,7 +23,6 @@ are kept out of ours (its logger is quieted): each verdict carries the reason.
 
 from __future__ import annotations
 
-import base64
 import logging
 import re
 from dataclasses import dataclass
@@ -36,12 +35,14 @@ from postroom.core.dns import DnsTemporaryError
 from postroom.mta.checks.lookup import DnsLookup, KeyRecordLookup
 
 MAX_SIGNATURES = 10
+_MAX_TAG_TEXT = 64
 
 # dkimpy logs every failure at error level; each verdict carries its reason instead.
 quiet_dkimpy = logging.getLogger("postroom.checks.dkimpy")
 quiet_dkimpy.setLevel(logging.CRITICAL)
 
 _WHITESPACE = re.compile(rb"\s+")
+_BASE64_PREFIX = re.compile(r"[A-Za-z0-9+/=]{1,8}")
 
 
 class DkimResult(StrEnum):
@@ -121,15 +122,13 @@ def _tags(value: bytes) -> dict[bytes, bytes]:
 
 
 def _verdict(result: DkimResult, tags: dict[bytes, bytes], reason: str) -> DkimVerdict:
-    def text(tag: bytes) -> str:
-        return _WHITESPACE.sub(b"", tags.get(tag, b"")).decode("ascii", "replace")
+    def text(tag: bytes, limit: int = _MAX_TAG_TEXT) -> str:
+        # Bounded: these values come from the message and end up in a header line.
+        return _WHITESPACE.sub(b"", tags.get(tag, b""))[:limit].decode("ascii", "replace")
 
-    signature = text(b"b")
-    try:
-        base64.b64decode(signature, validate=True)
-    except ValueError:
-        signature = ""
-    return DkimVerdict(result, text(b"d"), text(b"s"), text(b"a"), signature[:8], reason)
+    prefix = text(b"b", 8)
+    header_b = prefix if _BASE64_PREFIX.fullmatch(prefix) else ""
+    return DkimVerdict(result, text(b"d", 253), text(b"s"), text(b"a"), header_b, reason)
 
 
 def _one_line(error: Exception) -> str:

@@ -52,12 +52,13 @@ class AuthVerdicts:
     arc: ArcVerdict
     from_fields: int  # From header fields in the message (RFC 5322: exactly one)
 
-    def sender_verified(self) -> bool:
-        sender = self.spf.mail_from
-        domain = sender.sender.rpartition("@")[2]
-        if not domain or sender.identity != "mailfrom":
+    def sender_verified(self, mail_from: str) -> bool:
+        """`mail_from` as received: the null sender is never verified (its SPF verdict
+        is the HELO name's, which says nothing about a person)."""
+        domain = mail_from.rpartition("@")[2]
+        if not mail_from or not domain:
             return False
-        if sender.result is SpfResult.PASS:
+        if self.spf.mail_from.result is SpfResult.PASS:
             return True
         return any(
             verdict.result is DkimResult.PASS and aligned(domain, verdict.domain, "r")

@@ -9,8 +9,9 @@ Order of the rules:
 1. Several From fields or From addresses: `dmarc_reject` (RFC 7489 6.6.1 —
    otherwise a second From would pick which domain's policy applies).
 2. DMARC fail: nothing if the applied disposition is none (p=none, or not
-   sampled under pct); else, when an SPF or DKIM temperror could have produced
-   the aligned pass, `temperror`; else `dmarc_reject` / `dmarc_quarantine`.
+   sampled under pct); else, when an SPF or DKIM temperror of an identity
+   aligned with the From domain could have produced the pass, `temperror`;
+   else `dmarc_reject` / `dmarc_quarantine`.
 3. DMARC temperror (the record could not be fetched): `temperror`.
 4. No DMARC policy and SPF fail: `spf_fail`.
 5. Otherwise accept.
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING
 from postroom.config.schema import ChecksConfig
 from postroom.core.reply import Reply
 from postroom.mta.checks.dkim import DkimResult
-from postroom.mta.checks.dmarc import DmarcPolicy, DmarcResult
+from postroom.mta.checks.dmarc import DmarcPolicy, DmarcResult, aligned
 from postroom.mta.checks.spf import SpfResult
 
 if TYPE_CHECKING:
@@ -87,10 +88,17 @@ def decide(verdicts: AuthVerdicts, config: ChecksConfig) -> Decision:
 
 
 def _undecided(verdicts: AuthVerdicts) -> bool:
-    """True when an SPF or DKIM result left open by DNS could have passed DMARC."""
-    if verdicts.spf.mail_from.result is SpfResult.TEMPERROR:
+    """True when an SPF or DKIM result left open by DNS could have passed DMARC: only an
+    identity aligned with the From domain could (relaxed, the looser mode), else a
+    sender could escape p=reject by making its own unrelated DNS time out."""
+    author = verdicts.dmarc.from_domain
+    spf = verdicts.spf.mail_from
+    if spf.result is SpfResult.TEMPERROR and aligned(author, spf.domain, "r"):
         return True
-    return any(verdict.result is DkimResult.TEMPERROR for verdict in verdicts.dkim)
+    return any(
+        verdict.result is DkimResult.TEMPERROR and aligned(author, verdict.domain, "r")
+        for verdict in verdicts.dkim
+    )
 
 
 def _defer(config: ChecksConfig, verdicts: AuthVerdicts, reason: str) -> Decision:

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 _AR_FIELD = re.compile(rb"^Authentication-Results[ \t]*:(.*?\r\n)(?![ \t])", re.I | re.M | re.S)
 _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
-_COMMENT = re.compile(rb"\([^()]*\)")
 _UNSAFE_COMMENT = re.compile(r"[^\x20-\x27\x2a-\x5b\x5d-\x7e]")
 
 
@@ -94,15 +93,52 @@ def remove_forged(headers: bytes, authserv_id: str) -> bytes:
 
 
 def _claimed_id(value: bytes) -> bytes:
-    """The authserv-id a field's value starts with, lower case."""
-    text = value
-    while True:  # nested comments unwrap from the inside out
-        stripped = _COMMENT.sub(b" ", text)
-        if stripped == text:
+    """The authserv-id a field's value starts with, lower case: the first token or
+    quoted-string (RFC 8601 2.2) after any comments, which may nest and may hide a
+    ")" behind a backslash (RFC 5322 3.2.2)."""
+    index, size = 0, len(value)
+    while index < size:
+        char = value[index : index + 1]
+        if char in b" \t\r\n":
+            index += 1
+        elif char == b"(":
+            index = _after_comment(value, index)
+        elif char == b'"':
+            return _quoted_string(value, index + 1).lower()
+        else:
+            end = index
+            while end < size and value[end : end + 1] not in b' \t\r\n;("':
+                end += 1
+            return value[index:end].lower()
+    return b""
+
+
+def _after_comment(value: bytes, index: int) -> int:
+    depth = 0
+    while index < len(value):
+        char = value[index : index + 1]
+        if char == b"\\":
+            index += 2
+            continue
+        depth += {b"(": 1, b")": -1}.get(char, 0)
+        index += 1
+        if depth == 0:
             break
-        text = stripped
-    first = text.split(b";", 1)[0].split()
-    return first[0].lower() if first else b""
+    return index
+
+
+def _quoted_string(value: bytes, index: int) -> bytes:
+    text = bytearray()
+    while index < len(value):
+        char = value[index : index + 1]
+        if char == b'"':
+            break
+        if char == b"\\":
+            index += 1
+            char = value[index : index + 1]
+        text += char
+        index += 1
+    return bytes(text)
 
 
 def _spf(verdict: SpfVerdict) -> authres.SPFAuthenticationResult:

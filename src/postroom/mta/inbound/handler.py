@@ -239,7 +239,8 @@ class InboundHandler:
                 received = outcome.header + received
                 folder = ".Junk" if outcome.decision.action is Action.QUARANTINE else ""
                 sender_verified = (
-                    outcome.decision.action is Action.ACCEPT and outcome.verdicts.sender_verified()
+                    outcome.decision.action is Action.ACCEPT
+                    and outcome.verdicts.sender_verified(sender)
                 )
         content = received + headers + body
         if inbox:
