@@ -69,6 +69,8 @@ lint: install-test
 bench: install-test test-debs
 	@$(MAKE) --no-print-directory debs DEBS="$(BENCH_DEBS)"
 	$(BIN)/python bench/relay.py
+	$(BIN)/python bench/relay.py --sign
+	$(BIN)/python bench/signing.py
 	$(BIN)/python bench/bounces.py
 	$(BIN)/python bench/addresses.py
 	$(BIN)/python bench/import_csv.py

@@ -87,7 +87,8 @@ SETTLE_INTERVAL_S = 0.5
 SETTLE_QUIET_CPU_S = 0.02
 SETTLE_MAX_S = 30.0
 READY_TIMEOUT_S = 30.0
-TARGET_RATIO = 1.5
+TARGET_RATIO = 1.5  # issue 2: plain relaying
+SIGNING_TARGET_RATIO = 1.0  # issue 4: a DKIM-signing postroom against an unsigned Postfix
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _SINK_COUNTER = re.compile(rb"mesg=(\d+)\r")
 
@@ -656,7 +657,7 @@ FIGURES = (
 )
 
 
-def summarise(results: list[RunResult]) -> dict[str, Any]:
+def summarise(results: list[RunResult], target: float) -> dict[str, Any]:
     summary: dict[str, Any] = {"median": {}, "ratio_postroom_over_postfix": {}}
     for server in ("postroom", "postfix"):
         runs = [result for result in results if result.server == server]
@@ -671,7 +672,7 @@ def summarise(results: list[RunResult]) -> dict[str, Any]:
                     medians["postroom"][name] / medians["postfix"][name], 3
                 )
         delivered = summary["ratio_postroom_over_postfix"].get("delivered_per_s", 0.0)
-        summary["target"] = {"delivered_ratio_min": TARGET_RATIO, "met": delivered >= TARGET_RATIO}
+        summary["target"] = {"delivered_ratio_min": target, "met": delivered >= target}
     return summary
 
 
@@ -713,7 +714,8 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"CPU per message {ratio.get('server_cpu_ms_per_msg', 0):.2f}x"
         )
         met = "met" if summary["target"]["met"] else "NOT met"
-        print(f"target postroom >= {TARGET_RATIO}x Postfix delivered msg/s: {met}")
+        target = summary["target"]["delivered_ratio_min"]
+        print(f"target postroom >= {target}x Postfix delivered msg/s: {met}")
 
 
 def print_profile(path: str, limit: int) -> None:
@@ -791,7 +793,7 @@ def main(argv: list[str]) -> int:
             results.append(result)
             if not args.json:
                 print_run(result)
-    summary = summarise(results)
+    summary = summarise(results, SIGNING_TARGET_RATIO if args.sign else TARGET_RATIO)
     if args.json:
         document = {
             "parameters": {

@@ -96,7 +96,11 @@ def build_rating(config: Config, engine: Engine) -> RatingParts:
     verp = Verp(secret.derive(VERP_KEY_INFO), config.bounce_domain)
     return RatingParts(
         contacts=contacts,
-        observer=RatingObserver(contacts, classifier.classify),
+        observer=RatingObserver(
+            contacts,
+            classifier.classify,
+            log_blocked_sends=config.rating.blocked_transactional == "send",
+        ),
         verp=verp,
         intake=BounceIntake(
             BounceInbox(engine, contacts, verp, classifier), config.bounce.feedback_local_part

@@ -68,7 +68,7 @@ class Router:
             if self.contacts is not None and message.mail_from and sender_verified:
                 await self._received(message, local_targets)
         if message.recipients:
-            if self.signer is not None:
+            if self.signer is not None and self.signer.keys:
                 body = await asyncio.to_thread(self.signer.sign, message.body, message.queue_id)
                 message = dataclasses.replace(message, body=body)
             jobs = await self.store.enqueue(message)

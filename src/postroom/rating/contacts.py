@@ -230,6 +230,25 @@ class Contacts:
                         conn, [(project_id, sender, message_id)], "mail received from a new address"
                     )
 
+    def blocked_among(
+        self, conn: Connection, wanted: Iterable[tuple[int, str, str]]
+    ) -> set[tuple[int, str]]:
+        """(project id, address) of the blocked contacts among (project id, address, _)."""
+        by_project: dict[int, set[str]] = {}
+        for project_id, address, _ in wanted:
+            by_project.setdefault(project_id, set()).add(address.lower())
+        found: set[tuple[int, str]] = set()
+        for project_id, addresses in by_project.items():
+            rows = conn.execute(
+                select(contacts.c.address).where(
+                    contacts.c.project_id == project_id,
+                    contacts.c.blocked == 1,
+                    contacts.c.address.in_(sorted(addresses)),
+                )
+            )
+            found.update((project_id, row.address) for row in rows)
+        return found
+
     def is_blocked(self, project_id: int, address: str) -> bool:
         with self.engine.connect() as conn:
             row = _contact_row(conn, project_id, address.lower())

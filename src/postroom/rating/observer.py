@@ -2,7 +2,9 @@
 
 `RatingObserver` is the queue store's `QueueObserver`:
 - `messages_queued`: mail sent by a project (its sender on a linked domain)
-  makes each new recipient a contact at the automatic rating;
+  makes each new recipient a contact at the automatic rating; with
+  `log_blocked_sends` (`[rating] blocked_transactional = "send"`), recipients
+  that are blocked contacts are logged, one query per group commit;
 - `deliveries_failed`: a delivery that failed for good is classified from the
   remote reply (the same `Classifier` as asynchronous bounces) and the rules
   decide: a nonexistent user or domain blocks the contact, a full mailbox
@@ -19,6 +21,7 @@ durable as the outcome it follows: a crash loses both or neither.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 
@@ -29,6 +32,9 @@ from postroom.db.models import DomainState, domains, messages
 from postroom.mailbox.names import lookup_form
 from postroom.mta.queue.records import FailedDelivery, NewMessage
 from postroom.rating.contacts import Cause, Contacts
+from postroom.rating.suppression import BLOCKED_LOG
+
+log = logging.getLogger("postroom.rating")
 
 Classify = Callable[[int | None, str | None, str], str]
 
@@ -40,9 +46,12 @@ _REPLY = re.compile(
 
 
 class RatingObserver:
-    def __init__(self, contacts: Contacts, classify: Classify) -> None:
+    def __init__(
+        self, contacts: Contacts, classify: Classify, log_blocked_sends: bool = False
+    ) -> None:
         self.contacts = contacts
         self.classify = classify
+        self.log_blocked_sends = log_blocked_sends
 
     def messages_queued(self, conn: Connection, new_messages: list[NewMessage]) -> None:
         wanted = [
@@ -52,6 +61,11 @@ class RatingObserver:
             for recipient in message.recipients
         ]
         self.contacts.ensure_many(conn, wanted, detail="mail sent to a new address")  # type: ignore[arg-type]
+        if self.log_blocked_sends and wanted:
+            blocked = self.contacts.blocked_among(conn, wanted)  # type: ignore[arg-type]
+            for project_id, recipient, queue_id in wanted:
+                if (project_id, recipient.lower()) in blocked:
+                    log.info(BLOCKED_LOG, queue_id, recipient, "send")
 
     def deliveries_failed(self, conn: Connection, failed: dict[str, list[FailedDelivery]]) -> None:
         senders = dict(

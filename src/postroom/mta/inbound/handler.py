@@ -164,7 +164,7 @@ class InboundHandler:
         elif not self.policy.relay_networks.allows(client_ip):
             log.info("queue_id=%s relay denied client=%s rcpt=<%s>", queue_id, client_ip, address)
             return Reply.relay_denied(f"<{address}>: Relay access denied").wire()
-        elif self.suppression is not None:
+        elif self.suppression is not None and self.suppression.at_rcpt:
             project_id = self.local.project_of(normalise_sender(envelope.mail_from or ""))
             if project_id is not None:
                 verdict = await self.suppression.check(project_id, address, queue_id)

@@ -34,6 +34,10 @@ class SigningKeys:
         self._unusable: set[int] = set()
         self._by_domain: dict[str, tuple[SigningKey, ...]] = {}
 
+    def __bool__(self) -> bool:
+        """False while no domain has a key: the signer need not even parse messages."""
+        return bool(self._by_domain)
+
     def for_domain(self, domain: str) -> tuple[SigningKey, ...]:
         """The keys that sign for `domain` (its ASCII lookup form); empty when none."""
         return self._by_domain.get(domain, ())
