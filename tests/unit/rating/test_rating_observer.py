@@ -118,6 +118,35 @@ def test_messages_queued_creates_contacts_only_for_project_mail(
         contacts.contact("shop", "b@remote.test")
 
 
+@pytest.mark.usefixtures("known")
+@pytest.mark.parametrize("log_blocked_sends", [True, False])
+def test_mail_queued_to_a_blocked_contact_is_logged_once_per_recipient(
+    contacts: Contacts,
+    classifier: Classifier,
+    engine: Engine,
+    project: Project,
+    caplog: pytest.LogCaptureFixture,
+    log_blocked_sends: bool,
+) -> None:
+    contacts.block("shop", RECIPIENT.upper())
+    observer = RatingObserver(contacts, classifier.classify, log_blocked_sends=log_blocked_sends)
+    message = NewMessage(
+        queue_id="Q9",
+        mail_from="news@shop.test",
+        recipients=(RECIPIENT.upper(), "fine@remote.test"),
+        body=b"x",
+        pool="default",
+        origin=MessageOrigin.SUBMISSION,
+        created_at=time.time(),
+        project_id=project.id,
+    )
+    with caplog.at_level("INFO", logger="postroom.rating"), engine.begin() as conn:
+        observer.messages_queued(conn, [message])
+    logged = [r.getMessage() for r in caplog.records if "blocked contact" in r.getMessage()]
+    expected = [f"queue_id=Q9 rcpt=<{RECIPIENT.upper()}> is a blocked contact: send"]
+    assert logged == (expected if log_blocked_sends else [])
+
+
 # -- deliveries_failed --------------------------------------------------------------
 
 
