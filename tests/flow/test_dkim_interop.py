@@ -502,9 +502,11 @@ def test_mail_dkim_verifies_our_signatures(
 
 
 MAIL_DKIM_FAILURES = {
-    "body": "fail (body has been altered)",
-    "subject": "fail (message has been altered)",
-    "other-key": "fail (bad RSA signature)",
+    "body": {"fail (body has been altered)"},
+    "subject": {"fail (message has been altered)"},
+    # A signature made with another key: when its value exceeds the published key's
+    # modulus (the keys are random, so about half the time) OpenSSL says so instead.
+    "other-key": {"fail (bad RSA signature)", "fail (OpenSSL error: data too large for modulus)"},
 }
 
 
@@ -527,7 +529,7 @@ def test_mail_dkim_fails_our_altered_messages(
     report = mail_dkim_verify(workdir, nsd, signed)
     assert len(report.signatures) == 1
     verdict = report.signatures[0]
-    assert (verdict.result, verdict.detail) == ("fail", MAIL_DKIM_FAILURES[alteration])
+    assert verdict.result == "fail" and verdict.detail in MAIL_DKIM_FAILURES[alteration], verdict
 
 
 # --- OpenDKIM: opendkim-testmsg ---------------------------------------------------------
