@@ -27,8 +27,11 @@ messages are counted, polled every 50 ms). Per run it measures
 
 The load generator is this file run as `_loadgen` in its own process (asyncio,
 uvloop, a minimal non-pipelining SMTP client), so that its CPU is not the
-orchestrator's; its CPU is reported too. Each run is checked: no client error,
-the sink counted exactly N, and (postroom) `queue stats` says N delivered.
+orchestrator's; its CPU is reported too. Its options `--sender` (MAIL FROM and
+From), `--starttls`/`--cafile` and `--auth USER:PASSWORD` (AUTH PLAIN), all off
+here, and `run_postroom`'s `PostroomSetup` serve bench/submission.py. Each run
+is checked: no client error, the sink counted exactly N, and (postroom) `queue
+stats` says N delivered.
 Runs alternate postroom/Postfix `--repeat` times; medians and the ratio
 postroom/Postfix of both figures are printed (`--json`: one JSON document).
 Target (the issue): postroom ≥ 1.5× Postfix delivered msg/s, durability kept.
@@ -55,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import io
 import json
@@ -62,13 +66,15 @@ import os
 import re
 import select
 import shutil
+import socket
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +88,7 @@ SERVER_IP = "127.0.0.1"
 DOMAIN = "bench.test"
 RECIPIENT = f"user@{DOMAIN}"
 SENDER = "bench@client.bench.test"
+PROJECT = "bench"  # the project of the sender's domain under --sign
 POLL_S = 0.05
 SETTLE_INTERVAL_S = 0.5
 SETTLE_QUIET_CPU_S = 0.02
@@ -96,10 +103,10 @@ _SINK_COUNTER = re.compile(rb"mesg=(\d+)\r")
 # -- the messages ---------------------------------------------------------------
 
 
-def make_message(index: int, size: int, token: str, filler: bytes) -> bytes:
+def make_message(index: int, size: int, token: str, filler: bytes, sender: str = SENDER) -> bytes:
     """One RFC 5322 message of exactly `size` bytes (CRLF lines, none starting with '.')."""
     head = (
-        f"From: Bench <{SENDER}>\r\n"
+        f"From: Bench <{sender}>\r\n"
         f"To: <{RECIPIENT}>\r\n"
         f"Subject: relay bench {token} #{index}\r\n"
         f"Message-ID: <{token}.{index}@client.bench.test>\r\n"
@@ -133,17 +140,51 @@ async def _reply(reader: asyncio.StreamReader) -> int:
             return int(line[:3])
 
 
-async def _loadgen(host: str, port: int, messages: int, clients: int, size: int, token: str) -> Any:
-    filler = make_filler(size)
-    connections = []
-    for _ in range(clients):
-        reader, writer = await asyncio.open_connection(host, port)
-        if await _reply(reader) != 220:
-            raise ConnectionError("no 220 greeting")
+@dataclass(frozen=True, slots=True)
+class ClientSetup:
+    """How each load generator connection starts; the defaults are relay.py's."""
+
+    sender: str = SENDER  # MAIL FROM and the From header
+    tls: ssl.SSLContext | None = None  # STARTTLS after EHLO, then EHLO again
+    auth: tuple[str, str] | None = None  # AUTH PLAIN (user, password), initial response
+
+
+async def _open(host: str, port: int, setup: ClientSetup) -> Any:
+    """One connection, greeted, and (per `setup`) over TLS and authenticated."""
+    reader, writer = await asyncio.open_connection(host, port)
+    if await _reply(reader) != 220:
+        raise ConnectionError("no 220 greeting")
+    writer.write(b"EHLO client.bench.test\r\n")
+    if await _reply(reader) != 250:
+        raise ConnectionError("EHLO refused")
+    if setup.tls is not None:
+        writer.write(b"STARTTLS\r\n")
+        if (code := await _reply(reader)) != 220:
+            raise ConnectionError(f"STARTTLS refused ({code})")
+        await writer.start_tls(setup.tls, server_hostname=host)
         writer.write(b"EHLO client.bench.test\r\n")
         if await _reply(reader) != 250:
-            raise ConnectionError("EHLO refused")
-        connections.append((reader, writer))
+            raise ConnectionError("EHLO after STARTTLS refused")
+    if setup.auth is not None:
+        user, password = setup.auth
+        blob = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        writer.write(f"AUTH PLAIN {blob}\r\n".encode())
+        if (code := await _reply(reader)) != 235:
+            raise ConnectionError(f"AUTH PLAIN as {user} refused ({code})")
+    return reader, writer
+
+
+async def _loadgen(
+    host: str,
+    port: int,
+    messages: int,
+    clients: int,
+    size: int,
+    token: str,
+    setup: ClientSetup = ClientSetup(),
+) -> Any:
+    filler = make_filler(size)
+    connections = [await _open(host, port, setup) for _ in range(clients)]
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
@@ -151,7 +192,7 @@ async def _loadgen(host: str, port: int, messages: int, clients: int, size: int,
     indices = iter(range(messages))
     state = {"accepted": 0, "errors": 0, "last": start}
     first_errors: list[str] = []
-    mail = f"MAIL FROM:<{SENDER}>\r\n".encode()
+    mail = f"MAIL FROM:<{setup.sender}>\r\n".encode()
     rcpt = f"RCPT TO:<{RECIPIENT}>\r\n".encode()
 
     def error(text: str) -> None:
@@ -179,7 +220,7 @@ async def _loadgen(host: str, port: int, messages: int, clients: int, size: int,
                 writer.write(b"RSET\r\n")
                 await _reply(reader)
                 continue
-            writer.write(make_message(index, size, token, filler) + b".\r\n")
+            writer.write(make_message(index, size, token, filler, setup.sender) + b".\r\n")
             if (code := await _reply(reader)) == 250:
                 state["accepted"] += 1
                 state["last"] = time.monotonic()
@@ -211,11 +252,25 @@ def loadgen_main(argv: list[str]) -> int:
     parser.add_argument("--size", type=int, required=True)
     parser.add_argument("--token", required=True)
     parser.add_argument("--timeout", type=float, required=True)
+    parser.add_argument("--sender", default=SENDER, help="MAIL FROM and From address")
+    parser.add_argument("--starttls", action="store_true", help="STARTTLS after EHLO")
+    parser.add_argument("--cafile", help="CA certificates (PEM) the TLS client trusts")
+    parser.add_argument("--auth", metavar="USER:PASSWORD", help="AUTH PLAIN as USER")
     args = parser.parse_args(argv)
+    user, colon, password = (args.auth or "").partition(":")
+    if args.auth is not None and not (user and colon):
+        parser.error("--auth takes USER:PASSWORD")
+    setup = ClientSetup(
+        sender=args.sender,
+        tls=ssl.create_default_context(cafile=args.cafile) if args.starttls else None,
+        auth=(user, password) if args.auth is not None else None,
+    )
 
     async def bounded() -> Any:
         return await asyncio.wait_for(
-            _loadgen(args.host, args.port, args.messages, args.clients, args.size, args.token),
+            _loadgen(
+                args.host, args.port, args.messages, args.clients, args.size, args.token, setup
+            ),
             args.timeout,
         )
 
@@ -410,13 +465,16 @@ def drive(
     server_pid: int,
     sink_pid: int,
     counter: SinkCounter,
+    loadgen_options: Sequence[str] = (),
 ) -> None:
-    """Run the load generator against SERVER_IP:port and fill `result`."""
+    """Run the load generator (with `loadgen_options`) against SERVER_IP:port and fill
+    `result`."""
     command = [
         sys.executable, str(Path(__file__).resolve()), "_loadgen",
         "--host", SERVER_IP, "--port", str(port), "--messages", str(args.messages),
         "--clients", str(args.clients), "--size", str(args.size),
         "--token", f"{result.server}{result.run}", "--timeout", str(args.timeout),
+        *loadgen_options,
     ]  # fmt: skip
     loadgen = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert loadgen.stdin is not None and loadgen.stdout is not None
@@ -485,7 +543,9 @@ def _loadgen_report(loadgen: subprocess.Popen[bytes]) -> dict[str, Any]:
     return json.loads(output.strip().splitlines()[-1])
 
 
-def postroom_config(state_dir: Path, smtp_port: int, nameserver: str, sink_port: int) -> str:
+def postroom_config(
+    state_dir: Path, smtp_port: int, nameserver: str, sink_port: int, extra: str = ""
+) -> str:
     return f"""
 [server]
 hostname = "relay.postroom.test"
@@ -506,11 +566,29 @@ port = {sink_port}
 
 [logging]
 level = "warning"
-"""
+{extra}"""
+
+
+@dataclass(frozen=True, slots=True)
+class PostroomSetup:
+    """What another bench changes in a postroom run (bench/submission.py); the
+    defaults are this file's own runs."""
+
+    name: str = "postroom"  # RunResult.server, and the messages' token
+    extra_config: str = ""  # appended to postroom_config's text
+    prepare_state: Callable[[Path], None] | None = None  # the state dir, before serve
+    client_port: int | None = None  # where the load generator connects; None: port 25
+    loadgen_options: tuple[str, ...] = ()
+    check_state: Callable[[Path], dict[str, bool]] | None = None  # after serve stopped
 
 
 def run_postroom(
-    args: argparse.Namespace, run: int, nameserver: str, workdir: Path, profile: str | None
+    args: argparse.Namespace,
+    run: int,
+    nameserver: str,
+    workdir: Path,
+    profile: str | None,
+    setup: PostroomSetup = PostroomSetup(),
 ) -> RunResult:
     from sqlalchemy import text
     from tests.peers.postroom import free_tcp_port
@@ -518,7 +596,7 @@ def run_postroom(
 
     from postroom.db.engine import make_engine
 
-    result = RunResult("postroom", run, args.messages, profiled=profile is not None)
+    result = RunResult(setup.name, run, args.messages, profiled=profile is not None)
     directory = Path(tempfile.mkdtemp(prefix="postroom-bench-", dir=workdir))
     try:
         # smtp-sink drops root for an unprivileged user before it writes the dump.
@@ -533,13 +611,29 @@ def run_postroom(
             assert sink.process is not None and sink.base_dir is not None
             counter = SinkCounter(sink.base_dir / "smtp-sink.log")
             port = free_tcp_port(SERVER_IP)
-            config = postroom_config(directory / "state", port, nameserver, sink.port)
+            config = postroom_config(
+                directory / "state", port, nameserver, sink.port, setup.extra_config
+            )
             if args.sign:
                 link_sender_domain(directory / "state")
+            if setup.prepare_state is not None:
+                setup.prepare_state(directory / "state")
             server = ProfiledPostroom(directory, config, port, profile, args.profile_clock)
             with server:
                 assert server.process is not None
-                drive(args, result, port, server.process.pid, sink.process.pid, counter)
+                client_port = port
+                if setup.client_port is not None:  # bound after port 25 (see serve)
+                    wait_for_greeting(SERVER_IP, setup.client_port, READY_TIMEOUT_S)
+                    client_port = setup.client_port
+                drive(
+                    args,
+                    result,
+                    client_port,
+                    server.process.pid,
+                    sink.process.pid,
+                    counter,
+                    setup.loadgen_options,
+                )
                 status = server.stop()
             result.checks["serve_exit_0_on_sigterm"] = status == 0
             stats = server.cli_json("queue", "stats")["by_state"]
@@ -553,12 +647,30 @@ def run_postroom(
             if args.sign:
                 signed = dump.read_bytes().count(b"DKIM-Signature: v=1; a=rsa-sha256;")
                 result.checks["every_message_dkim_signed"] = signed == args.messages
+            if setup.check_state is not None:
+                result.checks |= setup.check_state(directory / "state")
             if not all(result.checks.values()):
                 result.log_tail = server.log()[-2000:]
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     result.ok = all(result.checks.values())
     return result
+
+
+def wait_for_greeting(host: str, port: int, timeout_s: float) -> None:
+    """Until an SMTP server greets on host:port (bounded; RuntimeError after `timeout_s`)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1.0) as probe:
+                if probe.recv(512).startswith(b"220"):
+                    probe.sendall(b"QUIT\r\n")
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no SMTP greeting on {host}:{port} within {timeout_s} s")
+        time.sleep(0.1)
 
 
 def link_sender_domain(state_dir: Path) -> None:
@@ -574,8 +686,8 @@ def link_sender_domain(state_dir: Path) -> None:
     upgrade(engine)
     directory = Directory(engine)
     sender_domain = SENDER.rpartition("@")[2]
-    directory.add_project("bench")
-    directory.add_domain(sender_domain, "bench")
+    directory.add_project(PROJECT)
+    directory.add_domain(sender_domain, PROJECT)
     keyring = Keyring(directory, DkimConfig(), state_dir / "secret.key", state_dir)
     directory.mark_verified(sender_domain, keyring.first_keys(sender_domain))
     engine.dispose()

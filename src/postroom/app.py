@@ -20,7 +20,6 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from postroom.config import Config, ConfigError, load_config
-from postroom.config.schema import parse_listen
 from postroom.core import sdnotify
 from postroom.core.dns import Resolver
 from postroom.core.errors import StartupError
@@ -32,15 +31,15 @@ from postroom.mailbox.accounts import Accounts
 from postroom.mailbox.directory import Directory
 from postroom.mailbox.keyring import Keyring, refresh_periodically
 from postroom.mailbox.local import LocalMail
+from postroom.mailbox.smtp_access import SmtpAccess
+from postroom.mailbox.usage import ProjectUsage
 from postroom.mta.bounce.classify import Classifier, PatternError
 from postroom.mta.bounce.inbox import BounceInbox, BounceIntake
 from postroom.mta.bounce.outbound import BounceFactory
 from postroom.mta.bounce.verp import VERP_KEY_INFO, Verp
-from postroom.mta.checks.pipeline import InboundChecks
 from postroom.mta.delivery.engine import DeliveryEngine
-from postroom.mta.inbound.handler import InboundHandler, InboundPolicy
-from postroom.mta.inbound.policy import RelayNetworks
-from postroom.mta.inbound.session import ConnectionLimits, Session
+from postroom.mta.inbound.handler import InboundHandler
+from postroom.mta.inbound.listeners import start_inbound, start_submission
 from postroom.mta.lanes.pools import PoolTable
 from postroom.mta.queue.store import QueueStore, RetryPolicy
 from postroom.mta.router import Router
@@ -109,64 +108,6 @@ def build_rating(config: Config, engine: Engine) -> RatingParts:
     )
 
 
-async def start_inbound(
-    config: Config, router: Router, pools: PoolTable, rating: RatingParts, resolver: Resolver
-) -> tuple[InboundHandler, list[asyncio.Server]]:
-    inbound = config.smtp.inbound
-    handler = InboundHandler(
-        InboundPolicy(
-            hostname=config.server.hostname,
-            relay_networks=RelayNetworks(inbound.relay_networks),
-            max_recipients=inbound.max_recipients,
-            max_hops=inbound.max_hops,
-            authserv_id=config.authserv_id,
-        ),
-        router,
-        pools,
-        router.local,
-        bounces=rating.intake,
-        suppression=rating.suppression,
-        checks=InboundChecks(resolver, config.checks, config.authserv_id)
-        if config.checks.enabled
-        else None,
-    )
-    limits = ConnectionLimits(
-        max_total=inbound.max_connections, max_per_ip=inbound.max_connections_per_ip
-    )
-    loop = asyncio.get_running_loop()
-
-    def new_session() -> Session:
-        return Session(
-            handler,
-            limits=limits,
-            max_line_length=inbound.max_line_length,
-            idle_timeout_s=inbound.idle_timeout,
-            data_timeout_s=inbound.data_timeout,
-            data_size_limit=inbound.max_message_size,
-            hostname=config.server.hostname,
-            ident="postroom",
-            enable_SMTPUTF8=True,
-            loop=loop,
-        )
-
-    servers = []
-    for index, listen in enumerate(inbound.listen):
-        host, port = parse_listen(listen, f"smtp.inbound.listen[{index}]")
-        try:
-            server = await loop.create_server(
-                new_session, host, port, reuse_address=True, backlog=1024
-            )
-        except OSError as error:
-            for started in servers:
-                started.close()
-            raise StartupError(
-                f"cannot listen on {listen} (smtp.inbound.listen[{index}]): {error.strerror}"
-            ) from None
-        servers.append(server)
-        log.info("listening for SMTP on %s", listen)
-    return handler, servers
-
-
 async def serve(config_path: str) -> int:
     config = load_config(config_path)
     pools = PoolTable(config)
@@ -193,11 +134,21 @@ async def serve(config_path: str) -> int:
     signing_keys.load()
     signer = OutboundSigner(signing_keys, config.dkim.sign_presigned)
     router = Router(store, delivery, local, rating.contacts, signer)
+    servers: list[asyncio.Server] = []
     try:
-        handler, servers = await start_inbound(config, router, pools, rating, delivery.resolver)
+        handler, servers = await start_inbound(
+            config, router, pools, delivery.resolver, rating.intake, rating.suppression
+        )
+        submission, submission_servers = await start_submission(
+            config, router, pools, rating.suppression, SmtpAccess(engine), ProjectUsage(engine)
+        )
     except StartupError:
+        for server in servers:  # port 25 is bound when submission cannot start
+            server.close()
         await store.close()
         raise
+    servers += submission_servers
+    handlers = [h for h in (handler, submission) if h is not None]
     delivery_task = asyncio.create_task(delivery.run(), name="delivery")
     keyring = Keyring(
         Directory(engine), config.dkim, Path(config.secret_key_file), Path(config.state.dir)
@@ -213,7 +164,7 @@ async def serve(config_path: str) -> int:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(config_path, delivery, handler))
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(config_path, delivery, handlers))
     sdnotify.ready(f"queue open, {len(servers)} listener(s)")
     log.info("postroom ready node=%s", config.node_name)
     await stop.wait()
@@ -233,7 +184,7 @@ async def serve(config_path: str) -> int:
     return 0
 
 
-def _reload(config_path: str, delivery: DeliveryEngine, handler: InboundHandler) -> None:
+def _reload(config_path: str, delivery: DeliveryEngine, handlers: list[InboundHandler]) -> None:
     sdnotify.reloading()
     try:
         config = load_config(config_path)
@@ -242,7 +193,8 @@ def _reload(config_path: str, delivery: DeliveryEngine, handler: InboundHandler)
     else:
         pools = PoolTable(config)
         delivery.reconfigure(pools, config.delivery)
-        handler.pools = pools
+        for handler in handlers:
+            handler.pools = pools
         delivery.config = config.delivery
         log.info(
             "reloaded pools, rules and lane limits; listener and database changes need a restart"

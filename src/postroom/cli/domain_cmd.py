@@ -1,7 +1,9 @@
-"""`postroom project add|list`, `postroom domain add|list|verify|dns|check`,
+"""`postroom project add|list|limit`, `postroom domain add|list|verify|dns|check`,
 `postroom domain dkim rotate|list|refresh`, `postroom dns self`.
 
-A project links a domain (`domain add` prints the TXT proof), proves it
+A project's message limit counts accepted recipients per UTC calendar month
+(`project limit NAME N|none`; `project list` shows this month's usage). A
+project links a domain (`domain add` prints the TXT proof), proves it
 (`domain verify` looks the proof up through `[dns] nameservers` and, once
 found, creates the DKIM keys), publishes what `domain dns` prints, and checks
 it with `domain check` (exit 1 while a required record is wrong). Bad input,
@@ -34,6 +36,7 @@ from postroom.mailbox.dkim_keys import KeyAlgorithm, dkim_txt_value
 from postroom.mailbox.keyring import PUBLISHED_STATES, Keyring, key_host
 from postroom.mailbox.names import InvalidName, display_domain, normalise_domain
 from postroom.mailbox.ownership import look_for_proof
+from postroom.mailbox.usage import ProjectUsage
 from postroom.mailbox.zone.audit import audit_domain
 from postroom.mailbox.zone.dmarc import is_dmarc
 from postroom.mailbox.zone.expected import (
@@ -87,8 +90,13 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     project = add_group(verbs, "project", "tenants: projects own domains and mailboxes")
     add = _action(project, "add", "create a project", _project_add)
     add.add_argument("name", metavar="NAME")
-    add.add_argument("--message-limit", type=int, metavar="N", help="messages it may send")
-    _action(project, "list", "projects", _project_list)
+    add.add_argument(
+        "--message-limit", type=int, metavar="N", help="messages it may send per UTC month"
+    )
+    _action(project, "list", "projects and their usage this month", _project_list)
+    limit = _action(project, "limit", "set the monthly message limit", _project_limit)
+    limit.add_argument("name", metavar="NAME")
+    limit.add_argument("limit", metavar="N", help="messages per month, or 'none' for no limit")
 
     domain = add_group(verbs, "domain", "linked domains: proof, DNS records, DKIM keys")
     domain_add = _action(domain, "add", "link a domain to a project", _domain_add)
@@ -145,9 +153,36 @@ def _project_add(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _project_limit(ctx: Context, args: argparse.Namespace) -> int:
+    text = args.limit.strip().lower()
+    if text == "none":
+        limit = None
+    else:
+        try:
+            limit = int(text)
+        except ValueError:
+            limit = -1
+        if limit < 0:
+            raise CliError(f"message limit {args.limit!r}: a number 0 or more, or 'none'")
+    project = ctx.directory.set_message_limit(args.name, limit)
+    used, _ = ProjectUsage(ctx.directory.engine).usage(project.id)
+    if args.json:
+        print_json({"name": project.name, "message_limit": project.message_limit, "used": used})
+    else:
+        shown = project.message_limit if project.message_limit is not None else "none"
+        print(f"project {project.name}: message limit {shown} (used this month: {used})")
+    return 0
+
+
 def _project_list(ctx: Context, args: argparse.Namespace) -> int:
+    usage = ProjectUsage(ctx.directory.engine)
     rows = [
-        {"name": p.name, "message_limit": p.message_limit, "domains": 0}
+        {
+            "name": p.name,
+            "message_limit": p.message_limit,
+            "used": usage.usage(p.id)[0],
+            "domains": 0,
+        }
         for p in ctx.directory.projects()
     ]
     for domain in ctx.directory.domains():
@@ -155,10 +190,10 @@ def _project_list(ctx: Context, args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return 0
-    print(f"{'PROJECT':24}  {'MESSAGE LIMIT':>13}  DOMAINS")
+    print(f"{'PROJECT':24}  {'MESSAGE LIMIT':>13}  {'USED':>10}  DOMAINS")
     for row in rows:
         limit = row["message_limit"] if row["message_limit"] is not None else "-"
-        print(f"{row['name']:24}  {limit:>13}  {row['domains']}")
+        print(f"{row['name']:24}  {limit:>13}  {row['used']:>10}  {row['domains']}")
     return 0
 
 

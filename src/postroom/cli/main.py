@@ -6,9 +6,10 @@ the object) and exit status 2 for bad input / 1 for a failed check; never a
 traceback. Verbs (the contract in ARCHITECTURE.md; extend, never rename):
   serve · config check · config init · db upgrade ·
   queue list | show ID | retry ID|--all | hold ID | release ID | delete ID | stats ·
-  project add | list · domain add | list | verify | dns | check ·
+  project add | list | limit · domain add | list | verify | dns | check ·
   domain dkim rotate | list | refresh · dns self ·
   mailbox add | list | passwd | delete · alias add | list | delete · dovecot config | passwd ·
+  smtp request | approve | reject | info | list | limits | senders ·
   contact add | show | block | unblock | set-rating | import | template · rating gate ·
   bounce parse · address check · auth check
 """
@@ -31,6 +32,7 @@ from postroom.cli import (
     mailbox_cmd,
     queue_cmd,
     rating_cmd,
+    smtp_cmd,
 )
 from postroom.cli.common import CliError, add_config_option
 from postroom.config import ConfigError
@@ -59,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     queue_cmd.register(verbs)
     domain_cmd.register(verbs)
     mailbox_cmd.register(verbs)
+    smtp_cmd.register(verbs)
     rating_cmd.register(verbs)
     audience_cmd.register_address(verbs)
     auth_cmd.register(verbs)

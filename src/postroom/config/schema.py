@@ -130,10 +130,27 @@ class SubmissionConfig:
     """Port 587 listeners (STARTTLS, AUTH)."""
     tls_listen: tuple[str, ...] = ()
     """Port 465 listeners (implicit TLS, AUTH)."""
+    pool: str = ""
+    """Pool of submitted mail (e.g. "transactional"); empty = [delivery] rules and default.
+    An app may still choose one with X-Postroom-Pool."""
+    max_per_minute: int = 100
+    """Messages one mailbox may submit per minute (0 = no limit; `smtp limits` overrides)."""
+    max_per_day: int = 10_000
+    """Messages one mailbox may submit per day (0 = no limit; `smtp limits` overrides)."""
+    auth_max_failures: int = 10
+    """Failed AUTH attempts (per client network or username, within auth_lockout) before
+    a lockout; answers slow down from the fourth."""
+    auth_lockout: Duration = Duration(900)
+    """How long a lockout lasts (and how long failures are remembered)."""
 
     def validate(self, path: str) -> None:
         _check_listen(self.listen, f"{path}.listen")
         _check_listen(self.tls_listen, f"{path}.tls_listen")
+        for key in ("max_per_minute", "max_per_day"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{path}.{key}", "0 (no limit) or more")
+        if self.auth_max_failures < 1:
+            raise ConfigError(f"{path}.auth_max_failures", "at least 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,6 +449,9 @@ class Config:
                         f"pool[{index}].sources[{source_index}]",
                         f"no [[egress]] named {source.name!r}",
                     )
+        submission_pool = self.smtp.submission.pool
+        if submission_pool and submission_pool not in pool_names:
+            raise ConfigError("smtp.submission.pool", f"no [[pool]] named {submission_pool!r}")
         if self.delivery.default_pool and self.delivery.default_pool not in pool_names:
             raise ConfigError("delivery.default_pool", f"no [[pool]] named {self.default_pool!r}")
         for index, rule in enumerate(self.delivery.rule):

@@ -17,8 +17,14 @@ Tenant tables (linked domains and mailboxes):
 - `dkim_keys`: a domain's signing keys by selector, private key encrypted at
   rest (see `postroom.mailbox.dkim_keys`); rows are never deleted, so a
   selector is never reused.
-- `mailboxes`: an address on a verified domain, its argon2id password hash and quota.
+- `mailboxes`: an address on a verified domain, its argon2id password hash and quota,
+  and its SMTP submission access (`smtp_*`, see `postroom.mailbox.smtp_access`): the
+  state (`SmtpState`), what the requester announced (purpose, messages per day), the
+  operator's last rejection reason, whether it may send as any address of its domain,
+  and per-mailbox rate-limit overrides (NULL = the `[smtp.submission]` defaults).
 - `aliases`: `source` (an address, or "@domain" for the catch-all) → a mailbox.
+- `project_usage`: messages (accepted recipients) a project sent per UTC calendar
+  month ("YYYY-MM"), counted against its message limit (`postroom.mailbox.usage`).
 
 Contacts (the rating engine, `postroom.rating`):
 - `contacts`: an address known to a project, its rating, blocked flag and why.
@@ -78,6 +84,15 @@ class MessageOrigin(StrEnum):
 class DomainState(StrEnum):
     UNVERIFIED = "unverified"
     VERIFIED = "verified"
+
+
+class SmtpState(StrEnum):
+    """A mailbox's SMTP submission access: requested → moderated → approved/rejected."""
+
+    NONE = "none"  # never requested
+    PENDING = "pending"  # requested, waits for an operator
+    APPROVED = "approved"
+    REJECTED = "rejected"  # refused, or revoked after approval; may be requested again
 
 
 messages = Table(
@@ -167,6 +182,16 @@ mailboxes = Table(
     Column("quota_bytes", BigInteger, nullable=False, default=0),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("smtp_state", String(16), nullable=False, server_default=SmtpState.NONE.value),
+    Column("smtp_purpose", Text, nullable=False, server_default=text("''")),
+    Column("smtp_volume", Integer, nullable=True),  # messages per day, as announced
+    # The operator's last rejection reason: still shown after a new request, cleared on approval.
+    Column("smtp_reason", Text, nullable=False, server_default=text("''")),
+    Column("smtp_requested_at", Float, nullable=True),
+    Column("smtp_decided_at", Float, nullable=True),
+    Column("smtp_domain_senders", Integer, nullable=False, server_default=text("0")),
+    Column("smtp_per_minute", Integer, nullable=True),
+    Column("smtp_per_day", Integer, nullable=True),
     Index("ix_mailboxes_domain", "domain_id"),
 )
 
@@ -180,6 +205,19 @@ aliases = Table(
     Column("created_at", Float, nullable=False),
     UniqueConstraint("source", "mailbox_id"),
     Index("ix_aliases_source", "source"),
+)
+
+project_usage = Table(
+    "project_usage",
+    metadata,
+    Column(
+        "project_id",
+        Integer,
+        ForeignKey("projects.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("period", String(7), primary_key=True),  # "YYYY-MM", UTC
+    Column("used", BigInteger, nullable=False, server_default=text("0")),
 )
 
 contacts = Table(

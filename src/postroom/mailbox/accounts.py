@@ -123,7 +123,7 @@ class Accounts:
         return self._mailbox(row)
 
     def mailboxes(self, *, domain: str | None = None, project: str | None = None) -> list[Mailbox]:
-        query = _mailbox_query().order_by(mailboxes.c.address)
+        query = mailbox_query().order_by(mailboxes.c.address)
         if domain is not None:
             query = query.where(domains.c.name == domain)
         if project is not None:
@@ -305,7 +305,9 @@ def _project_of(conn: Connection, domain_id: int) -> str:
     )
 
 
-def _mailbox_query():  # type: ignore[no-untyped-def]
+def mailbox_query():  # type: ignore[no-untyped-def]
+    """Every column of `mailboxes` with its `domain` and `project` names (for other
+    modules that read mailbox rows, such as `smtp_access`)."""
     return (
         select(mailboxes, domains.c.name.label("domain"), projects.c.name.label("project"))
         .join(domains, domains.c.id == mailboxes.c.domain_id)
@@ -314,4 +316,4 @@ def _mailbox_query():  # type: ignore[no-untyped-def]
 
 
 def _mailbox_row(conn: Connection, address: str) -> Row | None:  # type: ignore[type-arg]
-    return conn.execute(_mailbox_query().where(mailboxes.c.address == address)).first()
+    return conn.execute(mailbox_query().where(mailboxes.c.address == address)).first()

@@ -121,6 +121,18 @@ class Directory:
             rows = conn.execute(select(projects).order_by(projects.c.name)).all()
         return [_project(row) for row in rows]
 
+    def set_message_limit(self, name: str, message_limit: int | None) -> Project:
+        """The project's message limit per UTC calendar month (None = unlimited)."""
+        if message_limit is not None and message_limit < 0:
+            raise DirectoryError(f"message limit {message_limit}: must be 0 or more")
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(projects).where(projects.c.name == name).values(message_limit=message_limit)
+            )
+        if done.rowcount != 1:
+            raise DirectoryError(f"no project named {name!r} (see `postroom project list`)")
+        return self.project(name)
+
     def project(self, name: str) -> Project:
         with self.engine.connect() as conn:
             row = conn.execute(select(projects).where(projects.c.name == name)).first()

@@ -87,6 +87,17 @@ def lookup_form(domain: str) -> str | None:
         return None
 
 
+def lookup_address(address: str) -> str | None:
+    """`address` from mail or a login in the form stored addresses are compared in (local
+    part lower-cased, domain in its `lookup_form`); None when it has no such form. As
+    cheap and as lenient as `lookup_form`: a lookup of a malformed name finds nothing."""
+    local, at, domain = address.rpartition("@")
+    if not at or not local:
+        return None
+    ascii_domain = lookup_form(domain)
+    return None if not ascii_domain else f"{local.lower()}@{ascii_domain}"
+
+
 def display_domain(ascii_name: str) -> str:
     """The Unicode form for people (U-labels), or the name as is when it has none."""
     if "xn--" not in ascii_name:

@@ -3,9 +3,10 @@
 Hashes are argon2id PHC strings ("$argon2id$v=19$m=65536,t=3,p=1$salt$hash")
 from argon2-cffi. Parallelism is 1 because Dovecot verifies these hashes with
 libsodium, which only accepts p=1; memory 64 MiB and 3 passes follow RFC 9106's
-second recommended option. `weakness(password, address, min_length)` follows
-NIST SP 800-63B 5.1.1.2: a minimum length and a check against commonly used
-passwords and the account's own name, no composition rules.
+second recommended option. `dummy_hash()` is what a login of an unknown user is
+verified against (same cost as a real check). `weakness(password, address,
+min_length)` follows NIST SP 800-63B 5.1.1.2: a minimum length and a check against
+commonly used passwords and the account's own name, no composition rules.
 
 Untrusted input: passwords (never logged, never echoed).
 """
@@ -13,6 +14,7 @@ Untrusted input: passwords (never logged, never echoed).
 from __future__ import annotations
 
 import functools
+import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -88,6 +90,15 @@ def verify_password(password_hash: str, password: str) -> bool:
         return _hasher().verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """The hash of a random password nobody knows, with the parameters of every stored
+    hash: a login for an unknown user is verified against it, so that it costs what a
+    wrong password costs and response time does not reveal which users exist. Made on
+    first use (one hashing, once per process)."""
+    return hash_password(secrets.token_urlsafe(24))
 
 
 def weakness(password: str, address: str, min_length: int) -> str | None:

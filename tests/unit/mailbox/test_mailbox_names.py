@@ -9,6 +9,7 @@ from postroom.mailbox.names import (
     MAX_LOCAL_PART,
     InvalidName,
     display_domain,
+    lookup_address,
     normalise_address,
     normalise_domain,
 )
@@ -145,3 +146,20 @@ def test_normalise_address(text: str, parts: tuple[str, str]) -> None:
 def test_normalise_address_refuses(text: str, reason: str) -> None:
     with pytest.raises(InvalidName, match=reason):
         normalise_address(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("App@Example.COM", "app@example.com"),
+        ("app@example.com.", "app@example.com"),
+        ("Shop@Bücher.Example", "shop@xn--bcher-kva.example"),
+        ("a@b@example.com", "a@b@example.com"),  # the domain is after the last "@"
+        ("no-at-sign", None),
+        ("@example.com", None),
+        ("app@", None),
+        ("app@bad..name", "app@bad..name"),  # lenient: such a lookup simply finds nothing
+    ],
+)
+def test_lookup_address_is_the_stored_form_or_none(text: str, found: str | None) -> None:
+    assert lookup_address(text) == found

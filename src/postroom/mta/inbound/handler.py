@@ -70,6 +70,22 @@ class InboundPolicy:
 
 
 class InboundHandler:
+    """Port 25. `SubmissionHandler` (587/465) reuses it through the class attributes
+    and the two hooks below: who is trusted, and what DATA must look like."""
+
+    origin = MessageOrigin.RELAY
+    default_pool: str | None = None  # the pool when the client names none
+
+    def trusted(self, session: SmtpSession, client_ip: str) -> bool:
+        """May relay, choose a pool, and skip the authentication checks."""
+        return self.policy.relay_networks.allows(client_ip)
+
+    async def prepare(
+        self, session: SmtpSession, envelope: Envelope, headers: bytes
+    ) -> bytes | Reply:
+        """The header section to queue, or a refusal (port 25 takes it as it is)."""
+        return headers
+
     def __init__(
         self,
         policy: InboundPolicy,
@@ -161,7 +177,7 @@ class InboundHandler:
                 log.info("queue_id=%s rcpt refused: %s", queue_id, refusal.text)
                 return refusal.wire()
             envelope.local_targets[address] = resolution.targets
-        elif not self.policy.relay_networks.allows(client_ip):
+        elif not self.trusted(session, client_ip):
             log.info("queue_id=%s relay denied client=%s rcpt=<%s>", queue_id, client_ip, address)
             return Reply.relay_denied(f"<{address}>: Relay access denied").wire()
         elif self.suppression is not None and self.suppression.at_rcpt:
@@ -194,12 +210,17 @@ class InboundHandler:
             log.info("refused queue_id=%s: more than %d hops", queue_id, self.policy.max_hops)
             return Reply(554, "5.4.6", "Too many hops: mail loop detected").wire()
         requested_pool, headers = take_pool_header(headers)
-        if not self.policy.relay_networks.allows(client_ip):
+        trusted = self.trusted(session, client_ip)
+        if not trusted:
             requested_pool = None  # only trusted clients may choose a pool
+        prepared = await self.prepare(session, envelope, headers)
+        if isinstance(prepared, Reply):
+            return prepared.wire()
+        headers = prepared
         sender = normalise_sender(envelope.mail_from or "")
         try:
             pool = self.pools.choose_pool(
-                requested=requested_pool,
+                requested=requested_pool or self.default_pool,
                 sender_domain=sender.rpartition("@")[2],
                 client_ip=client_ip,
             )
@@ -213,6 +234,7 @@ class InboundHandler:
             queue_id=queue_id,
             recipient=envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None,
             esmtp=session.extended_smtp,
+            authenticated=bool(session.authenticated),
         )
         local: dict[str, tuple[LocalTarget, ...]] = envelope.local_targets
         local_targets = [target for targets in local.values() for target in targets]
@@ -227,7 +249,7 @@ class InboundHandler:
                 log.info("refused queue_id=%s: %s", queue_id, refusal.text)
                 return refusal.wire()
         folder, sender_verified = "", True
-        if local_targets and not self.policy.relay_networks.allows(client_ip):
+        if local_targets and not trusted:
             outcome = await self._check(
                 headers + body, queue_id, client_ip, session.host_name or "", sender
             )
@@ -261,7 +283,7 @@ class InboundHandler:
             project_id=self.local.project_of(sender),
             body=content,
             pool=pool,
-            origin=MessageOrigin.RELAY,
+            origin=self.origin,
             created_at=time.time(),
             client_ip=client_ip,
         )
@@ -341,12 +363,15 @@ def received_header(
     queue_id: str,
     recipient: str | None,
     esmtp: bool,
+    authenticated: bool = False,
 ) -> bytes:
-    """RFC 5321 4.4 trace header; `for` only with a single recipient (privacy)."""
+    """RFC 5321 4.4 trace header; `for` only with a single recipient (privacy); the
+    protocol says ESMTPSA after AUTH (RFC 3848), never who authenticated."""
     helo = _UNSAFE_IN_COMMENT.sub("", helo)[:255]
     literal = f"IPv6:{client_ip}" if ":" in client_ip else client_ip
     for_clause = f"\r\n\tfor <{recipient}>" if recipient else ""
-    protocol = "ESMTP" if esmtp else "SMTP"
+    # AUTH needs EHLO, and we offer it only over TLS: authenticated means ESMTPSA.
+    protocol = "ESMTPSA" if authenticated else ("ESMTP" if esmtp else "SMTP")
     return (
         f"Received: from {helo} ([{literal}])\r\n\tby {hostname} (postroom) with {protocol} "
         f"id {queue_id}{for_clause};\r\n\t{formatdate(localtime=False, usegmt=True)}\r\n"

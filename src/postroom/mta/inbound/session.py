@@ -128,8 +128,22 @@ class Session(SMTP):
         if self._admitted_ip is not None:
             self._limits.release(self._admitted_ip)
             self._admitted_ip = None
+        self._abandon_transaction()
         if self.session is not None:
             super().connection_lost(error)
+
+    def _set_rset_state(self) -> None:
+        # RSET, HELO/EHLO and STARTTLS start over; aiosmtpd hands the handler's RSET
+        # hook the new envelope, so the old one is announced here.
+        self._abandon_transaction()
+        super()._set_rset_state()
+
+    def _abandon_transaction(self) -> None:
+        """A handler that holds something per transaction (submission: the project's
+        message reservations) hears that it will not be finished."""
+        abandoned = getattr(self.event_handler, "transaction_abandoned", None)
+        if abandoned is not None and getattr(self, "envelope", None) is not None:
+            abandoned(self.envelope)
 
     def eof_received(self) -> bool | None:
         if self.session is None or self._handler_coroutine is None:

@@ -1,0 +1,182 @@
+"""The SMTP listeners of `serve`: port 25, and submission on 587 and 465.
+
+`start_inbound` binds `[smtp.inbound] listen` with the port 25 `InboundHandler`
+(relay networks, local mailboxes, the bounce inbox, authentication checks).
+`start_submission` binds `[smtp.submission] listen` (STARTTLS required before
+anything but EHLO/NOOP/QUIT, AUTH offered only after it) and `tls_listen`
+(implicit TLS: the handshake comes first) with one `SubmissionHandler`; the
+TLS context (`[tls] cert`/`key`, TLS 1.2+) is loaded before any socket binds.
+Both share the `[smtp.inbound]` session limits (line length, timeouts, size,
+connections per client). A port that cannot be bound closes what was bound
+and raises `StartupError` naming the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+
+from postroom.config import Config
+from postroom.config.schema import parse_listen
+from postroom.core.dns import Resolver
+from postroom.core.errors import StartupError
+from postroom.core.tls import server_context
+from postroom.mailbox.passwords import dummy_hash
+from postroom.mailbox.smtp_access import SmtpAccess
+from postroom.mailbox.usage import ProjectUsage
+from postroom.mta.bounce.inbox import BounceIntake
+from postroom.mta.checks.pipeline import InboundChecks
+from postroom.mta.inbound.handler import InboundHandler, InboundPolicy
+from postroom.mta.inbound.policy import RelayNetworks
+from postroom.mta.inbound.ratelimit import RateLimiter
+from postroom.mta.inbound.session import ConnectionLimits, Session
+from postroom.mta.inbound.submission import SubmissionHandler
+from postroom.mta.inbound.throttle import AuthThrottle, ThrottlePolicy
+from postroom.mta.lanes.pools import PoolTable
+from postroom.mta.router import Router
+from postroom.rating.suppression import Suppression
+
+log = logging.getLogger("postroom")
+
+
+def inbound_policy(config: Config) -> InboundPolicy:
+    inbound = config.smtp.inbound
+    return InboundPolicy(
+        hostname=config.server.hostname,
+        relay_networks=RelayNetworks(inbound.relay_networks),
+        max_recipients=inbound.max_recipients,
+        max_hops=inbound.max_hops,
+        authserv_id=config.authserv_id,
+    )
+
+
+async def start_inbound(
+    config: Config,
+    router: Router,
+    pools: PoolTable,
+    resolver: Resolver,
+    bounces: BounceIntake,
+    suppression: Suppression,
+) -> tuple[InboundHandler, list[asyncio.Server]]:
+    handler = InboundHandler(
+        inbound_policy(config),
+        router,
+        pools,
+        router.local,
+        bounces=bounces,
+        suppression=suppression,
+        checks=InboundChecks(resolver, config.checks, config.authserv_id)
+        if config.checks.enabled
+        else None,
+    )
+    factory = _sessions(config, handler)
+    servers = await _bind(config.smtp.inbound.listen, "smtp.inbound.listen", factory)
+    return handler, servers
+
+
+async def start_submission(
+    config: Config,
+    router: Router,
+    pools: PoolTable,
+    suppression: Suppression,
+    access: SmtpAccess,
+    usage: ProjectUsage,
+) -> tuple[SubmissionHandler | None, list[asyncio.Server]]:
+    submission = config.smtp.submission
+    if not submission.listen and not submission.tls_listen:
+        return None, []
+    context = server_context(config.tls.cert, config.tls.key)
+    # Computed once, now: the first login of an unknown user would otherwise pay for it.
+    await asyncio.to_thread(dummy_hash)
+    handler = SubmissionHandler(
+        inbound_policy(config),
+        router,
+        pools,
+        router.local,
+        suppression=suppression,
+        access=access,
+        usage=usage,
+        throttle=AuthThrottle(
+            ThrottlePolicy(
+                max_failures=submission.auth_max_failures,
+                window_s=float(submission.auth_lockout),
+                lockout_s=float(submission.auth_lockout),
+            )
+        ),
+        rates=RateLimiter(),
+        default_limits=(submission.max_per_minute, submission.max_per_day),
+        pool=submission.pool,
+    )
+    starttls = _sessions(
+        config,
+        handler,
+        tls_context=context,
+        require_starttls=True,
+        auth_required=True,
+        auth_require_tls=True,
+    )
+    # On 465 the transport is TLS from the first byte; aiosmtpd only knows
+    # STARTTLS, so "AUTH needs TLS" is true by construction there.
+    implicit = _sessions(config, handler, auth_required=True, auth_require_tls=False)
+    servers = await _bind(submission.listen, "smtp.submission.listen", starttls)
+    try:
+        servers += await _bind(
+            submission.tls_listen, "smtp.submission.tls_listen", implicit, tls=context
+        )
+    except StartupError:
+        for server in servers:
+            server.close()
+        raise
+    return handler, servers
+
+
+def _sessions(config: Config, handler: InboundHandler, **options: object) -> Callable[[], Session]:
+    inbound = config.smtp.inbound
+    limits = ConnectionLimits(
+        max_total=inbound.max_connections, max_per_ip=inbound.max_connections_per_ip
+    )
+    loop = asyncio.get_running_loop()
+
+    def new_session() -> Session:
+        return Session(
+            handler,
+            limits=limits,
+            max_line_length=inbound.max_line_length,
+            idle_timeout_s=inbound.idle_timeout,
+            data_timeout_s=inbound.data_timeout,
+            data_size_limit=inbound.max_message_size,
+            hostname=config.server.hostname,
+            ident="postroom",
+            enable_SMTPUTF8=True,
+            loop=loop,
+            **options,
+        )
+
+    return new_session
+
+
+async def _bind(
+    listens: tuple[str, ...],
+    key: str,
+    factory: Callable[[], Session],
+    tls: ssl.SSLContext | None = None,
+) -> list[asyncio.Server]:
+    loop = asyncio.get_running_loop()
+    servers: list[asyncio.Server] = []
+    for index, listen in enumerate(listens):
+        host, port = parse_listen(listen, f"{key}[{index}]")
+        try:
+            server = await loop.create_server(
+                factory, host, port, reuse_address=True, backlog=1024, ssl=tls
+            )
+        except OSError as error:
+            for started in servers:
+                started.close()
+            raise StartupError(
+                f"cannot listen on {listen} ({key}[{index}]): {error.strerror}"
+            ) from None
+        servers.append(server)
+        log.info("listening for SMTP on %s (%s)", listen, key)
+    return servers

@@ -1,0 +1,289 @@
+"""Submission (587 STARTTLS, 465 implicit TLS): the port 25 transaction rules plus
+AUTH, sender ownership, rate limits and the project's message limit.
+
+`SubmissionHandler` is an `InboundHandler` whose trusted clients are the
+authenticated ones (any recipient, a pool by X-Postroom-Pool, no inbound
+checks), whose mail is of origin "submission" (VERP, the submission pool
+`[smtp.submission] pool`), and which adds, in transaction order:
+
+- AUTH PLAIN and LOGIN (RFC 4954, RFC 4616), offered and accepted only over
+  TLS (the session refuses everything but EHLO/STARTTLS/NOOP/QUIT before
+  STARTTLS on 587; on 465 the whole connection is TLS). The password is
+  verified (argon2, in a thread) by `SmtpAccess.authenticate`; only a mailbox
+  whose SMTP access an operator approved passes: a pending or rejected one
+  hears 535 5.7.8 "not approved" (only with the right password: a guesser
+  learns nothing), the log says which state. `AuthThrottle` slows repeated
+  failures per client network and per user name, then answers 454 4.7.0 for
+  a while without checking the password.
+- MAIL without AUTH: 530 5.7.0 (the session). MAIL FROM must be the
+  authenticated mailbox, or an address of its linked domain when the operator
+  allowed that (`smtp senders --domain`); else 553 5.7.1. The account is read
+  again at MAIL, so a revocation takes effect at the next transaction. The
+  mailbox's rate (per minute and per day, `RateLimiter`) is counted here:
+  past it 451 4.7.1.
+- RCPT: each accepted recipient reserves one message of the project's limit
+  (`ProjectUsage`, durable, exact under concurrency): past it 452 4.7.1 and
+  the recipient is not accepted. Reservations of a transaction that does not
+  end in 250 (refused DATA, RSET, a dropped connection) are given back.
+- DATA: every From address must pass the same ownership rule (553 5.7.1); a
+  message without From is refused (550 5.6.0); Date and Message-ID are added
+  when missing (RFC 6409 8.2, 8.3). Then the port 25 path: DKIM signing for
+  the linked domain, the queue, 250 after the commit.
+
+Untrusted input: everything the client sends (credentials are never logged).
+Config keys: [smtp.submission] pool, max_per_minute, max_per_day,
+auth_max_failures, auth_lockout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import logging
+from base64 import b64decode
+from email.utils import formatdate, getaddresses
+from typing import Any
+
+from aiosmtpd.smtp import MISSING, SMTP, Envelope
+from aiosmtpd.smtp import Session as SmtpSession
+
+from postroom.core.reply import Reply
+from postroom.db.models import MessageOrigin
+from postroom.mailbox.smtp_access import SmtpAccess, SmtpAccount, SmtpState
+from postroom.mailbox.usage import ProjectUsage, Reservation
+from postroom.mta.inbound.handler import InboundHandler
+from postroom.mta.inbound.policy import normalise_sender
+from postroom.mta.inbound.ratelimit import RateLimiter
+from postroom.mta.inbound.throttle import AuthThrottle
+
+log = logging.getLogger("postroom.submission")
+
+AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
+AUTH_INVALID = Reply(535, "5.7.8", "Authentication credentials invalid")
+AUTH_NOT_APPROVED = Reply(
+    535, "5.7.8", "SMTP access of this mailbox is not approved (see `postroom smtp info`)"
+)
+AUTH_LOCKED = Reply(454, "4.7.0", "Too many failed authentications, try again later")
+MECHANISMS = ("PLAIN", "LOGIN")
+
+
+class SubmissionHandler(InboundHandler):
+    origin = MessageOrigin.SUBMISSION
+
+    def __init__(
+        self,
+        *args: Any,
+        access: SmtpAccess,
+        usage: ProjectUsage,
+        throttle: AuthThrottle,
+        rates: RateLimiter,
+        default_limits: tuple[int, int],
+        pool: str = "",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.access = access
+        self.usage = usage
+        self.throttle = throttle
+        self.rates = rates
+        self.default_limits = default_limits  # (per minute, per day)
+        self.default_pool = pool or None
+        self._releasing: set[asyncio.Task[None]] = set()
+
+    def trusted(self, session: SmtpSession, client_ip: str) -> bool:
+        return bool(session.authenticated)
+
+    # -- AUTH --------------------------------------------------------------------
+
+    async def handle_AUTH(
+        self, server: SMTP, session: SmtpSession, envelope: Envelope, args: list[str]
+    ) -> str | None:
+        """The whole exchange (aiosmtpd's own AUTH would verify on the event loop)."""
+        mechanism = args[0].upper()
+        if mechanism not in MECHANISMS:
+            return Reply(504, "5.5.4", "Unrecognized authentication type").wire()
+        credentials = await _read_credentials(server, mechanism, args[1:])
+        if credentials is None:
+            return None  # the session has already answered (cancelled, bad base64)
+        if isinstance(credentials, Reply):
+            return credentials.wire()
+        username, password = credentials
+        client_ip = _client_ip(session)
+        verdict = self.throttle.check(client_ip, username)
+        if verdict.locked:
+            log.warning("auth locked client=%s user=<%s>: %s", client_ip, username, verdict.reason)
+            return AUTH_LOCKED.wire()
+        outcome = await asyncio.to_thread(self.access.authenticate, username, password)
+        if outcome.account is None:
+            if outcome.failure == "bad credentials":  # the right password is no guess
+                self.throttle.failed(client_ip, username)
+            delay = self.throttle.check(client_ip, username).delay_s
+            log.info("auth failed client=%s user=<%s>: %s", client_ip, username, outcome.failure)
+            if delay:
+                await asyncio.sleep(delay)  # a guesser waits; the session stays usable
+            return (
+                AUTH_INVALID if outcome.failure == "bad credentials" else AUTH_NOT_APPROVED
+            ).wire()
+        self.throttle.succeeded(client_ip, username)
+        session.authenticated = True
+        session.auth_data = outcome.account
+        log.info("auth ok client=%s user=<%s>", client_ip, outcome.account.address)
+        return AUTH_OK.wire()
+
+    # -- MAIL, RCPT ------------------------------------------------------------------
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: SmtpSession,
+        envelope: Envelope,
+        address: str,
+        options: list[str],
+    ) -> str:
+        account: SmtpAccount = session.auth_data
+        fresh = await asyncio.to_thread(self.access.account, account.address)
+        if fresh.state is not SmtpState.APPROVED:
+            log.info("mail refused user=<%s>: access %s since AUTH", fresh.address, fresh.state)
+            return Reply(530, "5.7.0", "SMTP access of this mailbox is no longer approved").wire()
+        session.auth_data = fresh
+        sender = normalise_sender(address)
+        if not fresh.may_send_as(sender):
+            log.info("mail refused user=<%s>: sender <%s> not owned", fresh.address, sender)
+            return Reply(
+                553, "5.7.1", f"<{sender}>: not an address {fresh.address} may send as"
+            ).wire()
+        per_minute = fresh.per_minute if fresh.per_minute is not None else self.default_limits[0]
+        per_day = fresh.per_day if fresh.per_day is not None else self.default_limits[1]
+        too_fast = self.rates.allow(fresh.address, 1, per_minute, per_day)
+        if too_fast is not None:
+            log.info("mail deferred user=<%s>: %s", fresh.address, too_fast)
+            return Reply(451, "4.7.1", f"Sending rate exceeded: {too_fast}, try again later").wire()
+        reply = await super().handle_MAIL(server, session, envelope, address, options)
+        envelope.reservations = []
+        return reply
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: SmtpSession,
+        envelope: Envelope,
+        address: str,
+        options: list[str],
+    ) -> str:
+        account: SmtpAccount = session.auth_data
+        reservation = await asyncio.to_thread(self.usage.reserve, account.project_id, 1)
+        if reservation is None:
+            used, limit = await asyncio.to_thread(self.usage.usage, account.project_id)
+            log.info(
+                "rcpt refused user=<%s>: project %s at its limit %s",
+                account.address,
+                account.project,
+                limit,
+            )
+            return Reply(
+                452,
+                "4.7.1",
+                f"Message limit of project {account.project} reached "
+                f"({used} of {limit} this month)",
+            ).wire()
+        reply = await super().handle_RCPT(server, session, envelope, address, options)
+        if reply.startswith("250"):
+            envelope.reservations.append(reservation)
+        else:
+            await asyncio.to_thread(self.usage.release, reservation)
+        return reply
+
+    # -- DATA, and giving back what a failed transaction reserved ---------------------
+
+    async def prepare(
+        self, session: SmtpSession, envelope: Envelope, headers: bytes
+    ) -> bytes | Reply:
+        account: SmtpAccount = session.auth_data
+        values = _field_values(headers, b"from")
+        if not values:
+            return Reply(550, "5.6.0", "Message has no From header field (RFC 5322 3.6)")
+        addresses = [address for _, address in getaddresses(values)]
+        for address in addresses:
+            if not account.may_send_as(normalise_sender(address)):
+                return Reply(
+                    553, "5.7.1", f"From <{address}>: not an address {account.address} may send as"
+                )
+        added = b""
+        if not _field_values(headers, b"date"):
+            added += f"Date: {formatdate(usegmt=True)}\r\n".encode()
+        if not _field_values(headers, b"message-id"):
+            added += f"Message-ID: <{envelope.queue_id}@{self.policy.hostname}>\r\n".encode()
+        return headers + added  # the section ends with its last field's CRLF
+
+    async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
+        reply = await super().handle_DATA(server, session, envelope)
+        if reply.startswith("250"):
+            envelope.reservations = []  # counted for good: the message is queued
+        else:
+            await self.release(envelope)
+        return reply
+
+    def transaction_abandoned(self, envelope: Envelope) -> None:
+        """RSET, a new EHLO or a dropped connection: give the reservations back."""
+        if getattr(envelope, "reservations", None):
+            task = asyncio.get_running_loop().create_task(self.release(envelope))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
+
+    async def release(self, envelope: Envelope | None) -> None:
+        reservations: list[Reservation] = getattr(envelope, "reservations", None) or []
+        if envelope is not None:
+            envelope.reservations = []
+        for reservation in reservations:
+            await asyncio.to_thread(self.usage.release, reservation)
+
+
+def _field_values(headers: bytes, name: bytes) -> list[str]:
+    """The unfolded values of every `name` field of a header section."""
+    values = []
+    for field in headers.replace(b"\r\n ", b" ").replace(b"\r\n\t", b" ").split(b"\r\n"):
+        field_name, colon, value = field.partition(b":")
+        if colon and field_name.strip().lower() == name:
+            values.append(value.strip().decode("utf-8", "replace"))
+    return values
+
+
+async def _read_credentials(
+    server: SMTP, mechanism: str, initial: list[str]
+) -> tuple[str, str] | Reply | None:
+    """(username, password) from PLAIN or LOGIN, with an initial response or challenges."""
+    if mechanism == "PLAIN":
+        blob = _decoded(initial[0]) if initial else await server.challenge_auth("")
+        if blob is MISSING:
+            return None
+        if isinstance(blob, Reply):
+            return blob
+        parts = blob.split(b"\0")
+        if len(parts) != 3:
+            return Reply(501, "5.5.2", "Cannot split the PLAIN response")
+        authorization, username, password = parts
+        if authorization and authorization != username:
+            return Reply(535, "5.7.8", "Acting for another identity is not supported")
+    else:
+        username = _decoded(initial[0]) if initial else await server.challenge_auth("Username:")
+        if username is MISSING or isinstance(username, Reply):
+            return None if username is MISSING else username
+        password = await server.challenge_auth("Password:")
+        if password is MISSING:
+            return None
+    try:
+        return username.decode("utf-8"), password.decode("utf-8")
+    except UnicodeDecodeError:
+        return AUTH_INVALID
+
+
+def _decoded(text: str) -> bytes | Reply:
+    try:
+        return b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return Reply(501, "5.5.2", "Cannot decode base64")
+
+
+def _client_ip(session: SmtpSession) -> str:
+    peer = session.peer
+    return peer[0] if isinstance(peer, tuple) else ""
