@@ -71,6 +71,7 @@ bench: install-test test-debs
 	$(BIN)/python bench/relay.py
 	$(BIN)/python bench/relay.py --sign
 	$(BIN)/python bench/signing.py
+	$(BIN)/python bench/submission.py
 	$(BIN)/python bench/bounces.py
 	$(BIN)/python bench/addresses.py
 	$(BIN)/python bench/import_csv.py

@@ -10,8 +10,11 @@
   (threads, processes, several nodes on one PostgreSQL): the check and the
   increment are one conditional UPDATE (`used + n <= limit`), which the database
   serialises per row; the month's row is created before it with an INSERT that
-  ignores a conflict. One short transaction, committed before it returns: the
-  count survives a crash.
+  ignores a conflict (a refused reservation may leave that month's row at 0).
+  Committed before it returns: the count survives a crash. `reserve_batch` and
+  `release_batch` do the same inside a caller's transaction, as group-commit
+  batch operations: the SMTP sessions' reservations then share the queue's
+  transaction and fsync instead of each paying its own.
 - `release(reservation)` gives back what a refused or aborted transaction
   reserved, to the month it was taken from, never below zero.
 - `usage(project_id)` is (used this month, limit).
@@ -30,7 +33,6 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from postroom.db.models import project_usage, projects
 
@@ -48,38 +50,69 @@ class ProjectUsage:
     def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
         self.clock = clock
+        # (project, month) rows known to exist: the common case is one UPDATE.
+        self._known_rows: set[tuple[int, str]] = set()
 
     def period(self) -> str:
         """The current UTC calendar month, "YYYY-MM"."""
         return time.strftime("%Y-%m", time.gmtime(self.clock()))
 
     def reserve(self, project_id: int, count: int = 1) -> Reservation | None:
-        if count < 1:
-            raise ValueError(f"count {count}: reserve at least one message")
+        """`reserve_batch` for one request, in a transaction of its own."""
+        with self.engine.begin() as conn:
+            return self.reserve_batch(conn, [(project_id, count)])[0]
+
+    def release(self, reservation: Reservation) -> None:
+        with self.engine.begin() as conn:
+            self.release_batch(conn, [reservation])
+
+    def reserve_batch(
+        self, conn: Connection, requests: list[tuple[int, int]]
+    ) -> list[Reservation | None]:
+        """(project id, count) each, in `conn`'s transaction: a group-commit batch
+        operation, so that the SMTP sessions' reservations share the queue's fsync."""
         period = self.period()
+        results: list[Reservation | None] = []
+        for project_id, count in requests:
+            if count < 1:
+                raise ValueError(f"count {count}: reserve at least one message")
+            done = self._add(conn, project_id, period, count)
+            if done == 0 and (project_id, period) in self._known_rows:
+                # Our memory of the month's row may be stale (a restore, a cleanup).
+                self._known_rows.discard((project_id, period))
+                done = self._add(conn, project_id, period, count)
+            results.append(Reservation(project_id, period, count) if done == 1 else None)
+        return results
+
+    def _add(self, conn: Connection, project_id: int, period: str, count: int) -> int:
+        """The conditional increment; rows changed (0: over the limit)."""
+        if (project_id, period) not in self._known_rows:
+            if (
+                conn.execute(select(projects.c.id).where(projects.c.id == project_id)).first()
+                is None
+            ):
+                raise LookupError(f"no project with id {project_id}")
+            _ensure_row(conn, project_id, period)
+            # If this transaction rolls back, the row is missing next time: the increment
+            # then changes nothing and `reserve_batch` forgets the row and tries again.
+            self._known_rows.add((project_id, period))
         limit = (
             select(projects.c.message_limit).where(projects.c.id == project_id).scalar_subquery()
         )
-        row = (project_usage.c.project_id == project_id) & (project_usage.c.period == period)
-        with self.engine.connect() as conn, conn.begin() as transaction:
-            try:
-                _ensure_row(conn, project_id, period)
-            except IntegrityError:
-                raise LookupError(f"no project with id {project_id}") from None
-            done = conn.execute(
-                update(project_usage)
-                .where(row, or_(limit.is_(None), project_usage.c.used + count <= limit))
-                .values(used=project_usage.c.used + count)
+        done = conn.execute(
+            update(project_usage)
+            .where(
+                project_usage.c.project_id == project_id,
+                project_usage.c.period == period,
+                or_(limit.is_(None), project_usage.c.used + count <= limit),
             )
-            if done.rowcount != 1:
-                # Over the limit: not even the month's empty row stays ("nothing changed").
-                transaction.rollback()
-                return None
-        return Reservation(project_id=project_id, period=period, count=count)
+            .values(used=project_usage.c.used + count)
+        )
+        return done.rowcount
 
-    def release(self, reservation: Reservation) -> None:
+    def release_batch(self, conn: Connection, reservations: list[Reservation]) -> list[None]:
         used = project_usage.c.used
-        with self.engine.begin() as conn:
+        for reservation in reservations:
             conn.execute(
                 update(project_usage)
                 .where(
@@ -88,6 +121,7 @@ class ProjectUsage:
                 )
                 .values(used=case((used > reservation.count, used - reservation.count), else_=0))
             )
+        return [None] * len(reservations)
 
     def usage(self, project_id: int) -> tuple[int, int | None]:
         """(messages counted this month, the project's limit or None for unlimited)."""

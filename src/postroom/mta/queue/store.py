@@ -27,6 +27,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -43,7 +44,7 @@ from sqlalchemy import (
 
 from postroom.db.engine import is_postgresql
 from postroom.db.models import FINAL_STATES, DeliveryState, deliveries, messages
-from postroom.mta.queue.groupcommit import GroupCommitter
+from postroom.mta.queue.groupcommit import BatchOperation, GroupCommitter
 from postroom.mta.queue.outcomes import OutcomeRecording
 from postroom.mta.queue.records import (
     BounceBuilder,
@@ -122,6 +123,12 @@ class QueueStore(OutcomeRecording):
         await self._committer.close()
 
     # -- producers -----------------------------------------------------------
+
+    async def transact(self, batch_operation: BatchOperation, item: Any) -> Any:
+        """Another writer's batch operation in the queue's next transaction: a write the
+        SMTP session needs durable before it answers (a project's message reservation)
+        shares the queue's single writer and fsync instead of paying its own."""
+        return await self._committer.submit_item(batch_operation, item)
 
     async def enqueue(self, message: NewMessage) -> list[Job]:
         """Store `message` durably; return its deliveries as claimed jobs."""
