@@ -4,15 +4,17 @@ One postroom with a linked domain (shop.test, its DNS what `domain dns` prints,
 served by a private NSD), a certificate from a throwaway CA (trustme), two
 pools — bulk (default, 127.0.0.2) and transactional (submission, 127.0.0.3) —
 and far.test's MX an aiosmtpd sink. Mailboxes: app@ (SMTP access approved),
-wide@ (approved, may send as any address of shop.test), pending@ (requested,
-under moderation), rejected@ (refused with a reason).
+wide@ (approved, may send as any address of shop.test), rate@ (approved, two
+messages a minute), pending@ (requested, under moderation), rejected@ (refused
+with a reason).
 
 From an app's point of view: AUTH over STARTTLS and over 465 succeeds, the
 message arrives at the sink DKIM-signed, from the transactional source, with
 the Date and Message-ID it lacked. Refused: AUTH before STARTTLS (not even
 offered), MAIL without AUTH, pending/rejected mailboxes, bad passwords, other
-senders, the project's message limit; repeated failures lock out and the lock
-ends by itself; commands pipelined after STARTTLS are discarded. swaks too.
+senders, a mailbox past its rate (451), the project's message limit; repeated
+failures lock out and the lock ends by itself; commands pipelined after
+STARTTLS are discarded. swaks too.
 """
 
 from __future__ import annotations
@@ -119,12 +121,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             postroom.cli("project", "add", "acme", "--message-limit", "1000")
             link_domain(postroom, nsd, zones, "shop.test")
             publish_generated(postroom, nsd, zones, "shop.test")
-            for name in ("app", "wide", "pending", "rejected"):
+            for name in ("app", "wide", "pending", "rejected", "rate"):
                 address = f"{name}@shop.test"
                 postroom.cli("mailbox", "add", address, "--password-stdin", stdin=PASSWORD)
                 postroom.cli("smtp", "request", address, "--purpose", "receipts", "--volume", "500")
-            for name in ("app", "wide"):
+            for name in ("app", "wide", "rate"):
                 postroom.cli("smtp", "approve", f"{name}@shop.test")
+            postroom.cli("smtp", "limits", "rate@shop.test", "--per-minute", "2")
             postroom.cli("smtp", "senders", "wide@shop.test", "--domain")
             postroom.cli("smtp", "reject", "rejected@shop.test", "--reason", "no volume plan")
             yield World(postroom, nsd, sink, ca, starttls_port, tls_port)
@@ -285,6 +288,17 @@ def test_senders_must_be_owned(world: World) -> None:
         code, text = client.mail("boss@other.test")
         assert (code, text[:5]) == (553, b"5.7.1"), text
     wait_for(world.sink, token)
+
+
+def test_a_mailbox_past_its_rate_is_deferred(world: World) -> None:
+    with starttls_client(world) as client:
+        client.login("rate@shop.test", PASSWORD)
+        replies = []
+        for _ in range(3):
+            replies.append(client.mail("rate@shop.test"))
+            client.rset()
+    assert [code for code, _ in replies] == [250, 250, 451], replies
+    assert replies[2][1].startswith(b"4.7.1") and b"rate" in replies[2][1]
 
 
 def test_the_project_message_limit_refuses_and_queues_nothing(world: World) -> None:

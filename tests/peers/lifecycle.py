@@ -1,8 +1,12 @@
-"""What every test peer process shares: `with peer:` starts and stops it, and
-`stop_process` ends a child process within a bounded time (TERM, then KILL)."""
+"""What every test peer process shares: `with peer:` starts and stops it,
+`stop_process` ends a child process within a bounded time (TERM, then KILL), and
+`die_with_parent` (a Popen `preexec_fn`) makes a child end when the test run ends
+without tearing it down (pytest killed by a timeout), instead of living on."""
 
 from __future__ import annotations
 
+import ctypes
+import signal
 import subprocess
 from types import TracebackType
 from typing import Self
@@ -42,3 +46,13 @@ def stop_process(
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=timeout_s)
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# Looked up here, in the parent: between fork and exec the child should only call it.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent (thread) that started it dies."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from tests.peers.lifecycle import Peer
+from tests.peers.lifecycle import Peer, die_with_parent
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 40.0
@@ -100,6 +100,7 @@ class PostroomServer(Peer):
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+            preexec_fn=die_with_parent,
         )
         log.close()
         deadline = time.monotonic() + START_TIMEOUT_S

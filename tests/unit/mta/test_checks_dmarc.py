@@ -336,13 +336,13 @@ def test_bad_or_missing_policy_with_rua_reads_as_p_none(text: str) -> None:
         ("v=DMARC1; pct=100", "p= is missing"),
         ("v=DMARC1; p=rejekt", "p='rejekt'"),
         ("v=DMARC1; p=reject; sp=bogus", "sp='bogus'"),
-        ("v=DMARC1; p=bogus; rua=bogus", "rua=: 'bogus' is not a URI"),
-        ("v=DMARC1; p=reject; pct=150", "pct='150'"),
-        ("v=DMARC1; p=reject; adkim=x", "adkim='x'"),
+        ("v=DMARC1; p=bogus; rua=bogus", "no rua= to fall back"),
     ],
 )
-def test_invalid_record_is_permerror_with_the_reason(text: str, message: str) -> None:
-    with pytest.raises(DmarcRecordError, match=message):
+def test_a_record_without_a_usable_policy_is_permerror_with_the_reason(
+    text: str, message: str
+) -> None:
+    with pytest.raises(DmarcRecordError):
         parse_record(text)
     verdict = evaluate(FakeDns({"_dmarc.example.com": [text]}), "example.com", None, [])
     assert verdict.result is DmarcResult.PERMERROR
@@ -350,6 +350,30 @@ def test_invalid_record_is_permerror_with_the_reason(text: str, message: str) ->
     assert verdict.policy_domain == "example.com"
     assert verdict.reason.startswith("invalid DMARC record at _dmarc.example.com: ")
     assert message in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("v=DMARC1; p=reject; pct=150", "pct='150'"),
+        ("v=DMARC1; p=reject; adkim=x", "adkim='x'"),
+        ("v=DMARC1; p=reject; rua=bogus", "rua=: 'bogus' is not a URI"),
+        ("v=DMARC1; p=reject; fo=2", "fo="),
+    ],
+)
+def test_a_bad_optional_tag_is_invalid_to_parse_but_does_not_disable_the_policy(
+    text: str, message: str
+) -> None:
+    """RFC 7489 6.3: a receiver discards bad tags for their defaults; a typo in an
+    optional tag must not switch off the domain's p=reject."""
+    with pytest.raises(DmarcRecordError, match=message):
+        parse_record(text)
+    verdict = evaluate(FakeDns({"_dmarc.example.com": [text]}), "example.com", None, [])
+    assert (verdict.result, verdict.policy, verdict.disposition) == (
+        DmarcResult.FAIL,
+        DmarcPolicy.REJECT,
+        DmarcPolicy.REJECT,
+    )
 
 
 def test_a_record_whose_version_is_not_dmarc1_is_discarded() -> None:

@@ -122,12 +122,15 @@ class DmarcTags:
     policy_error: str
 
 
-def read_tags(text: str, *, mailto_only: bool = True) -> DmarcTags:
+def read_tags(text: str, *, mailto_only: bool = True, lenient: bool = False) -> DmarcTags:
     """The tags of a DMARC record; `DmarcSyntaxError` names the tag and the rule broken.
 
     Every rule of RFC 7489 6.3/6.4 raises except those about p= and sp=, which
     `DmarcTags.policy_error` reports. With `mailto_only`, rua= and ruf= must
-    hold mailto: URIs; otherwise any URI (see module docstring).
+    hold mailto: URIs; otherwise any URI (see module docstring). With `lenient`
+    (a receiver applying the policy, RFC 7489 6.3: "syntax errors in the
+    remainder of the record SHOULD be discarded in favor of default values"), a
+    bad value of any other tag drops that tag instead of the whole record.
     """
     pairs = _tag_list(text)
     if not pairs or pairs[0] != VERSION_TAG:
@@ -140,9 +143,10 @@ def read_tags(text: str, *, mailto_only: bool = True) -> DmarcTags:
                 raise DmarcSyntaxError("p= must directly follow v=DMARC1 (RFC 7489 6.3)")
             tags.append((name, _normalised_value(name, value, mailto_only)))
         except DmarcSyntaxError as error:
-            if name not in ("p", "sp"):
+            if name in ("p", "sp"):
+                policy_errors.append(str(error))
+            elif not lenient:
                 raise
-            policy_errors.append(str(error))
     return DmarcTags(tuple(tags), policy_errors[0] if policy_errors else "")
 
 

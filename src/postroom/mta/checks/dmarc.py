@@ -26,10 +26,13 @@ from DNS; they are tokenised and matched against anchored expressions only.
 it cannot use is `permerror` with the reason.
 
 Decisions:
-- Strict on the record's syntax (RFC 7489 6.3: it MUST comply with 6.4): a bad
-  value of a known tag makes the record invalid (permerror), as in OpenDMARC;
-  we do not take 6.3's SHOULD of discarding bad tags for their defaults.
-  The exceptions are the RFC's own: a missing, bad or misplaced p= or a bad
+- `parse_record` is strict on the record's syntax (RFC 7489 6.3: it MUST comply
+  with 6.4): a bad value of a known tag makes the record invalid, as in
+  OpenDMARC (the vectors test that reading). `evaluate` reads leniently, taking
+  6.3's SHOULD of discarding bad tags for their defaults: a typo in fo= or pct=
+  must not switch off a domain's p=reject at our door (big receivers apply the
+  policy too). The structure (v=DMARC1 first, tag=value pairs, no repeated tag)
+  must still hold. The RFC's own exceptions: a missing, bad or misplaced p= or a bad
   sp= with a valid rua= reads as p=none (6.6.3 step 6); an unregistered rf=
   format is accepted (6.3: a receiver SHOULD ignore it); report URIs may be
   any URI (6.4), mailto: or not. Unknown tags (DMARCbis t=, np=, psd=) are ignored.
@@ -127,9 +130,11 @@ class DmarcVerdict:
     reason: str  # one line, for logs and Authentication-Results comments
 
 
-def parse_record(text: str) -> DmarcRecord:
-    """The DMARC record in `text` (TXT strings joined); `DmarcRecordError` says what is wrong."""
-    checked = read_tags(text, mailto_only=False)
+def parse_record(text: str, *, lenient: bool = False) -> DmarcRecord:
+    """The DMARC record in `text` (TXT strings joined); `DmarcRecordError` says what is wrong.
+    `lenient`: a bad value of a tag other than v=, p= and sp= is dropped (its default
+    applies) instead of invalidating the record — how `evaluate` reads a policy."""
+    checked = read_tags(text, mailto_only=False, lenient=lenient)
     values = dict(checked.tags)
     problem = checked.policy_error or ("" if "p" in values else "p= is missing (RFC 7489 6.3)")
     if problem:
@@ -222,7 +227,7 @@ def evaluate(
         reason = f"{len(found)} DMARC records at _dmarc.{policy_domain}: none applies"
         return _unevaluated(DmarcResult.NONE, author, policy_domain, f"{reason} (RFC 7489 6.6.3)")
     try:
-        record = parse_record(found[0])
+        record = parse_record(found[0], lenient=True)
     except DmarcRecordError as error:
         reason = f"invalid DMARC record at _dmarc.{policy_domain}: {error}"
         return _unevaluated(DmarcResult.PERMERROR, author, policy_domain, reason)
