@@ -769,21 +769,34 @@ FIGURES = (
 )
 
 
-def summarise(results: list[RunResult], target: float) -> dict[str, Any]:
-    summary: dict[str, Any] = {"median": {}, "ratio_postroom_over_postfix": {}}
-    for server in ("postroom", "postfix"):
-        runs = [result for result in results if result.server == server]
+RATIO_FIGURES = ("accepted_per_s", "delivered_per_s", "server_cpu_ms_per_msg")
+
+
+def medians_and_ratio(
+    results: list[RunResult], labels: tuple[str, str]
+) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Medians of FIGURES per label (`RunResult.server`), and first label / second label
+    of RATIO_FIGURES when both ran. Shared with bench/submission.py."""
+    medians: dict[str, dict[str, float]] = {}
+    for label in labels:
+        runs = [result for result in results if result.server == label]
         if runs:
-            summary["median"][server] = {name: median_of(runs, name) for name in FIGURES}
-            summary["median"][server]["runs"] = len(runs)
-    medians = summary["median"]
-    if "postroom" in medians and "postfix" in medians:
-        for name in ("accepted_per_s", "delivered_per_s", "server_cpu_ms_per_msg"):
-            if medians["postfix"][name]:
-                summary["ratio_postroom_over_postfix"][name] = round(
-                    medians["postroom"][name] / medians["postfix"][name], 3
-                )
-        delivered = summary["ratio_postroom_over_postfix"].get("delivered_per_s", 0.0)
+            medians[label] = {name: median_of(runs, name) for name in FIGURES}
+            medians[label]["runs"] = len(runs)
+    first, second = labels
+    ratio: dict[str, float] = {}
+    if first in medians and second in medians:
+        for name in RATIO_FIGURES:
+            if medians[second][name]:
+                ratio[name] = round(medians[first][name] / medians[second][name], 3)
+    return medians, ratio
+
+
+def summarise(results: list[RunResult], target: float) -> dict[str, Any]:
+    medians, ratio = medians_and_ratio(results, ("postroom", "postfix"))
+    summary: dict[str, Any] = {"median": medians, "ratio_postroom_over_postfix": ratio}
+    if ratio:
+        delivered = ratio.get("delivered_per_s", 0.0)
         summary["target"] = {"delivered_ratio_min": target, "met": delivered >= target}
     return summary
 
@@ -806,25 +819,38 @@ def print_run(result: RunResult) -> None:
         print(f"      server log (tail):\n{result.log_tail}", flush=True)
 
 
-def print_summary(summary: dict[str, Any]) -> None:
+def print_medians(
+    medians: dict[str, dict[str, float]],
+    names: dict[str, str],
+    ratio: dict[str, float],
+    ratio_name: str,
+) -> None:
+    """The medians table and the ratio line (`names`: label → what the row says)."""
+    width = max(10, *(len(name) for name in names.values()))
     print()
     print(
-        f"{'median':10s} {'accepted msg/s':>15s} {'delivered msg/s':>16s} "
+        f"{'median':{width}s} {'accepted msg/s':>15s} {'delivered msg/s':>16s} "
         f"{'server CPU s':>13s} {'CPU ms/msg':>11s} {'runs':>5s}"
     )
-    for server, figures in summary["median"].items():
+    for label, figures in medians.items():
         print(
-            f"{server:10s} {figures['accepted_per_s']:15.1f} {figures['delivered_per_s']:16.1f} "
-            f"{figures['server_cpu_total_s']:13.2f} {figures['server_cpu_ms_per_msg']:11.3f} "
-            f"{figures['runs']:5d}"
+            f"{names[label]:{width}s} {figures['accepted_per_s']:15.1f} "
+            f"{figures['delivered_per_s']:16.1f} {figures['server_cpu_total_s']:13.2f} "
+            f"{figures['server_cpu_ms_per_msg']:11.3f} {figures['runs']:5.0f}"
         )
-    ratio = summary["ratio_postroom_over_postfix"]
     if ratio:
         print(
-            f"ratio postroom/Postfix: accepted {ratio.get('accepted_per_s', 0):.2f}x  "
+            f"ratio {ratio_name}: accepted {ratio.get('accepted_per_s', 0):.2f}x  "
             f"delivered {ratio.get('delivered_per_s', 0):.2f}x  "
             f"CPU per message {ratio.get('server_cpu_ms_per_msg', 0):.2f}x"
         )
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    ratio = summary["ratio_postroom_over_postfix"]
+    names = {"postroom": "postroom", "postfix": "postfix"}
+    print_medians(summary["median"], names, ratio, "postroom/Postfix")
+    if ratio:
         met = "met" if summary["target"]["met"] else "NOT met"
         target = summary["target"]["delivered_ratio_min"]
         print(f"target postroom >= {target}x Postfix delivered msg/s: {met}")

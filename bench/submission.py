@@ -67,7 +67,6 @@ import relay  # bench/ is sys.path[0] when this file runs as a script
 MAILBOX = "app@client.bench.test"
 PASSWORD = "bench-copper-lantern-61"
 PHASES = {"587": "587 TLS+AUTH", "25": "25 plain"}
-RATIO_FIGURES = ("accepted_per_s", "delivered_per_s", "server_cpu_ms_per_msg")
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,41 +195,12 @@ def schedule(repeat: int) -> Iterator[tuple[int, str]]:
 
 
 def summarise(results: list[relay.RunResult]) -> dict[str, Any]:
-    summary: dict[str, Any] = {"median": {}, "ratio_587_over_25": {}}
-    for phase in PHASES:
-        runs = [result for result in results if result.server == phase]
-        if runs:
-            summary["median"][phase] = {name: relay.median_of(runs, name) for name in relay.FIGURES}
-            summary["median"][phase]["runs"] = len(runs)
-    medians = summary["median"]
-    if "587" in medians and "25" in medians:
-        for name in RATIO_FIGURES:
-            if medians["25"][name]:
-                summary["ratio_587_over_25"][name] = round(
-                    medians["587"][name] / medians["25"][name], 3
-                )
-    return summary
+    medians, ratio = relay.medians_and_ratio(results, ("587", "25"))
+    return {"median": medians, "ratio_587_over_25": ratio}
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    print()
-    print(
-        f"{'median':14s} {'accepted msg/s':>15s} {'delivered msg/s':>16s} "
-        f"{'server CPU s':>13s} {'CPU ms/msg':>11s} {'runs':>5s}"
-    )
-    for phase, figures in summary["median"].items():
-        print(
-            f"{PHASES[phase]:14s} {figures['accepted_per_s']:15.1f} "
-            f"{figures['delivered_per_s']:16.1f} {figures['server_cpu_total_s']:13.2f} "
-            f"{figures['server_cpu_ms_per_msg']:11.3f} {figures['runs']:5d}"
-        )
-    ratio = summary["ratio_587_over_25"]
-    if ratio:
-        print(
-            f"ratio 587/25: accepted {ratio.get('accepted_per_s', 0):.2f}x  "
-            f"delivered {ratio.get('delivered_per_s', 0):.2f}x  "
-            f"CPU per message {ratio.get('server_cpu_ms_per_msg', 0):.2f}x"
-        )
+    relay.print_medians(summary["median"], PHASES, summary["ratio_587_over_25"], "587/25")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
