@@ -23,8 +23,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-import dkim
-
 from postroom.config.schema import ChecksConfig
 from postroom.core.dns import Resolver
 from postroom.mta.checks.arc import ArcVerdict, verify_arc
@@ -42,6 +40,7 @@ from postroom.mta.checks.lookup import BlockingLookup, DnsLookup
 from postroom.mta.checks.policy import Decision, decide
 from postroom.mta.checks.results import authentication_results
 from postroom.mta.checks.spf import SpfResult, SpfVerdicts, check_spf
+from postroom.mta.signing.dkim import SigningError, field_values, parse_message
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,14 +112,10 @@ def run_checks(
 
 def _from_values(message: bytes) -> list[str]:
     try:
-        headers, _ = dkim.rfc822_parse(message)
-    except dkim.DKIMException:
+        headers, _ = parse_message(message)
+    except SigningError:
         return []
-    return [
-        value.decode("utf-8", "surrogateescape")
-        for name, value in headers
-        if name.lower() == b"from"
-    ]
+    return field_values(headers, b"from")
 
 
 class InboundChecks:

@@ -3,9 +3,9 @@
 `sign_headers(headers, body, keys, now)` returns the DKIM-Signature header
 lines (CRLF-terminated, folded) for an already parsed message, one per key, in
 the order of `keys`. `parse_message` splits raw bytes the way the verifiers do
-(dkimpy's `rfc822_parse`). `load_private_key` parses a PEM key once: callers
-cache the result, because parsing and checking an RSA key costs more than a
-signature.
+(dkimpy's `rfc822_parse`); `field_values` reads fields of the result.
+`load_private_key` parses a PEM key once: callers cache the result, because
+parsing and checking an RSA key costs more than a signature.
 
 Why not `dkim.sign()`: dkimpy does the RSA operation in pure Python, about
 5 ms per RSA-2048 signature here — more than the rest of the relay path. We
@@ -108,6 +108,15 @@ def parse_message(message: bytes) -> tuple[Headers, bytes]:
         return dkim.rfc822_parse(message)
     except dkim.MessageFormatError as error:
         raise SigningError(str(error)) from None
+
+
+def field_values(headers: Headers, name: bytes) -> list[str]:
+    """The values of every `name` field (lower case) of parsed `headers`, as text."""
+    return [
+        value.decode("utf-8", "surrogateescape")
+        for field, value in headers
+        if field.lower() == name
+    ]
 
 
 def sign_headers(

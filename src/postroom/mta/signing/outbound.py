@@ -24,7 +24,13 @@ import dkim.util
 
 from postroom.mailbox.names import lookup_form
 from postroom.mta.checks.dmarc import from_domain
-from postroom.mta.signing.dkim import Headers, SigningError, parse_message, sign_headers
+from postroom.mta.signing.dkim import (
+    Headers,
+    SigningError,
+    field_values,
+    parse_message,
+    sign_headers,
+)
 from postroom.mta.signing.keys import SigningKeys
 
 log = logging.getLogger("postroom.dkim")
@@ -52,10 +58,10 @@ class OutboundSigner:
 
 
 def _signing_domain(headers: Headers) -> str | None:
-    values = [value for name, value in headers if name.lower() == b"from"]
+    values = field_values(headers, b"from")
     if len(values) != 1:
         return None
-    domain = from_domain(values[0].decode("utf-8", "surrogateescape"))
+    domain = from_domain(values[0])
     return lookup_form(domain) if domain else None
 
 
