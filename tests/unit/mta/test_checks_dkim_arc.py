@@ -23,6 +23,7 @@ import dns.rdtypes.ANY.TXT
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from tests.fakes.dns_records import record
 
 from postroom.core.dns import DnsNoData, DnsNotFound, DnsTemporaryError
 from postroom.mailbox.dkim_keys import KeyAlgorithm, dkim_txt_value, generate_key
@@ -61,10 +62,7 @@ class FakeDns:
         answer = self.zone.get(key, DnsNotFound(key, rdtype, "not in the fake zone"))
         if isinstance(answer, Exception):
             raise answer
-        data = answer.encode("ascii")
-        # One character-string holds at most 255 octets (RFC 1035 3.3).
-        strings = [data[start : start + 255] for start in range(0, len(data), 255)]
-        return [dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, strings)]
+        return [record("TXT", answer.encode("ascii"))]
 
 
 class Signer:

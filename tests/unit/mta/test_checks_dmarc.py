@@ -10,6 +10,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.TXT
 import pytest
+from tests.fakes.dns_records import record
 
 from postroom.core.dns import DnsNoData, DnsNotFound, DnsTemporaryError
 from postroom.mta.checks.dmarc import (
@@ -41,13 +42,7 @@ class FakeDns:
         answer = self.zone.get(name, DnsNotFound(name, rdtype, "not in the fake zone"))
         if isinstance(answer, Exception):
             raise answer
-        return [self.record(text.encode() if isinstance(text, str) else text) for text in answer]
-
-    @staticmethod
-    def record(data: bytes) -> dns.rdata.Rdata:
-        # A character-string holds at most 255 octets (RFC 1035 3.3): long records come in pieces.
-        strings = [data[start : start + 255] for start in range(0, len(data), 255)] or [b""]
-        return dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, strings)
+        return [record("TXT", text) for text in answer]
 
 
 def spf_pass(domain: str) -> AuthenticatedIdentifier:

@@ -19,6 +19,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.TXT
 import pytest
+from tests.fakes.dns_records import record
 
 from postroom.config.schema import ChecksConfig
 from postroom.core.dns import (
@@ -46,14 +47,6 @@ TEMPORARY = "temporary"  # a zone entry that makes the lookup fail temporarily
 Records = list[str] | str
 
 
-def rdata(rdtype: str, text: str) -> dns.rdata.Rdata:
-    if rdtype == "TXT":
-        return dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, [text.encode()])
-    return dns.rdata.from_text(
-        dns.rdataclass.IN, dns.rdatatype.from_text(rdtype), text, origin=dns.name.root
-    )
-
-
 class FakeDns:
     """A `DnsLookup` over {(name, type): [record text] or TEMPORARY}; the rest is NXDOMAIN."""
 
@@ -69,7 +62,7 @@ class FakeDns:
             raise DnsNotFound(key[0], rdtype, "not in the fake zone")
         if records == TEMPORARY:
             raise DnsTemporaryError(key[0], rdtype, "SERVFAIL")
-        return [rdata(rdtype, text) for text in records]
+        return [record(rdtype, text) for text in records]
 
 
 class Signer:
@@ -398,7 +391,7 @@ class OfflineResolver(Resolver):
             if records == TEMPORARY:
                 continue  # left out: the lookup goes to the refusing network seam
             key = (normalize_name(name), dns.rdatatype.from_text(rdtype))
-            answers = tuple(rdata(rdtype, text) for text in records)
+            answers = tuple(record(rdtype, text) for text in records)
             self.cache.put(key, CachedAnswer(answers, "", 300))
         for name, rdtype in absent:
             key = (normalize_name(name), dns.rdatatype.from_text(rdtype))

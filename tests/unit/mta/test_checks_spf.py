@@ -12,6 +12,7 @@ import dns.rdatatype
 import dns.rdtypes.ANY.TXT
 import pytest
 import spf
+from tests.fakes.dns_records import record
 
 from postroom.core.dns import DnsNoData, DnsNotFound, DnsTemporaryError
 from postroom.mta.checks.lookup import DnsLookup
@@ -40,22 +41,7 @@ class FakeDns:
             known = any(known_name == name for known_name, _ in self.records)
             error = DnsNoData if known else DnsNotFound
             raise error(name, rdtype, "not in the fake zone")
-        return [self.record(rdtype, text) for text in texts]
-
-    @staticmethod
-    def record(rdtype: str, text: str) -> dns.rdata.Rdata:
-        if rdtype == "TXT":
-            # Built from the string itself: zone-file text would need quoting.
-            return dns.rdtypes.ANY.TXT.TXT(
-                dns.rdataclass.IN, dns.rdatatype.TXT, [text.encode("utf-8")]
-            )
-        return dns.rdata.from_text(
-            dns.rdataclass.IN,
-            dns.rdatatype.from_text(rdtype),
-            text,
-            origin=dns.name.root,
-            relativize=False,
-        )
+        return [record(rdtype, text) for text in texts]
 
 
 def no_dns(name: str, rdtype: str) -> list[dns.rdata.Rdata]:

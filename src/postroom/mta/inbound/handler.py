@@ -149,7 +149,7 @@ class InboundHandler:
         if refusal is not None:
             log.info("queue_id=%s rcpt refused: %s", queue_id, refusal.text)
             return refusal.wire()
-        client_ip = _client_ip(session)
+        client_ip = client_ip_of(session)
         inbox_target = self.bounces.target(address) if self.bounces is not None else None
         if isinstance(inbox_target, Reply) and self.local.is_local_domain(address):
             # The bounce domain is also a linked domain: not a token of ours, so the
@@ -203,7 +203,7 @@ class InboundHandler:
         if has_bare_line_ending(content):
             log.info("refused queue_id=%s: bare CR or LF in DATA", queue_id)
             return Reply(550, "5.5.2", "Bare CR or LF in message data is not accepted").wire()
-        client_ip = _client_ip(session)
+        client_ip = client_ip_of(session)
         header_end = _header_end(content)
         headers, body = content[:header_end], content[header_end:]
         if count_hops(headers) > self.policy.max_hops:
@@ -395,6 +395,6 @@ def _declared_size(envelope: Envelope) -> int:
     return 0
 
 
-def _client_ip(session: SmtpSession) -> str:
+def client_ip_of(session: SmtpSession) -> str:
     peer: Any = session.peer
     return peer[0] if isinstance(peer, tuple) else ""

@@ -54,7 +54,7 @@ from postroom.core.reply import Reply
 from postroom.db.models import MessageOrigin
 from postroom.mailbox.smtp_access import SmtpAccess, SmtpAccount, SmtpState
 from postroom.mailbox.usage import ProjectUsage, Reservation
-from postroom.mta.inbound.handler import InboundHandler
+from postroom.mta.inbound.handler import InboundHandler, client_ip_of
 from postroom.mta.inbound.policy import normalise_sender
 from postroom.mta.inbound.ratelimit import RateLimiter
 from postroom.mta.inbound.throttle import AuthThrottle
@@ -128,7 +128,7 @@ class SubmissionHandler(InboundHandler):
         if isinstance(credentials, Reply):
             return credentials.wire()
         username, password = credentials
-        client_ip = _client_ip(session)
+        client_ip = client_ip_of(session)
         verdict = self.throttle.check(client_ip, username)
         if verdict.locked:
             log.warning("auth locked client=%s user=<%s>: %s", client_ip, username, verdict.reason)
@@ -303,8 +303,3 @@ def _decoded(text: str) -> bytes | Reply:
         return b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         return Reply(501, "5.5.2", "Cannot decode base64")
-
-
-def _client_ip(session: SmtpSession) -> str:
-    peer = session.peer
-    return peer[0] if isinstance(peer, tuple) else ""
