@@ -8,6 +8,20 @@ CONFIG ?= postroom.toml
 STATE  ?= state
 BIN     = $(VENV)/bin
 
+# apt-get waits up to 5 minutes for another apt or dpkg (unattended-upgrades, a parallel
+# make) instead of failing at once.
+APT_GET = apt-get -o DPkg::Lock::Timeout=300
+# `apt-get update` (apt 2.6, Debian 12) ignores that option for its lists lock and fails
+# at once while another update runs: retry then, for as long (60 tries, 5 s apart).
+APT_UPDATE = for try in $$(seq 60); do \
+	  errors=$$($(APT_GET) update -qq 2>&1 >/dev/null); status=$$?; \
+	  case "$$status $$errors" in \
+	    "0 "*) [ -z "$$errors" ] || echo "$$errors" >&2; exit 0 ;; \
+	    *"Could not get lock"*) [ $$try -gt 1 ] || echo "apt lists locked by another apt-get: waiting"; sleep 5 ;; \
+	    *) echo "$$errors" >&2; exit $$status ;; \
+	  esac; \
+	done; echo "$$errors" >&2; exit 1
+
 # Peers the benchmarks compare against (not needed by the tests).
 BENCH_DEBS = libsisimai-perl
 
@@ -15,7 +29,7 @@ BENCH_DEBS = libsisimai-perl
 TEST_DEBS = postfix swaks nsd bind9-utils postgresql openssl systemd util-linux dovecot-imapd \
             libmail-dkim-perl opendkim-tools
 
-.PHONY: run test venv install install-test test-debs debs lint bench clean
+.PHONY: run test venv install install-test test-debs debs apt-update lint bench clean
 
 run: install
 	$(BIN)/postroom -c $(CONFIG) config init --state-dir $(STATE)
@@ -57,10 +71,14 @@ debs:
 	  guard=""; if [ ! -e /usr/sbin/policy-rc.d ]; then \
 	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && guard=1; \
 	  fi; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; status=$$?; \
+	  ( $(APT_UPDATE) ) && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq $$missing; \
+	  status=$$?; \
 	  if [ -n "$$guard" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
 	  exit $$status; \
 	fi
+
+apt-update:
+	@$(APT_UPDATE)
 
 lint: install-test
 	$(BIN)/ruff check src tests bench
