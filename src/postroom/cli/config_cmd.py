@@ -55,7 +55,7 @@ def init_config(args: argparse.Namespace) -> int:
             raise CliError(f"{error.filename or path}: cannot write: {error.strerror}") from None
         print(f"{path}: written")
     config = load_config(path)  # what we wrote must pass our own check
-    print(trial.trial_notes(path, config), end="")
+    print(trial.trial_notes(path, config, trial.scripts_dir_off_path()), end="")
     return 0
 
 

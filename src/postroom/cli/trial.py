@@ -8,10 +8,12 @@ Submission needs a certificate, so `write_trial_certificate` makes one for the t
 self-signed, for [server] hostname, localhost, 127.0.0.1 and ::1, ECDSA P-256 (every
 client that speaks TLS 1.2, the listener's minimum, has it; generated at once), a year
 long, in DIR/tls/ under names that say "trial-self-signed"; the key file is mode 0600.
-`trial_notes(path, config)` is what `make run` prints before serving: the config path
-and the `export POSTROOM_CONFIG=...` every other command needs, the listening ports of
-that config, and a first message to send with swaks (`--from` given: swaks's default
-sender root@HOSTNAME is refused where the host name has no dot).
+`trial_notes(path, config, scripts_dir)` is what `make run` prints before serving: the
+config path and the `export POSTROOM_CONFIG=...` every other command needs (and
+`export PATH=...` when `postroom` alone would not find this one: make run's .venv/bin,
+from `scripts_dir_off_path()`), the listening ports of that config, and a first message
+to send with swaks (`--from` given: swaks's default sender root@HOSTNAME is refused
+where the host name has no dot).
 
 Config keys read (for the notes): [smtp.inbound] listen, relay_networks,
 [smtp.submission] listen, tls_listen, [tls] cert. No untrusted input.
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 from pathlib import Path
 
 from postroom.config import Config
@@ -127,7 +131,17 @@ def _client_address(listen: str, path: str) -> tuple[str, int]:
     return wildcard.get(host, host), port
 
 
-def trial_notes(config_path: Path, config: Config) -> str:
+def scripts_dir_off_path() -> Path | None:
+    """The directory of the running `postroom` when `postroom` alone would not run it."""
+    scripts = Path(sys.executable).parent
+    ours = scripts / "postroom"
+    found = shutil.which("postroom")
+    if not ours.exists() or (found is not None and os.path.samefile(found, ours)):
+        return None
+    return scripts.absolute()
+
+
+def trial_notes(config_path: Path, config: Config, scripts_dir: Path | None = None) -> str:
     inbound = config.smtp.inbound
     submission = config.smtp.submission
     lines = [
@@ -135,8 +149,10 @@ def trial_notes(config_path: Path, config: Config) -> str:
         f"Config: {config_path}",
         "Every postroom command reads it; in another shell:",
         f"  export POSTROOM_CONFIG={config_path}",
-        "Listening once `serve` runs:",
     ]
+    if scripts_dir is not None:
+        lines.append(f"  export PATH={scripts_dir}:$PATH")
+    lines.append("Listening once `serve` runs:")
     relays = ", ".join(inbound.relay_networks) or "nobody"
     for listen in inbound.listen:
         lines.append(f"  {listen:22} port 25: mail in; relaying for {relays}")

@@ -84,6 +84,12 @@ def test_an_existing_config_is_kept_and_still_explained(
     assert config_path.read_text() == before
 
 
+def test_notes_add_the_scripts_directory_to_path_when_given() -> None:
+    notes = trial_notes(Path("/srv/postroom.toml"), Config(), Path("/srv/checkout/.venv/bin"))
+    assert "  export PATH=/srv/checkout/.venv/bin:$PATH\n" in notes
+    assert "export PATH" not in trial_notes(Path("/srv/postroom.toml"), Config(), None)
+
+
 def test_notes_send_a_wildcard_listener_s_clients_to_loopback() -> None:
     config = Config(smtp=SmtpConfig(inbound=InboundConfig(listen=("0.0.0.0:25",))))
     notes = trial_notes(Path("/etc/postroom/postroom.toml"), config)
