@@ -96,6 +96,9 @@ build_venv() {
     "$SYSTEM_PYTHON" -m venv --without-pip "$stage"
     spec=.
     [ -z "$EXTRAS" ] || spec=".[$EXTRAS]"
+    # pip builds the wheel in the checkout's build/, where setuptools never removes the
+    # copy of a module deleted since the last build: start from an empty one.
+    rm -rf build
     # pip runs from the build environment and installs into the new one (`--python`), so
     # the application's virtualenv holds no pip; bytecode is compiled below.
     "$BUILD_PYTHON" -m pip --python "$stage/bin/python" install --quiet --no-compile "$spec"

@@ -1,8 +1,9 @@
 """`make install` and `make uninstall` (tools/install.sh), as a packager and as a sysadmin.
 
-Into a DESTDIR: the tree holds the virtualenv, the /usr/bin symlink, the units, the docs
-and the config with their modes; no file names the DESTDIR (shebangs, pyvenv.cfg and
-bytecode name /opt/postroom). Then, in a private mount namespace where the DESTDIR's
+Into a DESTDIR: the tree holds the virtualenv (and no module left over in build/ from an
+earlier build), the /usr/bin symlink, the units, the docs and the config with their
+modes; no file names the DESTDIR (shebangs, pyvenv.cfg and bytecode name /opt/postroom).
+Then, in a private mount namespace where the DESTDIR's
 /opt/postroom and /usr/bin/postroom appear at their real paths, the installed program
 runs (`--help`, `config check` of the installed config, `config init` and `db upgrade`:
 the migrations are shipped) and `systemd-analyze verify` accepts the installed unit with
@@ -75,6 +76,11 @@ def mode(path: Path) -> int:
 
 def test_install_into_a_destdir_then_uninstall(tmp_path: Path) -> None:
     dest = tmp_path / "dest"
+    # A module deleted since an earlier build, still in setuptools' build/ (install builds
+    # there, as the checkout is its build tree): it must not be installed.
+    stale = REPO / "build" / "lib" / "postroom" / "deleted_since.py"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text("STALE = True\n")
     make("install", f"DESTDIR={dest}")
 
     copies = {
@@ -98,6 +104,7 @@ def test_install_into_a_destdir_then_uninstall(tmp_path: Path) -> None:
     [package] = venv.glob("lib/python3*/site-packages/postroom/__init__.py")
     assert mode(package) == 0o644  # readable by the service's user whatever root's umask
     assert not list(venv.glob("lib/python3*/site-packages/pip"))  # nothing but the app
+    assert not list(venv.glob("lib/python3*/site-packages/postroom/deleted_since*"))
     assert sorted(p.name for p in (dest / "opt").iterdir()) == ["postroom"]  # no .new/.old
     staged = str(dest).encode()
     naming_destdir = [
