@@ -406,6 +406,7 @@ MAIL = b"MAIL FROM:<app@src.test>\r\n"
         (b"NOOP " + b"x" * 600 + b"\r\n", [b"500 5.5.2"]),
         (b"NOOP " + b"x" * 5000 + b"\r\nNOOP\r\n", [b"500 5.5.2", b"250 2.0.0"]),
         (b"\r\n", [b"500 5.5.2"]),
+        (b"HELP\r\n", [b"250 2.0.0 Supported commands: AUTH DATA EHLO HELO HELP MAIL NOOP"]),
         # Pipelining still works.
         (
             MAIL + b"RCPT TO:<user@dest.test>\r\nRSET\r\n",

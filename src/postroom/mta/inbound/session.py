@@ -301,6 +301,7 @@ class Session(SMTP):
             return  # the client left: writing would only make asyncio complain
         await super().push(response)
 
+    @syntax("HELO hostname")
     async def smtp_HELO(self, hostname: str) -> None:
         self._plain_reply = True  # RFC 2034: no enhanced codes in HELO/EHLO replies
         try:
@@ -308,6 +309,7 @@ class Session(SMTP):
         finally:
             self._plain_reply = False
 
+    @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
         self._plain_reply = True
         try:
@@ -334,6 +336,7 @@ class Session(SMTP):
             return None, None
         return parsed
 
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         """aiosmtpd's DATA preconditions, then the whole message in one read (data.py)."""
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
