@@ -382,6 +382,7 @@ MAIL = b"MAIL FROM:<app@src.test>\r\n"
         (b"MAIL FROM:<a@x.test> <b@y.test>\r\n", [b"501 5.5.4"]),  # not a parameter
         (b"MAIL FROM:<a@x.test> FOO=1\r\n", [b"555 5.5.4"]),  # an unknown one
         (b'MAIL FROM:<"app"@src.test>\r\n', [b"250 2.1.0"]),  # needless quotes are fine
+        (b"MAIL FROM:<app@src..test>\r\n", [b"553 5.1.8"]),  # policy: the sender's domain
         (MAIL + b"RCPT TO:<user@dest.test\r\n", [b"250 2.1.0", b"501 5.1.3"]),
         (MAIL + b"RCPT TO:<>\r\n", [b"250 2.1.0", b"501 5.1.3"]),
         (MAIL + b"RCPT TO:<\xff@dest.test>\r\n", [b"250 2.1.0", b"501 5.1.3"]),
