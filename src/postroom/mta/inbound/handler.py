@@ -120,7 +120,7 @@ class InboundHandler:
     ) -> str:
         sender = normalise_sender(address)
         if sender:
-            refusal = check_address(sender, smtputf8=envelope.smtp_utf8)
+            refusal = check_address(sender, smtputf8=envelope.smtp_utf8, sender=True)
             if refusal is not None:
                 return refusal.wire()
         envelope.mail_from = address
