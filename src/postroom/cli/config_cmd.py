@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import socket
 from pathlib import Path
 
@@ -16,10 +18,10 @@ DEV_CONFIG = """\
 # ports, SQLite under {state_dir}. See config/postroom.toml for every key.
 
 [server]
-hostname = "{hostname}"
+hostname = {hostname}
 
 [state]
-dir = "{state_dir}"
+dir = {state_dir}
 
 [smtp.inbound]
 listen = ["127.0.0.1:2525"]
@@ -59,10 +61,18 @@ def init_config(args: argparse.Namespace) -> int:
         print(f"{path}: exists, left as it is")
         return 0
     state_dir = Path(args.state_dir).resolve()
-    text = DEV_CONFIG.format(hostname=socket.getfqdn(), state_dir=state_dir)
+    # JSON strings are TOML basic strings: a '"' or '\\' in the path cannot break the file.
+    text = DEV_CONFIG.format(
+        hostname=json.dumps(socket.getfqdn()), state_dir=json.dumps(str(state_dir))
+    )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        # 0640 like /etc/postroom/postroom.toml: a config grows secrets (a database URL
+        # with its password), and the umask must not make it world-readable.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o640)
+            handle.write(text)
     except OSError as error:
         raise CliError(f"{path}: cannot write: {error.strerror}") from None
     load_config(path)  # what we write must pass our own check
