@@ -3,14 +3,19 @@
 Purpose: postroom owns the mailboxes (address, argon2id password hash, Maildir,
 quota); Dovecot serves them over IMAP. This module renders what Dovecot needs:
 
-- `render_passwd_file(mailboxes)`: one passwd-file line per mailbox,
+- `passwd_line(mailbox)`: its passwd-file line (`check_maildir(path)` checks
+  the path part alone, for a mailbox not created yet),
   `user:{ARGON2ID}<PHC string>::::::userdb_mail=maildir:<path>[ userdb_quota_rule=*:storage=<n>B]`
   (fields user:password:uid:gid:gecos:home:shell:extra_fields; uid and gid
   come from the userdb defaults of `render_config`, home is left empty because
   Dovecot advises against a home equal to the Maildir). Users are full
   addresses in lower case, matching Dovecot's default `auth_username_format = %Lu`.
+- `render_passwd_file(mailboxes)`: one line per mailbox the file can hold, and
+  the others `left_out` with the reason: one bad row (stored by an older
+  version, or by hand) must never keep every other mailbox's change from
+  reaching Dovecot, so it is left out, not fatal.
 - `write_passwd_file(path, mailboxes, group=...)`: the same text, replaced
-  atomically, mode 0640.
+  atomically, mode 0640; returns what was left out.
 - `render_config(...)`: a dovecot.conf fragment (Debian 12 ships 2.3.19) for
   /etc/dovecot/conf.d/99-postroom.conf, also usable inside a complete config.
 
@@ -19,10 +24,12 @@ Dovecot's ARGON2ID scheme (libsodium) verifies them unchanged behind the
 "{ARGON2ID}" prefix (checked against Dovecot 2.3.19.1 with `doveadm pw -t`
 and over IMAP in tests/flow/test_dovecot_imap.py).
 
-Refusals (ValueError): anything that would change the meaning of a line or of
-the config: ":" or whitespace in a field, "%" (Dovecot expands variables in
-extra fields and in paths), a leading "#" (comment line), a relative path, a
-hash that is not argon2id, a negative quota, two mailboxes with one address.
+Refusals (ValueError from `passwd_line` and `render_config`, a `LeftOut` in a
+rendered file): anything that would change the meaning of a line or of the
+config: ":" or whitespace in a field, "%" (Dovecot expands variables in extra
+fields and in paths), a leading "#" (comment line), a relative path or one with
+"." or ".." components, a hash that is not argon2id, a negative quota, a second
+mailbox with an address already written (the first one stays).
 
 Untrusted input: addresses and paths come from our own database, but an
 address was once typed by someone; the refusals above keep it from injecting
@@ -62,31 +69,52 @@ class DovecotMailbox:
     quota_bytes: int
 
 
-def render_passwd_file(mailboxes: Iterable[DovecotMailbox]) -> str:
-    """The passwd-file text for `mailboxes`, one line each, in the given order."""
+@dataclass(frozen=True, slots=True)
+class LeftOut:
+    """A mailbox the passwd-file cannot hold, and why (one line for the operator)."""
+
+    address: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PasswdFile:
+    text: str
+    left_out: tuple[LeftOut, ...]
+
+
+def render_passwd_file(mailboxes: Iterable[DovecotMailbox]) -> PasswdFile:
+    """The passwd-file text for `mailboxes`, one line each in the given order, and
+    the mailboxes left out of it."""
     lines: list[str] = []
+    left_out: list[LeftOut] = []
     seen: set[str] = set()
     for mailbox in mailboxes:
-        line = _passwd_line(mailbox)
+        try:
+            line = passwd_line(mailbox)
+        except ValueError as error:
+            left_out.append(LeftOut(mailbox.address, str(error)))
+            continue
         user = line.split(":", 1)[0]
         if user in seen:
-            raise ValueError(f"two mailboxes for {user!r} in one passwd-file")
+            left_out.append(LeftOut(mailbox.address, f"another mailbox has the login {user!r}"))
+            continue
         seen.add(user)
         lines.append(line)
-    return "".join(line + "\n" for line in lines)
+    return PasswdFile("".join(line + "\n" for line in lines), tuple(left_out))
 
 
 def write_passwd_file(
     path: Path, mailboxes: Iterable[DovecotMailbox], *, group: str | None = None
-) -> None:
+) -> tuple[LeftOut, ...]:
     """Replace `path` atomically (temporary file in the same directory, fsync,
-    rename, fsync of the directory) with mode 0640.
+    rename, fsync of the directory) with mode 0640; returns the mailboxes left out.
 
     Dovecot's auth process runs as the `dovecot` user, so the file must be
     readable by its group: pass `group="dovecot"`. Without `group`, the group
     of the file being replaced is kept, so that an operator's chgrp survives
     every rewrite."""
-    text = render_passwd_file(mailboxes)
+    rendered = render_passwd_file(mailboxes)
     directory = path.parent
     keep_gid = path.stat().st_gid if group is None and path.exists() else None
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
@@ -97,7 +125,7 @@ def write_passwd_file(
                 shutil.chown(temporary, group=group)
             elif keep_gid is not None:
                 os.fchown(handle.fileno(), -1, keep_gid)
-            handle.write(text)
+            handle.write(rendered.text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -109,6 +137,7 @@ def write_passwd_file(
         os.fsync(directory_fd)
     finally:
         os.close(directory_fd)
+    return rendered.left_out
 
 
 def render_config(
@@ -188,7 +217,9 @@ service imap-login {{
 """
 
 
-def _passwd_line(mailbox: DovecotMailbox) -> str:
+def passwd_line(mailbox: DovecotMailbox) -> str:
+    """The mailbox's line (without its line break); ValueError naming what the
+    passwd-file cannot hold."""
     user = mailbox.address.lower()
     _check_field("address", user)
     local, at, domain = user.rpartition("@")
@@ -198,9 +229,7 @@ def _passwd_line(mailbox: DovecotMailbox) -> str:
         raise ValueError(f"an address starting with '#' would be a comment: {mailbox.address!r}")
     if not _ARGON2ID_PHC.fullmatch(mailbox.password_hash):
         raise ValueError(f"password hash for {user!r} is not an argon2id PHC string")
-    _check_field("maildir", mailbox.maildir)
-    if not mailbox.maildir.startswith("/"):
-        raise ValueError(f"maildir must be an absolute path, got {mailbox.maildir!r}")
+    check_maildir(mailbox.maildir)
     if isinstance(mailbox.quota_bytes, bool) or mailbox.quota_bytes < 0:
         raise ValueError(f"quota_bytes must be a non-negative int, got {mailbox.quota_bytes!r}")
     # Fields 3-7 (uid, gid, gecos, home, shell) stay empty: the userdb's
@@ -210,6 +239,16 @@ def _passwd_line(mailbox: DovecotMailbox) -> str:
         # A bare number would be kilobytes; the "B" suffix makes it bytes.
         extra.append(f"userdb_quota_rule=*:storage={mailbox.quota_bytes}B")
     return f"{user}:{{{PASSWORD_SCHEME}}}{mailbox.password_hash}::::::{' '.join(extra)}"
+
+
+def check_maildir(maildir: str) -> None:
+    """ValueError naming what keeps `maildir` out of a passwd-file line."""
+    _check_field("maildir", maildir)
+    if not maildir.startswith("/"):
+        raise ValueError(f"maildir must be an absolute path, got {maildir!r}")
+    if {".", ".."} & set(maildir.split("/")):
+        # A stored name such as ".." would point the Maildir outside the mail root.
+        raise ValueError(f"maildir {maildir!r} has a '.' or '..' component")
 
 
 def _check_field(name: str, value: str) -> None:
