@@ -32,7 +32,7 @@ from postroom.config.loader import parse_size
 from postroom.core.ownership import hand_to_state_owner, tree
 from postroom.mailbox.accounts import Accounts
 from postroom.mailbox.directory import DirectoryError
-from postroom.mailbox.dovecot import check_maildir, render_config
+from postroom.mailbox.dovecot import UnusableValue, check_maildir, render_config
 from postroom.mailbox.maildir import MaildirError, ensure_maildir, remove_maildir, set_quota, usage
 from postroom.mailbox.names import (
     InvalidName,
@@ -75,7 +75,18 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     alias_delete.add_argument("target", metavar="TO", nargs="?")
 
     dovecot = add_group(verbs, "dovecot", "what Dovecot needs to serve the Maildirs over IMAP")
-    _action(dovecot, "config", "print a Dovecot config snippet", _dovecot_config)
+    dovecot_config = _action(
+        dovecot, "config", "print a Dovecot config snippet (and what it assumes)", _dovecot_config
+    )
+    dovecot_config.description = (
+        "Print a dovecot.conf fragment that serves the Maildirs over IMAP with logins from "
+        "the passwd-file postroom keeps. It assumes that Dovecot's mail processes run as the "
+        "owner of the Maildirs ([mailbox] dovecot_mail_user and dovecot_mail_group; default: "
+        "the owner of the mail root, the user postroom runs as; never root) and that Dovecot's "
+        "auth process (user dovecot) can read the passwd-file ([mailbox] dovecot_passwd_file, "
+        "group [mailbox] dovecot_group). It checks both on this machine: what to do first is "
+        "listed at the top of the output and on stderr."
+    )
     _action(dovecot, "passwd", "rewrite the Dovecot passwd-file now", _dovecot_passwd)
 
 
@@ -282,15 +293,36 @@ def sync_dovecot(config: Config, accounts: Accounts) -> None:
         print(f"postroom: warning: {report.group_note}", file=sys.stderr)
 
 
+# Where each value of the Dovecot config comes from, for an error that names the key.
+_DOVECOT_KEYS = {
+    "passwd_file": "[mailbox] dovecot_passwd_file (default: [state] dir + /dovecot/passwd)",
+    "mail_root": "[mailbox] root (default: [state] dir + /mail)",
+    "mail_user": "[mailbox] dovecot_mail_user",
+    "mail_group": "[mailbox] dovecot_mail_group",
+    "passwd_group": "[mailbox] dovecot_group",
+}
+
+
 def _dovecot_config(config: Config, accounts: Accounts, args: argparse.Namespace) -> int:
-    print(
-        render_config(
-            passwd_file=config.dovecot_passwd_file,
-            mail_root=config.mail_root,
-            mail_user="postroom",
-            mail_group="postroom",
+    from postroom.mailbox.dovecot_checks import DovecotSetup, problems
+
+    setup = DovecotSetup.for_config(config)
+    notes = problems(setup)
+    try:
+        text = render_config(
+            passwd_file=str(setup.passwd_file),
+            mail_root=str(setup.mail_root),
+            mail_user=setup.mail_user,
+            mail_group=setup.mail_group,
+            passwd_group=setup.passwd_group,
+            notes=notes,
         )
-    )
+    except UnusableValue as error:
+        key = _DOVECOT_KEYS.get(error.name, error.name)
+        raise CliError(f"{args.config}: {key}: {error}") from None
+    print(text)
+    for note in notes:
+        print(f"postroom: dovecot config: not ready: {note}", file=sys.stderr)
     return 0
 
 

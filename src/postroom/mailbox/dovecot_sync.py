@@ -50,11 +50,17 @@ class SyncReport:
 
 
 def sync_passwd_file(accounts: Accounts, path: Path, group: str) -> SyncReport:
-    usable_group, note = _usable_group(group, path)
+    try:
+        gid: int | None = grp.getgrnam(group).gr_gid
+    except KeyError:
+        gid = None  # no Dovecot here (yet): nothing reads the file as that group
+    # Only root or a member may give a file to a group; anyone else keeps the file's
+    # own group (which a setgid directory may have made the right one).
+    may_give = gid is not None and (os.geteuid() == 0 or gid in (os.getegid(), *os.getgroups()))
     if not path.parent.is_dir():
         make_directories(path.parent)
-        if usable_group is not None:
-            os.chown(path.parent, -1, grp.getgrnam(usable_group).gr_gid)
+        if may_give:
+            os.chown(path.parent, -1, gid)
     with _locked(path.parent):
         mailboxes = [
             DovecotMailbox(
@@ -65,22 +71,14 @@ def sync_passwd_file(accounts: Accounts, path: Path, group: str) -> SyncReport:
             )
             for mailbox in accounts.mailboxes()
         ]
-        left_out = write_passwd_file(path, mailboxes, group=usable_group)
+        left_out = write_passwd_file(path, mailboxes, group=group if may_give else None)
+    note = ""
+    if gid is not None and path.stat().st_gid != gid:
+        note = (
+            f"{path} is not in group {group}, as which Dovecot's auth process reads it, and "
+            f"only root or a member may put it there (as root: chgrp {group} {path})"
+        )
     return SyncReport(left_out, note)
-
-
-def _usable_group(name: str, path: Path) -> tuple[str | None, str]:
-    """(group to give the file, or None to keep its own; a note when that is a problem)."""
-    try:
-        gid = grp.getgrnam(name).gr_gid
-    except KeyError:
-        return None, ""  # no Dovecot here (yet): nothing reads the file as that group
-    if os.geteuid() == 0 or gid == os.getegid() or gid in os.getgroups():
-        return name, ""
-    return None, (
-        f"{path} stays in its own group: only root or a member may give it to group {name}, "
-        f"and Dovecot's auth process reads it as that group (as root: chgrp {name} {path})"
-    )
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ import pytest
 from postroom.mailbox.dovecot import (
     DovecotMailbox,
     LeftOut,
+    UnusableValue,
     passwd_line,
     render_config,
     render_passwd_file,
@@ -217,3 +218,29 @@ def test_config_refuses_values_that_would_break_it(overrides: dict[str, object])
     }
     with pytest.raises(ValueError):
         render_config(**arguments)  # type: ignore[arg-type]
+
+
+def test_config_says_what_it_assumes_and_lists_what_to_do_first() -> None:
+    arguments = {
+        "passwd_file": "/etc/dovecot/postroom/passwd",
+        "mail_root": "/var/lib/postroom/mail",
+        "mail_user": "postroom",
+        "mail_group": "postroom",
+        "passwd_group": "dovecot",
+    }
+    ready = render_config(**arguments)
+    assert '# - the Maildirs under /var/lib/postroom/mail ("root") belong to postroom:postroom' in (
+        ready
+    )
+    assert '# - postroom rewrites /etc/dovecot/postroom/passwd ("dovecot_passwd_file")' in ready
+    assert 'mode 0640, group dovecot ("dovecot_group")' in ready
+    assert "# Checked on this machine when generated: all of this holds.\n" in ready
+    note = "create the user " + "x" * 100  # a long note is wrapped, every line a comment
+    waiting = render_config(**arguments, notes=[note, "second"])
+    head = waiting.split("passdb {")[0]
+    assert "# NOT READY on this machine (checked when generated); first:\n# - create" in head
+    assert "\n# - second\n" in head
+    assert all(line.startswith("#") for line in head.splitlines() if line)
+    with pytest.raises(UnusableValue) as raised:
+        render_config(**{**arguments, "passwd_group": "dove cot"})
+    assert raised.value.name == "passwd_group"

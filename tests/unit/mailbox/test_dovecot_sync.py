@@ -114,31 +114,35 @@ def nobody_home() -> Iterator[Path]:
     shutil.rmtree(directory)
 
 
+def sync_as_nobody(config: Path) -> subprocess.CompletedProcess[str]:
+    as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    command = [sys.executable, "-m", "postroom.cli.main", "-c", str(config), "dovecot", "passwd"]
+    return subprocess.run(
+        [*as_nobody, *command], capture_output=True, text=True, timeout=60, cwd=config.parent
+    )
+
+
 def test_a_caller_outside_dovecots_group_still_writes_the_file(nobody_home: Path) -> None:
     """`make run` as an ordinary user on a machine with Dovecot: the file cannot be given to
-    group dovecot, which used to fail every mailbox change; now it is written with a note."""
+    group dovecot, which used to fail every mailbox change (EPERM); now it is written with a
+    note, and none once it lives in the setgid directory `dovecot config` suggests."""
     assert os.geteuid() == 0, "the test drops to nobody"
     assert "nobody" not in grp.getgrnam("dovecot").gr_mem
     config = nobody_home / "postroom.toml"
-    config.write_text(f'[server]\nhostname = "mx.example.test"\n[state]\ndir = "{nobody_home}/s"\n')
-    as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-    result = subprocess.run(
-        [
-            *as_nobody,
-            sys.executable,
-            "-m",
-            "postroom.cli.main",
-            "-c",
-            str(config),
-            "dovecot",
-            "passwd",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=nobody_home,
-    )
+    state = f'[server]\nhostname = "mx.example.test"\n[state]\ndir = "{nobody_home}/s"\n'
+    config.write_text(state)
+    result = sync_as_nobody(config)
     assert result.returncode == 0, result.stderr
     passwd = nobody_home / "s" / "dovecot" / "passwd"
     assert passwd.stat().st_gid == grp.getgrnam("nogroup").gr_gid
     assert f"as root: chgrp dovecot {passwd}" in result.stderr
+
+    setgid = nobody_home / "etc-dovecot-postroom"  # install -d -o nobody -g dovecot -m 2750
+    setgid.mkdir()
+    shutil.chown(setgid, "nobody", "dovecot")
+    setgid.chmod(0o2750)
+    config.write_text(f'{state}[mailbox]\ndovecot_passwd_file = "{setgid}/passwd"\n')
+    for _ in range(2):  # created, then replaced: the group stays Dovecot's
+        result = sync_as_nobody(config)
+        assert (result.returncode, result.stderr) == (0, "")
+        assert (setgid / "passwd").stat().st_gid == grp.getgrnam("dovecot").gr_gid
