@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import select
+from tests.fakes.mailbox_rows import insert_mailbox_row
 from tests.peers.dovecot import AUTH_GROUP, DovecotServer
 from tests.peers.postroom import PostroomServer
 
 from postroom.db.engine import make_engine
-from postroom.db.models import domains, mailboxes
 from postroom.mailbox.directory import Directory
 from postroom.mailbox.dovecot import DovecotMailbox, write_passwd_file
 
@@ -115,19 +114,8 @@ def test_a_bad_stored_name_never_stops_changes_reaching_dovecot(tmp_path: Path) 
         dovecot.hand_over(dovecot.mail_root / "shop.test")
         assert imap_login(dovecot, "bob@shop.test", PASSWORD)
 
-        with engine.begin() as conn:
-            domain_id = conn.execute(select(domains.c.id)).scalar_one()
-            for address in ("a%d@shop.test", "#x@shop.test"):
-                conn.execute(
-                    mailboxes.insert().values(
-                        domain_id=domain_id,
-                        address=address,
-                        password_hash=PasswordHasher().hash(PASSWORD),
-                        quota_bytes=0,
-                        created_at=0.0,
-                        updated_at=0.0,
-                    )
-                )
+        for address in ("a%d@shop.test", "#x@shop.test"):
+            insert_mailbox_row(engine, address, PasswordHasher().hash(PASSWORD))
         engine.dispose()
         deleted = postroom.cli("mailbox", "delete", "bob@shop.test", "--yes")
         changed = postroom.cli(

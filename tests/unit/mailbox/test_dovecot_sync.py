@@ -15,14 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
+from tests.fakes.mailbox_rows import ANY_HASH, insert_mailbox_row
 
-from postroom.db.models import domains, mailboxes
 from postroom.mailbox.accounts import Accounts, Mailbox
 from postroom.mailbox.directory import Directory
 from postroom.mailbox.dovecot_sync import sync_passwd_file
 
-HASH = "$argon2id$v=19$m=65536,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
 WAIT_S = 10.0
 
 
@@ -44,19 +43,8 @@ def test_the_file_is_the_database_and_a_bad_row_is_only_left_out(
 ) -> None:
     path = tmp_path / "dovecot" / "passwd"
     for name in ("alice", "bob"):
-        accounts.add_mailbox(f"{name}@example.test", HASH, 0)
-    with engine.begin() as conn:
-        domain_id = conn.execute(select(domains.c.id)).scalar_one()
-        conn.execute(
-            mailboxes.insert().values(
-                domain_id=domain_id,
-                address="a%d@example.test",
-                password_hash=HASH,
-                quota_bytes=0,
-                created_at=0.0,
-                updated_at=0.0,
-            )
-        )
+        accounts.add_mailbox(f"{name}@example.test", ANY_HASH, 0)
+    insert_mailbox_row(engine, "a%d@example.test")
     report = sync_passwd_file(accounts, path, "nogroup")
     assert logins(path) == ["alice@example.test", "bob@example.test"]
     assert [left.address for left in report.left_out] == ["a%d@example.test"]
@@ -74,7 +62,7 @@ def test_two_rewrites_at_once_land_in_the_order_they_read(
     accounts: Accounts, tmp_path: Path
 ) -> None:
     path = tmp_path / "passwd"
-    accounts.add_mailbox("alice@example.test", HASH, 0)
+    accounts.add_mailbox("alice@example.test", ANY_HASH, 0)
     has_read, may_write = threading.Event(), threading.Event()
 
     class SlowReader(Accounts):
@@ -91,7 +79,7 @@ def test_two_rewrites_at_once_land_in_the_order_they_read(
     first.start()
     try:
         assert has_read.wait(WAIT_S)
-        accounts.add_mailbox("bob@example.test", HASH, 0)
+        accounts.add_mailbox("bob@example.test", ANY_HASH, 0)
         second = threading.Thread(target=sync_passwd_file, args=(accounts, path, "nogroup"))
         second.start()
         # Unlocked, the second rewrite would land now and the stale first one after it.

@@ -7,21 +7,20 @@ changes from reaching it."""
 from __future__ import annotations
 
 import io
-import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from tests.fakes.mailbox_rows import insert_mailbox_row
 
 from postroom.cli.main import main
 from postroom.config import load_config
 from postroom.db.engine import make_engine
-from postroom.db.models import domains, mailboxes
+from postroom.db.models import mailboxes
 from postroom.mailbox.directory import Directory
 
 PASSWORD = "tulip-harbour-42-lantern"
 NEW_PASSWORD = "copper-meadow-17-lantern"
-HASH = "$argon2id$v=19$m=65536,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
 
 
 @pytest.fixture
@@ -57,21 +56,8 @@ def add(config: Path, capsys, monkeypatch, address: str) -> tuple[int, str, str]
 
 
 def store_row(config: Path, address: str) -> None:
-    """A mailbox row as an older version or a hand-written INSERT left it."""
     engine = make_engine(load_config(config).database_url)
-    with engine.begin() as conn:
-        domain_id = conn.execute(select(domains.c.id).where(domains.c.name == "shop.test"))
-        now = time.time()
-        conn.execute(
-            mailboxes.insert().values(
-                domain_id=domain_id.scalar_one(),
-                address=address,
-                password_hash=HASH,
-                quota_bytes=0,
-                created_at=now,
-                updated_at=now,
-            )
-        )
+    insert_mailbox_row(engine, address)
     engine.dispose()
 
 
