@@ -112,3 +112,19 @@ def test_an_older_database_loses_only_the_bits_of_others(tmp_path: Path) -> None
     prepare_sqlite_file(database)
     # Group bits are the operator's choice (a backup group, say); others had no business.
     assert (mode(database), mode(wal)) == (0o660, 0o640)
+
+
+def test_a_state_directory_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "postroom.toml"
+    config.write_text('[state]\ndir = "/proc/postroom-state"\n')  # not even root may
+    result = subprocess.run(
+        [sys.executable, "-m", "postroom.cli.main", "-c", str(config), "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(
+        "postroom: cannot create the SQLite database /proc/postroom-state/postroom.db: "
+        "/proc/postroom-state: "
+    )
