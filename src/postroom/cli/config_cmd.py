@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import socket
 from pathlib import Path
 
@@ -48,9 +50,13 @@ def init_config(args: argparse.Namespace) -> int:
         try:
             cert, key = trial.write_trial_certificate(state_dir / "tls", hostname)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(
-                trial.trial_config_text(hostname, state_dir, cert, key), encoding="utf-8"
-            )
+            text = trial.trial_config_text(hostname, state_dir, cert, key)
+            # 0640 like /etc/postroom/postroom.toml: a config grows secrets (a database URL
+            # with its password), and the umask must not make it world-readable.
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                os.fchmod(handle.fileno(), 0o640)
+                handle.write(text)
         except OSError as error:
             raise CliError(f"{error.filename or path}: cannot write: {error.strerror}") from None
         print(f"{path}: written")

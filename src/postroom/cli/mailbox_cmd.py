@@ -5,15 +5,17 @@ Mailboxes live on verified domains only. Passwords come from stdin
 (`--password-stdin`, one line), from a prompt on a terminal, or are generated
 and printed once; weak ones are refused before anything is written. Every
 change rewrites the Dovecot passwd-file ([mailbox] dovecot_passwd_file) so
-that IMAP logins follow at once. Bad input: one line naming the problem, exit 2,
-nothing half-created.
+that IMAP logins follow at once; a stored mailbox the file cannot hold is left
+out with a warning on stderr, never blocking the others. Bad input: one line
+naming the problem, exit 2, nothing half-created: a new name is checked against
+the naming rule (`names.new_mailbox_address`) and its Maildir path against the
+passwd-file before the password is asked for and anything is written.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
-import grp
 import secrets
 import sys
 from pathlib import Path
@@ -30,9 +32,15 @@ from postroom.config.loader import parse_size
 from postroom.core.ownership import hand_to_state_owner, tree
 from postroom.mailbox.accounts import Accounts
 from postroom.mailbox.directory import DirectoryError
-from postroom.mailbox.dovecot import DovecotMailbox, render_config, write_passwd_file
+from postroom.mailbox.dovecot import UnusableValue, check_maildir, render_config
 from postroom.mailbox.maildir import MaildirError, ensure_maildir, remove_maildir, set_quota, usage
-from postroom.mailbox.names import InvalidName, normalise_address, normalise_domain
+from postroom.mailbox.names import (
+    InvalidName,
+    lookup_address,
+    new_mailbox_address,
+    normalise_address,
+    normalise_domain,
+)
 from postroom.mailbox.passwords import hash_password, weakness
 
 
@@ -67,7 +75,18 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     alias_delete.add_argument("target", metavar="TO", nargs="?")
 
     dovecot = add_group(verbs, "dovecot", "what Dovecot needs to serve the Maildirs over IMAP")
-    _action(dovecot, "config", "print a Dovecot config snippet", _dovecot_config)
+    dovecot_config = _action(
+        dovecot, "config", "print a Dovecot config snippet (and what it assumes)", _dovecot_config
+    )
+    dovecot_config.description = (
+        "Print a dovecot.conf fragment that serves the Maildirs over IMAP with logins from "
+        "the passwd-file postroom keeps. It assumes that Dovecot's mail processes run as the "
+        "owner of the Maildirs ([mailbox] dovecot_mail_user and dovecot_mail_group; default: "
+        "the owner of the mail root, the user postroom runs as; never root) and that Dovecot's "
+        "auth process (user dovecot) can read the passwd-file ([mailbox] dovecot_passwd_file, "
+        "group [mailbox] dovecot_group). It checks both on this machine: what to do first is "
+        "listed at the top of the output and on stderr."
+    )
     _action(dovecot, "passwd", "rewrite the Dovecot passwd-file now", _dovecot_passwd)
 
 
@@ -89,6 +108,21 @@ def _run(handler, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-d
 def _address(text: str) -> str:
     local, domain = normalise_address(text)
     return f"{local}@{domain}"
+
+
+def _stored_address(accounts: Accounts, text: str) -> str:
+    """The address of an existing mailbox: `_address`, or for a row stored before the
+    naming rules (or by hand) that syntax refuses, the row spelled as typed."""
+    try:
+        return _address(text)
+    except InvalidName:
+        stored = lookup_address(text.strip())
+        if stored is None:
+            raise
+        try:
+            return accounts.mailbox(stored).address
+        except DirectoryError:
+            raise CliError(f"no mailbox {text.strip()!r}") from None
 
 
 def _read_password(args: argparse.Namespace, address: str, config: Config) -> tuple[str, bool]:
@@ -119,8 +153,12 @@ def _quota(text: str | None) -> int:
 
 
 def _add(config: Config, accounts: Accounts, args: argparse.Namespace) -> int:
-    address = _address(args.address)
+    address = new_mailbox_address(args.address)
     quota = _quota(args.quota)
+    try:
+        check_maildir(str(accounts.maildir_of(address)))
+    except ValueError as error:
+        raise CliError(f"mailbox {address}: {error} ([mailbox] root); nothing changed") from None
     password, generated = _read_password(args, address, config)
     mailbox = accounts.add_mailbox(address, hash_password(password), quota)
     try:
@@ -172,7 +210,7 @@ def _list(config: Config, accounts: Accounts, args: argparse.Namespace) -> int:
 
 
 def _passwd(config: Config, accounts: Accounts, args: argparse.Namespace) -> int:
-    address = _address(args.address)
+    address = _stored_address(accounts, args.address)
     accounts.mailbox(address)  # exists, before asking for a password
     password, generated = _read_password(args, address, config)
     accounts.set_password(address, hash_password(password))
@@ -184,7 +222,7 @@ def _passwd(config: Config, accounts: Accounts, args: argparse.Namespace) -> int
 
 
 def _delete(config: Config, accounts: Accounts, args: argparse.Namespace) -> int:
-    address = _address(args.address)
+    address = _stored_address(accounts, args.address)
     mailbox = accounts.mailbox(address)
     if not args.yes:
         keep = "removed" if args.remove_maildir else "kept"
@@ -204,14 +242,14 @@ def _delete(config: Config, accounts: Accounts, args: argparse.Namespace) -> int
     return 0
 
 
-def _alias_source(text: str) -> str:
+def _alias_source(text: str, *, new: bool = False) -> str:
     if text.startswith("@"):
         return "@" + normalise_domain(text[1:])
-    return _address(text)
+    return new_mailbox_address(text, "alias") if new else _address(text)
 
 
 def _alias_add(config: Config, accounts: Accounts, args: argparse.Namespace) -> int:
-    alias = accounts.add_alias(_alias_source(args.source), _address(args.target))
+    alias = accounts.add_alias(_alias_source(args.source, new=True), _address(args.target))
     kind = "catch-all" if alias.source.startswith("@") else "alias"
     print(f"{kind} {alias.source} → {alias.target}")
     return 0
@@ -236,38 +274,55 @@ def _alias_delete(config: Config, accounts: Accounts, args: argparse.Namespace) 
 
 
 def sync_dovecot(config: Config, accounts: Accounts) -> None:
-    """Rewrite the passwd-file from the database (atomic; Dovecot re-reads it by mtime)."""
-    mailboxes = [
-        DovecotMailbox(
-            address=mailbox.address,
-            password_hash=mailbox.password_hash,
-            maildir=str(mailbox.maildir),
-            quota_bytes=mailbox.quota_bytes,
-        )
-        for mailbox in accounts.mailboxes()
-    ]
+    """Rewrite the passwd-file from the database (atomic; Dovecot re-reads it by mtime);
+    warn on stderr about each mailbox it cannot hold."""
+    from postroom.mailbox.dovecot_sync import sync_passwd_file
+
     path = Path(config.dovecot_passwd_file)
-    group = config.mailbox.dovecot_group
     try:
-        grp.getgrnam(group)
-    except KeyError:
-        group = None  # no Dovecot here (yet): keep whatever group the file has
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-        write_passwd_file(path, mailboxes, group=group)
-    except OSError as error:
+        report = sync_passwd_file(accounts, path, config.mailbox.dovecot_group)
+    except (OSError, TimeoutError) as error:
         raise CliError(f"{path}: cannot write the Dovecot passwd-file: {error}", 1) from None
+    for left in report.left_out:
+        print(
+            f"postroom: warning: mailbox {left.address!r} is not in {path} (no IMAP login): "
+            f"{left.reason}; `postroom mailbox delete '{left.address}' --yes` removes it",
+            file=sys.stderr,
+        )
+    if report.group_note:
+        print(f"postroom: warning: {report.group_note}", file=sys.stderr)
+
+
+# Where each value of the Dovecot config comes from, for an error that names the key.
+_DOVECOT_KEYS = {
+    "passwd_file": "[mailbox] dovecot_passwd_file (default: [state] dir + /dovecot/passwd)",
+    "mail_root": "[mailbox] root (default: [state] dir + /mail)",
+    "mail_user": "[mailbox] dovecot_mail_user",
+    "mail_group": "[mailbox] dovecot_mail_group",
+    "passwd_group": "[mailbox] dovecot_group",
+}
 
 
 def _dovecot_config(config: Config, accounts: Accounts, args: argparse.Namespace) -> int:
-    print(
-        render_config(
-            passwd_file=config.dovecot_passwd_file,
-            mail_root=config.mail_root,
-            mail_user="postroom",
-            mail_group="postroom",
+    from postroom.mailbox.dovecot_checks import DovecotSetup, problems
+
+    setup = DovecotSetup.for_config(config)
+    notes = problems(setup)
+    try:
+        text = render_config(
+            passwd_file=str(setup.passwd_file),
+            mail_root=str(setup.mail_root),
+            mail_user=setup.mail_user,
+            mail_group=setup.mail_group,
+            passwd_group=setup.passwd_group,
+            notes=notes,
         )
-    )
+    except UnusableValue as error:
+        key = _DOVECOT_KEYS.get(error.name, error.name)
+        raise CliError(f"{args.config}: {key}: {error}") from None
+    print(text)
+    for note in notes:
+        print(f"postroom: dovecot config: not ready: {note}", file=sys.stderr)
     return 0
 
 

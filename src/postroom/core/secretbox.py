@@ -26,6 +26,8 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from postroom.core.statefiles import make_directories
+
 DKIM_KEYS_INFO = b"postroom dkim keys"
 """HKDF info string of the sub-key that encrypts DKIM private keys."""
 
@@ -94,7 +96,7 @@ def _create_secret_file(path: Path) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         # The state directory may not exist yet (PostgreSQL: nothing else made it).
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_directories(path.parent)
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)

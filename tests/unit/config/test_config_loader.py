@@ -212,6 +212,9 @@ def test_invalid_values_name_the_key() -> None:
     assert error_for("[tls]\ncert = '/etc/cert.pem'\n").path == "tls"
     assert error_for("[logging]\nformat = 'xml'\n").path == "logging.format"
     assert error_for("[[egress]]\nname = 'a'\naddress = 'not-an-ip'\n").path == "egress[0].address"
+    # Names that go into dovecot.conf and chown as they are.
+    for key in ("dovecot_group", "dovecot_mail_user", "dovecot_mail_group"):
+        assert error_for(f"[mailbox]\n{key} = 'vmail gid=0'\n").path == f"mailbox.{key}"
 
 
 def test_bad_hostname_is_refused() -> None:
