@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from postroom.core.errors import cannot
+
 TEMPLATE = (
     "email,name,first_name,company,city\r\n"
     "ann.smith@example.com,Ann Smith,Ann,Example Ltd,Berlin\r\n"
@@ -95,7 +97,7 @@ def read_contacts_csv(path: Path) -> ParsedCsv:
         with path.open("rb") as file:
             data = file.read(MAX_FILE_BYTES + 1)  # bounded, for pipes and devices too
     except OSError as error:
-        raise CsvError(f"{path}: cannot read: {error.strerror}") from None
+        raise CsvError(cannot(path, "read", error)) from None
     if len(data) > MAX_FILE_BYTES:
         raise CsvError(f"{path}: larger than {MAX_FILE_BYTES} bytes: split it into parts")
     text, encoding = _decode(data)

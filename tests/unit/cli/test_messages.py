@@ -115,6 +115,18 @@ def test_a_file_that_cannot_be_read_is_named_in_one_wording(
     assert err.count("\n") == 1
 
 
+def test_a_bounce_pattern_file_that_cannot_be_read_is_named_in_the_same_wording(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "patterns.toml"
+    config = write_config(tmp_path, extra=f'\n[bounce]\npatterns = ["{missing}"]\n')
+    saved = tmp_path / "bounce.eml"
+    saved.write_bytes(b"Subject: hello\r\n\r\nhi\r\n")
+    status, _, err = run_cli(config, capsys, "bounce", "parse", str(saved))
+    assert status == 2
+    assert err == f"postroom: bounce patterns: {missing}: cannot read: No such file or directory\n"
+
+
 def test_import_reports_what_a_fixed_row_became_and_why(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
