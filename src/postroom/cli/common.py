@@ -145,6 +145,15 @@ def human_size(size_bytes: int) -> str:
     return f"{shown} {unit}"
 
 
+def utc_date(timestamp: object) -> str:
+    """`2026-11-27 14:05 UTC` for Unix seconds; "-" for none."""
+    from datetime import UTC, datetime
+
+    if not isinstance(timestamp, int | float):
+        return "-"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def print_json(value: Any) -> None:
     json.dump(value, sys.stdout, indent=None, default=str, ensure_ascii=False)
     sys.stdout.write("\n")

@@ -1,5 +1,6 @@
-"""`postroom project add|list|limit`, `postroom domain add|list|verify|dns|check`,
-`postroom domain dkim rotate|list|refresh`, `postroom dns self`.
+"""`postroom project add|list|limit`, `postroom domain add|list|verify`,
+`postroom domain dkim rotate|list|refresh`; the parsers of `domain dns|check`
+and `dns self` too, whose commands live in `records_cmd`.
 
 A project's message limit counts accepted recipients per UTC calendar month
 (`project limit NAME N|none`; `project list` shows this month's usage). A
@@ -9,25 +10,22 @@ found, creates the DKIM keys), publishes what `domain dns` prints, and checks
 it with `domain check`. Exit status (the CLI's convention): 1 is the answer
 "no" — `domain verify` while the proof is not published, `domain check` while
 a required record is not ok; 2 is bad input, an unknown project or domain, or
-trouble that left the question open (a DNS failure): one line naming the
-problem, nothing changed. `domain dns` and `dns self` warn on stderr (exit 0)
-when `[server] hostname` or another name they publish cannot work in public
-DNS (`localhost`, a single label, an IP address, a special-use TLD).
+trouble that left the question open (a DNS failure, the secret key file): one
+line naming the problem, nothing changed.
 
-Config keys: [server] hostname, [[egress]] address/helo, [bounce] domain,
-[dns] nameservers/spf/spf_host/report_address, [dkim], [secrets] key_file.
+Config keys: [server] hostname, [[egress]] address/helo, [dns] nameservers,
+[dkim], [secrets] key_file, [state] dir.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from postroom.cli import records_cmd
 from postroom.cli.common import (
     CliError,
     add_action,
@@ -35,8 +33,8 @@ from postroom.cli.common import (
     add_format_option,
     add_group,
     open_database,
-    output_format,
     print_json,
+    utc_date,
 )
 from postroom.cli.table import print_table
 
@@ -45,10 +43,9 @@ if TYPE_CHECKING:
     from postroom.core.dns import Resolver
     from postroom.mailbox.directory import Directory, Domain
     from postroom.mailbox.keyring import Keyring
-    from postroom.mailbox.zone.expected import DomainFacts, Egress, LiveTxt
+    from postroom.mailbox.zone.expected import Egress
     from postroom.mailbox.zone.render import DnsRecord
 
-FORMATS = ("table", "bind", "json")
 Handler = Callable[["Context", argparse.Namespace], int]
 
 
@@ -120,17 +117,17 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     listing.add_argument("--project", metavar="NAME", help="only this project's domains")
     for name, help_text, handler in (
         ("verify", "look up the TXT proof; verified → DKIM keys (exit 1: not published)", _verify),
-        ("dns", "every record the domain needs", _domain_dns),
+        ("dns", "every record the domain needs", records_cmd.domain_dns),
         (
             "check",
             "compare live DNS with what is needed (exit 1: a required record is not ok)",
-            _domain_check,
+            records_cmd.domain_check,
         ),
     ):
         action = _action(domain, name, help_text, handler)
         action.add_argument("domain", metavar="DOMAIN", help=_DOMAIN_HELP)
         if name == "dns":
-            add_format_option(action, FORMATS)
+            add_format_option(action, records_cmd.FORMATS)
 
     dkim_parser = domain.add_parser("dkim", help="DKIM keys and their rotation")
     add_config_option(dkim_parser)
@@ -145,8 +142,10 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         )
 
     dns = add_group(verbs, "dns", "records of this appliance itself")
-    own = _action(dns, "self", "the SPF include host and reverse DNS of egress IPs", _dns_self)
-    add_format_option(own, FORMATS)
+    own = _action(
+        dns, "self", "the SPF include host and reverse DNS of egress IPs", records_cmd.dns_self
+    )
+    add_format_option(own, records_cmd.FORMATS)
 
 
 _DOMAIN_HELP = "a linked domain (Unicode or A-labels, case and final dot ignored)"
@@ -306,112 +305,6 @@ def _verify(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def domain_facts(ctx: Context, domain: Domain) -> DomainFacts:
-    from postroom.mailbox.dkim_keys import KeyAlgorithm, dkim_txt_value
-    from postroom.mailbox.keyring import PUBLISHED_STATES
-    from postroom.mailbox.zone.expected import DkimSelector, DomainFacts, our_spf_mechanisms
-
-    config = ctx.config
-    keys = [k for k in ctx.directory.dkim_keys(domain.name) if k.state in PUBLISHED_STATES]
-    return DomainFacts(
-        domain=domain.name,
-        verification_text=domain.verification_text,
-        mail_host=ctx.mail_host,
-        spf_mechanisms=our_spf_mechanisms(config.dns.spf, config.spf_host.lower(), ctx.egress),
-        report_address=config.dns.report_address or f"postmaster@{domain.name}",
-        dkim=tuple(
-            DkimSelector(
-                key.selector, key.state, dkim_txt_value(KeyAlgorithm(key.algorithm), key.public_key)
-            )
-            for key in keys
-        ),
-    )
-
-
-async def _live_txt(resolver: Resolver, domain: str) -> LiveTxt:
-    """The published SPF and DMARC records the snippet must merge with (best effort)."""
-    import contextlib
-
-    from postroom.core.dns import DnsError
-    from postroom.mailbox.zone.dmarc import is_dmarc
-    from postroom.mailbox.zone.expected import LiveTxt, dmarc_host
-    from postroom.mailbox.zone.spf import is_spf
-
-    spf: tuple[str, ...] = ()
-    dmarc = None
-    # No answer (or a failed lookup) means nothing to merge with: the snippet
-    # then shows the record to create, and `domain check` reports the failure.
-    with contextlib.suppress(DnsError):
-        spf = tuple(r for r in await resolver.txt(domain) if is_spf(r))
-    with contextlib.suppress(DnsError):
-        found = [r for r in await resolver.txt(dmarc_host(domain)) if is_dmarc(r)]
-        dmarc = found[0] if len(found) == 1 else None
-    return LiveTxt(spf=spf, dmarc=dmarc)
-
-
-def _domain_dns(ctx: Context, args: argparse.Namespace) -> int:
-    import asyncio
-
-    from postroom.mailbox.zone.expected import domain_records
-
-    form = output_format(args, FORMATS)
-    domain = ctx.domain(args.domain)
-    live = asyncio.run(_live_txt(ctx.resolver(), domain.name))
-    records = domain_records(domain_facts(ctx, domain), live)
-    if not domain.verified:
-        note = "unverified: DKIM keys are created by `postroom domain verify`"
-    else:
-        note = f"verified {_date(domain.verified_at)}"
-    _warn_public_names(ctx, egress=False)
-    _print_records(records, form, f"{domain.name} ({note})")
-    return 0
-
-
-def _warn_public_names(ctx: Context, *, egress: bool) -> None:
-    """A warning on stderr for each name the records use that public DNS cannot serve
-    (`localhost`, a single label, ...): such records are printed, but cannot work."""
-    from postroom.core.hostnames import public_name_problems
-
-    for problem in public_name_problems(ctx.config, egress=egress):
-        print(
-            f"postroom: warning: {problem}: the records naming it cannot work; {problem.advice}",
-            file=sys.stderr,
-        )
-
-
-def _print_records(records: list[DnsRecord], form: str, title: str) -> None:
-    from postroom.mailbox.zone.render import records_json, render_bind, render_table
-
-    if form == "json":
-        print_json(records_json(records))
-    elif form == "bind":
-        print(render_bind(records, header=f"records for {title}, generated by postroom"), end="")
-    else:
-        print(f"records for {title}")
-        print(render_table(records), end="")
-
-
-def _domain_check(ctx: Context, args: argparse.Namespace) -> int:
-    import asyncio
-
-    from postroom.mailbox.zone.audit import audit_domain
-
-    domain = ctx.domain(args.domain)
-    report = asyncio.run(audit_domain(domain_facts(ctx, domain), ctx.resolver()))
-    if args.json:
-        print_json(report.as_json())
-    else:
-        print(f"{'VERDICT':8}  {'REQ':3}  {'TYPE':5}  NAME")
-        for row in report.rows:
-            print(f"{row.verdict:8}  {'yes' if row.required else 'no':3}  {row.type:5}  {row.name}")
-            if row.verdict != "ok":
-                print(f"{'':20}expected: {row.expected}")
-                print(f"{'':20}found:    {row.found or '(nothing)'}")
-            print(f"{'':20}{row.reason}")
-        print("ok" if report.ok else "NOT OK: a required record is missing or wrong")
-    return 0 if report.ok else 1
-
-
 # -- DKIM -------------------------------------------------------------------------
 
 
@@ -455,7 +348,7 @@ def _dkim_list(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     print_table(
         ("SELECTOR", "ALGORITHM", "STATE", "SINCE"),
-        [(r["selector"], r["algorithm"], r["state"], _date(r["since"])) for r in rows],
+        [(r["selector"], r["algorithm"], r["state"], utc_date(r["since"])) for r in rows],
     )
     return 0
 
@@ -478,20 +371,3 @@ def _dkim_refresh(ctx: Context, args: argparse.Namespace) -> int:
     if not transitions:
         print("no change")
     return 0
-
-
-def _dns_self(ctx: Context, args: argparse.Namespace) -> int:
-    from postroom.mailbox.zone.expected import self_records
-
-    form = output_format(args, FORMATS)
-    config = ctx.config
-    records = self_records(ctx.mail_host, config.spf_host.lower(), ctx.egress, config.bounce_domain)
-    _warn_public_names(ctx, egress=True)
-    _print_records(records, form, f"this appliance ({config.server.hostname})")
-    return 0
-
-
-def _date(timestamp: object) -> str:
-    if not isinstance(timestamp, int | float):
-        return "-"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
