@@ -113,6 +113,7 @@ bench: install-test test-debs
 	$(BIN)/python bench/bounces.py
 	$(BIN)/python bench/addresses.py
 	$(BIN)/python bench/import_csv.py
+	$(BIN)/python bench/cli_startup.py
 
 clean:
 	rm -rf $(VENV) $(STATE) build src/*.egg-info .pytest_cache .ruff_cache

@@ -178,5 +178,5 @@ def test_queue_show_and_stats_describe_a_delivered_message(
     stats = relay.cli_json("queue", "stats")
     assert stats["by_state"]["delivered"] >= 1
     missing = relay.cli("queue", "show", "0000000000000000", check=False)
-    assert missing.returncode == 1
+    assert missing.returncode == 2  # not found
     assert "no message with queue id" in missing.stderr

@@ -37,6 +37,9 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+
+from postroom.core.errors import cannot
 
 TEMPLATE = (
     "email,name,first_name,company,city\r\n"
@@ -105,7 +108,7 @@ def read_contacts_csv(path: Path) -> ParsedCsv:
         with path.open("rb") as file:
             data = file.read(MAX_FILE_BYTES + 1)  # bounded, for pipes and devices too
     except OSError as error:
-        raise CsvError(f"{path}: cannot read: {error.strerror}") from None
+        raise CsvError(cannot(path, "read", error)) from None
     if len(data) > MAX_FILE_BYTES:
         raise CsvError(f"{path}: larger than {MAX_FILE_BYTES} bytes: split it into parts")
     text, encoding = _decode(data)
@@ -176,6 +179,20 @@ def _read_rows(path: Path, text: str, encoding: str, delimiter: str) -> ParsedCs
     return ParsedCsv(encoding, delimiter, columns, tuple(rows))
 
 
+# The validator's reasons that come with a corrected domain in `suggestion`, and how a
+# report says why a row was fixed with it ("{}": the corrected domain).
+FIX_REASONS = MappingProxyType(
+    {
+        "typo_domain": "typo of {}",
+        "typo_domain_suspected": "likely a typo of {}",
+        "confusable": "lookalike of {}",
+        "mixed_script": "mixed scripts, read as {}",
+    }
+)
+# Notes that the input was cleaned: the row is imported as "fixed".
+_CLEANED = frozenset({"junk_trimmed", "display_name"})
+
+
 def plan_import(
     rows: Sequence[CsvRow],
     verdicts: Sequence[object],
@@ -187,9 +204,7 @@ def plan_import(
     its suggested address, for rows whose suggestion the operator chose to apply."""
     plan = ImportPlan()
     for index, (row, verdict) in enumerate(zip(rows, verdicts, strict=True)):
-        applied = (suggested or {}).get(index)
-        final = applied if applied is not None else verdict
-        outcome = _outcome(row, final, fixed=applied is not None, include_risky=include_risky)
+        outcome = _outcome(row, verdict, (suggested or {}).get(index))
         plan.outcomes.append(outcome)
         if outcome.category in ("accepted", "fixed") or (
             outcome.category == "risky" and include_risky
@@ -198,19 +213,29 @@ def plan_import(
     return plan
 
 
-def _outcome(row: CsvRow, verdict, *, fixed: bool, include_risky: bool) -> RowOutcome:  # type: ignore[no-untyped-def]
+def _outcome(row: CsvRow, verdict, applied) -> RowOutcome:  # type: ignore[no-untyped-def]
+    """The row's outcome. With a suggestion `applied` (the corrected address's verdict),
+    the report must still say what was wrong and what it became: the reasons are the
+    original's that made the suggestion (why it was fixed) or cleaned the input (its
+    other reasons were about the domain now replaced), then the correction's own, and
+    `suggestion` is the correction."""
+    final = applied if applied is not None else verdict
     reasons = tuple(verdict.reasons)
-    category = {"valid": "accepted"}.get(verdict.verdict, verdict.verdict)
-    if category == "accepted" and (fixed or "junk_trimmed" in reasons or "display_name" in reasons):
+    if applied is not None:
+        reasons = tuple(r for r in reasons if r in FIX_REASONS or r in _CLEANED)
+        reasons += tuple(reason for reason in applied.reasons if reason not in reasons)
+    category = {"valid": "accepted"}.get(final.verdict, final.verdict)
+    fixed = applied is not None or not _CLEANED.isdisjoint(reasons)
+    if category == "accepted" and fixed:
         category = "fixed"
     return RowOutcome(
         line=row.line,
         input=row.email,
-        address=verdict.address,
+        address=final.address,
         category=category,
         reasons=reasons,
         suggestion=verdict.suggestion,
-        duplicate_of=verdict.duplicate_of,
+        duplicate_of=final.duplicate_of,
     )
 
 

@@ -88,7 +88,7 @@ def test_create_makes_a_missing_directory(tmp_path: Path) -> None:
 def test_create_where_no_directory_can_be_names_the_path(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a directory")
     path = tmp_path / "a-file" / "secret.key"
-    with pytest.raises(SecretKeyError, match="cannot create secret key file") as raised:
+    with pytest.raises(SecretKeyError, match="cannot create the secret key file: ") as raised:
         SecretBox.load(path, create=True)
     assert str(path) in str(raised.value)
 
