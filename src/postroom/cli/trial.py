@@ -83,6 +83,8 @@ def write_trial_certificate(directory: Path, hostname: str) -> tuple[Path, Path]
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+    from postroom.core.statefiles import FILE_MODE, make_directories
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [
@@ -107,7 +109,8 @@ def write_trial_certificate(directory: Path, hostname: str) -> tuple[Path, Path]
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    directory.mkdir(parents=True, exist_ok=True)
+    # The state directory may not exist yet: it gets the modes every state directory gets.
+    make_directories(directory)
     cert_path = directory / f"{TRIAL_LABEL}-cert.pem"
     key_path = directory / f"{TRIAL_LABEL}-key.pem"
     key_pem = key.private_bytes(
@@ -121,6 +124,7 @@ def write_trial_certificate(directory: Path, hostname: str) -> tuple[Path, Path]
     with os.fdopen(descriptor, "wb") as key_file:
         key_file.write(key_pem)
     cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    cert_path.chmod(FILE_MODE)  # public, but every file of the state directory is 0640
     return cert_path, key_path
 
 

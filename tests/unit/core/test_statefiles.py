@@ -123,7 +123,8 @@ def test_a_state_directory_that_cannot_be_created_is_one_line(tmp_path: Path) ->
         text=True,
         timeout=60,
     )
-    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    # Bad input (the configured state directory), exit 2 like every bad input.
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(
         "postroom: cannot create the SQLite database /proc/postroom-state/postroom.db: "
         "/proc/postroom-state: "
