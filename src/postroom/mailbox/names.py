@@ -9,8 +9,10 @@ or a public suffix ("co.uk", "github.io": those belong to a registry, not to a
 project). `normalise_address(text)` does the same for `local@domain`, with a
 dot-atom local part (RFC 5321 4.1.2, 4.5.3.1 limits) kept in lower case:
 mailboxes are matched case-insensitively, as every mainstream server does.
+`lookup_form`, `lookup_address` and `login_address` give the forms that names
+from mail and AUTH usernames are compared in, cheaply and without a verdict.
 
-Untrusted input: operator text and envelope addresses.
+Untrusted input: operator text, envelope addresses and AUTH usernames.
 RFCs: 5890-5892 (IDNA 2008), UTS #46, 5321, 1035 (label and name lengths).
 """
 
@@ -25,6 +27,7 @@ from publicsuffixlist import PublicSuffixList
 
 _ATOM = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+$")
 MAX_LOCAL_PART = 64
+MAX_LOGIN = 320  # RFC 5321 path limits: a longer username is no address of ours
 
 
 class InvalidName(ValueError):
@@ -96,6 +99,14 @@ def lookup_address(address: str) -> str | None:
         return None
     ascii_domain = lookup_form(domain)
     return None if not ascii_domain else f"{local.lower()}@{ascii_domain}"
+
+
+def login_address(username: str) -> str | None:
+    """The stored form of the mailbox an AUTH username names (`lookup_address`), None
+    when it names none. One function for AUTH and its brute-force throttle: every
+    spelling that can log in to a mailbox ("CEO@Ｂ.ｔｅｓｔ", "ceo@b.test.") is
+    counted as that mailbox."""
+    return lookup_address(username) if len(username) <= MAX_LOGIN else None
 
 
 def display_domain(ascii_name: str) -> str:
