@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import trustme
 from tests.flow.linking import MAIL_HOST, ApplianceZones, link_domain, publish_generated
 from tests.peers.dns import NsdServer
 from tests.peers.postroom import PostroomServer, flow_config, free_tcp_port
-from tests.peers.sinks import AiosmtpdSink, ReceivedMessage
+from tests.peers.sinks import AiosmtpdSink
 
 SINK_IP = "127.0.0.90"
 TRANSACTIONAL_IP = "127.0.0.3"
@@ -139,16 +138,6 @@ def auth_plain(client: smtplib.SMTP, user: str, password: str) -> None:
     """One AUTH PLAIN (login() would try LOGIN too after a refusal: two failures)."""
     client.user, client.password = user, password
     client.auth("PLAIN", client.auth_plain)
-
-
-def wait_for(sink: AiosmtpdSink, token: str) -> ReceivedMessage:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        for received in sink.messages():
-            if token.encode() in received.data:
-                return received
-        time.sleep(0.1)
-    raise AssertionError("the sink did not receive the message")
 
 
 def used(world: World) -> int:

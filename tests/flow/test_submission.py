@@ -34,8 +34,8 @@ from tests.flow.submission_world import (
     starttls_client,
     submission_world,
     used,
-    wait_for,
 )
+from tests.flow.test_relay_flow import wait_token
 
 from postroom.core.dns import Resolver
 from postroom.mta.checks.dkim import DkimResult, verify_dkim
@@ -58,7 +58,7 @@ def test_an_app_submits_over_starttls_and_the_mail_arrives_signed(world: World) 
             "app@shop.test", ["user@far.test"], message("app@shop.test", token)
         )
     assert refused == {}
-    received = wait_for(world.sink, token)
+    [received] = wait_token(world.sink, token)
     assert received.peer_ip == TRANSACTIONAL_IP  # the submission pool's source
     header = received.data.split(b"\r\n\r\n", 1)[0]
     assert b"\r\nDate: " in header and b"Message-ID: <" in header
@@ -81,7 +81,7 @@ def test_implicit_tls_on_465_and_swaks_on_both_ports(world: World) -> None:
     ) as client:
         client.login("app@shop.test", PASSWORD)
         client.sendmail("app@shop.test", ["user@far.test"], message("app@shop.test", token))
-    wait_for(world.sink, token)
+    assert wait_token(world.sink, token)
     for port, tls in ((world.starttls_port, "--tls"), (world.tls_port, "--tls-on-connect")):
         token = uuid.uuid4().hex
         result = subprocess.run(
@@ -111,7 +111,7 @@ def test_implicit_tls_on_465_and_swaks_on_both_ports(world: World) -> None:
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "235 2.7.0 Authentication successful" in result.stdout
-        wait_for(world.sink, token)
+        assert wait_token(world.sink, token)
 
 
 def test_no_auth_before_starttls_and_no_mail_without_auth(world: World) -> None:
@@ -168,7 +168,7 @@ def test_senders_must_be_owned(world: World) -> None:
         client.sendmail("boss@shop.test", ["user@far.test"], message("boss@shop.test", token))
         code, text = client.mail("boss@other.test")
         assert (code, text[:5]) == (553, b"5.7.1"), text
-    wait_for(world.sink, token)
+    assert wait_token(world.sink, token)
 
 
 def test_the_project_message_limit_refuses_and_queues_nothing(world: World) -> None:

@@ -131,6 +131,17 @@ class Rig:
         assert (await client.reply()).startswith(b"220")
         return client
 
+    async def logged_in(self) -> Client:
+        client = await self.connect()
+        reply = await client.login()
+        assert reply.startswith(b"235"), reply
+        return client
+
+    async def hang_up(self, client: Client) -> None:
+        """`client` hangs up; returns once the server saw it (the session is cancelled)."""
+        client.hang_up()
+        await poll(lambda: all(s.transport is None for s in self.sessions), "the hang-up")
+
     async def settle(self) -> None:
         """Until every session's connection is gone and the work it began has ended."""
         await poll(lambda: all(s.transport is None for s in self.sessions), "sessions to end")

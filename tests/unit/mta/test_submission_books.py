@@ -35,8 +35,7 @@ async def test_a_client_hanging_up_while_its_message_commits_keeps_the_books_exa
     tmp_path: Path, password_hash: str
 ) -> None:
     async with submission_rig(tmp_path, message_limit=10, password_hash=password_hash) as rig:
-        client = await rig.connect()
-        assert (await client.login()).startswith(b"235")
+        client = await rig.logged_in()
         replies = await client.transaction(RECIPIENTS)
         assert all(reply.startswith(b"250") for reply in replies), replies
         assert rig.used() == 5
@@ -44,8 +43,7 @@ async def test_a_client_hanging_up_while_its_message_commits_keeps_the_books_exa
         assert (await client.command("DATA")).startswith(b"354")
         client.writer.write(message() + b".\r\n")
         await poll(lambda: "enqueue" in rig.store.pending, "the enqueue to be submitted")
-        client.hang_up()
-        await poll(lambda: all(s.transport is None for s in rig.sessions), "the hang-up")
+        await rig.hang_up(client)
         await rig.gate.open()
         # The message committed: its deliveries reach delivery and its count stands.
         await poll(lambda: len(rig.handed.recipients()) == 5, "the jobs to reach delivery")
@@ -58,14 +56,12 @@ async def test_a_client_hanging_up_while_its_reservation_commits_gets_it_back(
     tmp_path: Path, password_hash: str
 ) -> None:
     async with submission_rig(tmp_path, message_limit=10, password_hash=password_hash) as rig:
-        client = await rig.connect()
-        assert (await client.login()).startswith(b"235")
+        client = await rig.logged_in()
         assert (await client.command("MAIL FROM:<app@shop.test>")).startswith(b"250")
         await rig.gate.close()
         client.writer.write(b"RCPT TO:<user@far.test>\r\n")
         await poll(lambda: "reserve_batch" in rig.store.pending, "the reservation")
-        client.hang_up()
-        await poll(lambda: all(s.transport is None for s in rig.sessions), "the hang-up")
+        await rig.hang_up(client)
         await rig.gate.open()
         await poll(lambda: "release_batch" in rig.store.pending, "the reservation's return")
         await rig.settle()
@@ -76,8 +72,7 @@ async def test_a_client_hanging_up_before_data_gives_everything_back(
     tmp_path: Path, password_hash: str
 ) -> None:
     async with submission_rig(tmp_path, message_limit=10, password_hash=password_hash) as rig:
-        client = await rig.connect()
-        assert (await client.login()).startswith(b"235")
+        client = await rig.logged_in()
         await client.transaction(RECIPIENTS)
         assert rig.used() == 5
         client.hang_up()
@@ -89,8 +84,7 @@ async def test_a_refused_data_gives_its_reservations_back(
     tmp_path: Path, password_hash: str
 ) -> None:
     async with submission_rig(tmp_path, message_limit=10, password_hash=password_hash) as rig:
-        client = await rig.connect()
-        assert (await client.login()).startswith(b"235")
+        client = await rig.logged_in()
         await client.transaction(RECIPIENTS[:2])
         reply = await client.data(message(author="undisclosed-recipients:;"))
         assert reply.startswith(b"550 5.6.0"), reply
@@ -140,8 +134,7 @@ async def test_five_transactions_of_many_recipients_pass_no_more_than_the_rate(
     tmp_path: Path, password_hash: str
 ) -> None:
     async with submission_rig(tmp_path, per_minute=5, password_hash=password_hash) as rig:
-        client = await rig.connect()
-        assert (await client.login()).startswith(b"235")
+        client = await rig.logged_in()
         accepted = 0
         for number in range(5):
             replies = await client.transaction([f"r{number}-{n}@far.test" for n in range(100)])
@@ -163,8 +156,7 @@ async def test_the_rate_boundary_is_exact_and_refused_recipients_cost_nothing(
     async with submission_rig(
         tmp_path, per_day=5, message_limit=3, password_hash=password_hash
     ) as rig:
-        client = await rig.connect()
-        assert (await client.login()).startswith(b"235")
+        client = await rig.logged_in()
         first = await client.transaction(["not-an-address", "a@far.test", "b@far.test"])
         assert [reply[:3] for reply in first] == [b"250", b"553", b"250", b"250"], first
         # c@ fills the project's limit of 3; d@ is refused by it and costs no rate either.
