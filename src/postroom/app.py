@@ -2,8 +2,9 @@
 
 Start: apply migrations, open the queue, return this node's old leases, bind
 the port 25 listeners, start the delivery engine, then tell systemd READY.
-SIGTERM: stop accepting (listeners close), let sessions and deliveries in
-progress finish within `[server] drain_timeout`, flush outcomes, stop.
+SIGTERM: stop accepting (listeners close), let the router's shielded work
+(messages being queued, reservations being given back) and the deliveries in
+progress finish within `[server] drain_timeout` each, flush outcomes, stop.
 SIGHUP: re-read the config; pools, rules and lane limits take effect for new
 work, listener and database changes need a restart (the log says so).
 Config keys: all sections (this is where they meet).
@@ -174,6 +175,11 @@ async def serve(config_path: str) -> int:
         server.close()
     for task in background:
         task.cancel()
+    # Messages being queued for sessions whose clients hung up, reservations being
+    # given back: let them finish while the queue is still open.
+    unfinished = await router.shielded.wait(config.server.drain_timeout)
+    if unfinished:
+        log.warning("drain timeout: %d accepted messages or reservations unsettled", unfinished)
     delivery.drain()
     try:
         await asyncio.wait_for(delivery_task, config.server.drain_timeout)

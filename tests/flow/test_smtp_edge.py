@@ -265,10 +265,10 @@ def test_long_line_in_data_is_refused(edge: PostroomServer, world: World, token:
 def test_idle_client_hears_421_and_is_disconnected(edge: PostroomServer) -> None:
     client = RawClient(edge.smtp_port)
     client.command(b"EHLO app.src.test")
-    started = time.monotonic()
+    # The 1 s idle timeout, well within the socket's 10 s (no upper bound of our own:
+    # a busy machine only delays the reply).
     assert client.reply().startswith(b"421 4.4.2")
     assert client.sock.recv(10) == b""
-    assert time.monotonic() - started < 5
     client.close()
 
 
@@ -292,7 +292,9 @@ def test_slow_data_is_cut_by_the_data_timeout(edge: PostroomServer) -> None:
         if reply:
             break
     assert reply.startswith(b"421 4.4.2"), reply
-    assert 2.5 < time.monotonic() - started < 6
+    # The 3 s data timeout, not the 1 s idle one (which a slow machine could only make
+    # look later, never earlier); the loop above bounds the wait.
+    assert time.monotonic() - started > 2.5
     client.close()
 
 

@@ -149,12 +149,15 @@ class SubmissionConfig:
     """Pool of submitted mail (e.g. "transactional"); empty = [delivery] rules and default.
     An app may still choose one with X-Postroom-Pool."""
     max_per_minute: int = 100
-    """Messages one mailbox may submit per minute (0 = no limit; `smtp limits` overrides)."""
+    """Messages one mailbox may submit per minute, counted per accepted recipient (each
+    leaves as a message of its own); 0 = no limit; `smtp limits` overrides."""
     max_per_day: int = 10_000
-    """Messages one mailbox may submit per day (0 = no limit; `smtp limits` overrides)."""
+    """Messages one mailbox may submit per day, counted per accepted recipient; 0 = no
+    limit; `smtp limits` overrides."""
     auth_max_failures: int = 10
-    """Failed AUTH attempts (per client network or username, within auth_lockout) before
-    a lockout; answers slow down from the fourth."""
+    """Failed AUTH attempts (per client network or account, whatever spelling of its
+    address the username uses, within auth_lockout) before a lockout; answers slow down
+    from the fourth."""
     auth_lockout: Duration = Duration(900)
     """How long a lockout lasts (and how long failures are remembered)."""
 

@@ -27,8 +27,10 @@ is refused too: Dovecot would refuse the login, and it is the subaddress
 separator (RFC 5233, Postfix's recipient_delimiter), so `user+tag` must stay
 free to reach `user`. `mailbox_name_problem(local)` says what is wrong with a
 local part under this rule (None when nothing), for layers that check again.
+`lookup_form`, `lookup_address` and `login_address` give the forms that names
+from mail and AUTH usernames are compared in, cheaply and without a verdict.
 
-Untrusted input: operator text and envelope addresses.
+Untrusted input: operator text, envelope addresses and AUTH usernames.
 RFCs: 5890-5892 (IDNA 2008), UTS #46, 5321, 1035 (label and name lengths).
 """
 
@@ -45,6 +47,7 @@ _ATOM = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+$")
 MAX_LOCAL_PART = 64
 MAILBOX_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-_")
 _MAILBOX_NAME_HINT = "use letters, digits, '.', '-' and '_' (what Dovecot logins and paths take)"
+MAX_LOGIN = 320  # RFC 5321 path limits: a longer username is no address of ours
 
 
 class InvalidName(ValueError):
@@ -116,6 +119,14 @@ def lookup_address(address: str) -> str | None:
         return None
     ascii_domain = lookup_form(domain)
     return None if not ascii_domain else f"{local.lower()}@{ascii_domain}"
+
+
+def login_address(username: str) -> str | None:
+    """The stored form of the mailbox an AUTH username names (`lookup_address`), None
+    when it names none. One function for AUTH and its brute-force throttle: every
+    spelling that can log in to a mailbox ("CEO@Ｂ.ｔｅｓｔ", "ceo@b.test.") is
+    counted as that mailbox."""
+    return lookup_address(username) if len(username) <= MAX_LOGIN else None
 
 
 def display_domain(ascii_name: str) -> str:
