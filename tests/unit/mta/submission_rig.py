@@ -36,7 +36,7 @@ from postroom.mailbox.usage import ProjectUsage
 from postroom.mta.inbound.handler import InboundPolicy
 from postroom.mta.inbound.policy import RelayNetworks
 from postroom.mta.inbound.ratelimit import RateLimiter
-from postroom.mta.inbound.session import ConnectionLimits, Session
+from postroom.mta.inbound.session import ConnectionLimits, ErrorLimits, Session
 from postroom.mta.inbound.submission import SubmissionHandler
 from postroom.mta.inbound.throttle import AuthThrottle, ThrottlePolicy
 from postroom.mta.lanes.pools import PoolTable
@@ -47,6 +47,9 @@ from postroom.mta.router import Router
 APP = "app@shop.test"
 PASSWORD = "copper-meadow-lantern-61"
 WAIT_S = 10.0  # every wait of the rig is bounded by this
+
+
+NO_ERROR_LIMITS = ErrorLimits(junk_commands=10_000, soft_errors=10_000, hard_errors=10_000)
 
 
 @dataclass
@@ -262,6 +265,9 @@ async def submission_rig(
             hostname="mx.test",
             auth_required=True,
             auth_require_tls=False,
+            # The books, not the session's error limits: a rate test's hundreds of 451s
+            # would otherwise be slowed and then disconnected (tested in test_smtp_edge).
+            error_limits=NO_ERROR_LIMITS,
         )
         sessions.append(session)
         return session
