@@ -1,9 +1,11 @@
 """The `postroom serve` process: every listener and worker in one asyncio loop.
 
-Start: apply migrations, open the queue, return this node's old leases, bind
-the port 25 listeners, start the delivery engine, then tell systemd READY.
-SIGTERM: stop accepting (listeners close), let sessions and deliveries in
-progress finish within `[server] drain_timeout`, flush outcomes, stop.
+Start: apply migrations, open the queue, return this node's old leases, start
+the feedback worker (bounces, complaints, replies: its own threads), bind the
+port 25 listeners, start the delivery engine, then tell systemd READY.
+SIGTERM: stop accepting (listeners close), let sessions, feedback jobs and
+deliveries in progress finish within `[server] drain_timeout`, flush
+outcomes, stop.
 SIGHUP: re-read the config; pools, rules and lane limits take effect for new
 work, listener and database changes need a restart (the log says so).
 Config keys: all sections (this is where they meet).
@@ -37,6 +39,7 @@ from postroom.mta.bounce.classify import Classifier, PatternError
 from postroom.mta.bounce.inbox import BounceInbox, BounceIntake
 from postroom.mta.bounce.outbound import BounceFactory
 from postroom.mta.bounce.verp import VERP_KEY_INFO, Verp
+from postroom.mta.bounce.worker import FeedbackWorker
 from postroom.mta.delivery.engine import DeliveryEngine
 from postroom.mta.inbound.handler import InboundHandler
 from postroom.mta.inbound.listeners import start_inbound, start_submission
@@ -80,6 +83,7 @@ class RatingParts:
     verp: Verp
     intake: BounceIntake
     suppression: Suppression
+    feedback: FeedbackWorker
 
 
 def build_rating(config: Config, engine: Engine) -> RatingParts:
@@ -93,6 +97,9 @@ def build_rating(config: Config, engine: Engine) -> RatingParts:
         raise StartupError(str(error)) from None
     contacts = Contacts(engine, Rules(config.rating))
     verp = Verp(secret.derive(VERP_KEY_INFO), config.bounce_domain)
+    feedback = FeedbackWorker(
+        config.bounce.worker_threads, config.bounce.worker_backlog, config.bounce.time_limit
+    )
     return RatingParts(
         contacts=contacts,
         observer=RatingObserver(
@@ -102,9 +109,12 @@ def build_rating(config: Config, engine: Engine) -> RatingParts:
         ),
         verp=verp,
         intake=BounceIntake(
-            BounceInbox(engine, contacts, verp, classifier), config.bounce.feedback_local_part
+            BounceInbox(engine, contacts, verp, classifier),
+            config.bounce.feedback_local_part,
+            feedback,
         ),
         suppression=Suppression(contacts, config.rating.blocked_transactional),
+        feedback=feedback,
     )
 
 
@@ -133,7 +143,7 @@ async def serve(config_path: str) -> int:
     signing_keys = SigningKeys(Directory(engine), Path(config.secret_key_file))
     signing_keys.load()
     signer = OutboundSigner(signing_keys, config.dkim.sign_presigned)
-    router = Router(store, delivery, local, rating.contacts, signer)
+    router = Router(store, delivery, local, rating.contacts, signer, rating.feedback)
     servers: list[asyncio.Server] = []
     try:
         handler, servers = await start_inbound(
@@ -175,8 +185,12 @@ async def serve(config_path: str) -> int:
     for task in background:
         task.cancel()
     delivery.drain()
+    # One drain_timeout for both: feedback jobs (sessions waiting for a bounce's
+    # verdict get it; nothing new is admitted) and the deliveries, side by side.
+    drain_until = loop.time() + config.server.drain_timeout
+    await rating.feedback.drain(config.server.drain_timeout)
     try:
-        await asyncio.wait_for(delivery_task, config.server.drain_timeout)
+        await asyncio.wait_for(delivery_task, max(0.0, drain_until - loop.time()))
     except TimeoutError:
         log.warning("drain timeout: unfinished deliveries return to the queue at next start")
     await store.close()

@@ -4,7 +4,8 @@
 before issue 12 take seconds (or raise), each sized so that the old parser
 took several seconds of CPU on an idle machine while the capped one reads it
 in a few hundredths of a second. Each comes with the verdict kind the capped
-parser gives it ("undefined" when a hard cap stops the parse).
+parser gives it ("undefined" when a hard cap stops the parse). `over_smtp(name)`
+is one with CRLF line ends, for those whose lines SMTP carries.
 
 `Mutator(corpus)`: `case(seed, index)` derives one message from a corpus file,
 deterministically from (seed, index), by one or a few of: byte flips,
@@ -15,18 +16,27 @@ semicolons in Content-Type...), wrapping in nested multiparts or message/rfc822
 parts, and header floods. Most cases stay small; a few grow to about a
 megabyte, the size where a superlinear cost shows.
 
-Shared by tests/unit/mta/test_bounce_hostile.py, tests/unit/mta/test_bounce_fuzz.py
-and bench/fuzz_bounces.py.
+`parse_observed(data)` parses one message and reports its CPU and wall time,
+its verdict kind, the hard caps it logged, and any failure: an exception out of
+`parse_bounce`, or its last-resort handler's "bounce parse failed".
+
+Shared by tests/unit/mta/test_bounce_hostile.py, tests/unit/mta/test_bounce_fuzz.py,
+tests/flow/test_bounce_rating.py and bench/fuzz_bounces.py.
 """
 
 from __future__ import annotations
 
+import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from postroom.mta.bounce.parse import parse_bounce
+
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpora" / "bounces"
+PARSE_LOGGER = "postroom.mta.bounce.parse"
 
 DAEMON = (
     b"From: Mail Delivery System <MAILER-DAEMON@far.test>\r\nTo: <bounce@x.test>\r\n"
@@ -158,6 +168,20 @@ ATTACKS: dict[str, Attack] = {
 }
 
 
+def over_smtp(name: str) -> bytes:
+    """The attack as port 25 takes it: CRLF line ends (a bare LF is refused)."""
+    data = ATTACKS[name].build().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    assert max(len(line) for line in data.split(b"\r\n")) < 998, f"{name}: lines too long"
+    return data
+
+
+def _sized(rng: random.Random, sizes: tuple[int, ...]) -> int:
+    """One of `sizes` (smallest first), each half as likely as the one before: most
+    cases stay small and quick, and every run still has its share of huge ones."""
+    weights = [2 ** (len(sizes) - index) for index in range(len(sizes))]
+    return rng.choices(sizes, weights)[0]
+
+
 def corpus_files() -> list[Path]:
     """Every message of the shared bounce corpus (bounces, not-bounces, flufl.bounce)."""
     return sorted(
@@ -255,7 +279,7 @@ class Mutator:
     def _repeat_span(self, rng: random.Random, data: bytes) -> bytes:
         start = rng.randint(0, len(data))
         span = data[start : start + rng.choice((1, 2, 8, 64, 512))]
-        times = rng.choice((2, 10, 100, 1_000, 10_000))
+        times = _sized(rng, (2, 10, 100, 1_000, 10_000))
         return data[:start] + span * times + data[start:]
 
     def _splice(self, rng: random.Random, data: bytes) -> bytes:
@@ -264,12 +288,12 @@ class Mutator:
 
     def _token_run(self, rng: random.Random, data: bytes) -> bytes:
         token = rng.choice(_TOKENS)
-        size = rng.choice((100, 1_000, 10_000, 100_000, 600_000))
+        size = _sized(rng, (100, 1_000, 10_000, 100_000, 600_000))
         position = rng.randint(0, len(data))
         return data[:position] + token * max(1, size // len(token)) + data[position:]
 
     def _nest(self, rng: random.Random, data: bytes) -> bytes:
-        depth = rng.choice((5, 20, 100, 2_000))
+        depth = _sized(rng, (5, 20, 100, 2_000))
         if rng.random() < 0.5:
             wrapper = b"".join(
                 b'Content-Type: multipart/mixed; boundary="n%d"\r\n\r\n--n%d\r\n' % (i, i)
@@ -281,16 +305,64 @@ class Mutator:
 
     def _header_flood(self, rng: random.Random, data: bytes) -> bytes:
         name = rng.choice((b"Received", b"To", b"X-Junk", b"Subject", b"From"))
-        count = rng.choice((10, 500, 5_000, 50_000))
+        count = _sized(rng, (10, 500, 5_000, 50_000))
         return b"".join(b"%s: v%d@far.test\r\n" % (name, i) for i in range(count)) + data
 
     def _long_header(self, rng: random.Random, data: bytes) -> bytes:
         name = rng.choice((b"Subject", b"From", b"To", b"Auto-Submitted", b"X-Long"))
-        value = rng.choice(_TOKENS) * rng.choice((1_000, 20_000, 200_000))
+        value = rng.choice(_TOKENS) * _sized(rng, (1_000, 20_000, 200_000))
         return name + b": " + value + b"\r\n" + data
 
     def _mime_parameters(self, rng: random.Random, data: bytes) -> bytes:
         parameters = rng.choice((b";", b'x=";', b"a=b;", b"name*0*=utf-8''%41;"))
-        value = b"multipart/mixed; " + parameters * rng.choice((10, 1_000, 50_000))
+        value = b"multipart/mixed; " + parameters * _sized(rng, (10, 1_000, 50_000))
         name = rng.choice((b"Content-Type", b"Content-Disposition"))
         return name + b": " + value + b"\r\n" + data
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One parse watched: its CPU and wall time, verdict kind, and any failure."""
+
+    cpu_s: float
+    wall_s: float
+    kind: str
+    caps: tuple[str, ...]  # the hard caps the parse logged as passed
+    failure: str  # "" when none: the exception raised, or the last resort's log line
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" ({record.exc_info[0].__name__}: {record.exc_info[1]})"  # type: ignore[union-attr]
+        self.messages.append(text)
+
+
+def parse_observed(data: bytes) -> Observation:
+    """`parse_bounce(data)`, watched: its parse-log warnings caught, never raises."""
+    logger = logging.getLogger(PARSE_LOGGER)
+    records = _Records()
+    logger.addHandler(records)
+    propagate, logger.propagate = logger.propagate, False
+    failure, kind = "", "raised"
+    started_cpu, started_wall = time.thread_time(), time.perf_counter()
+    try:
+        kind = parse_bounce(data).kind
+    except BaseException as error:
+        failure = f"{type(error).__name__}: {error}"[:300]
+    finally:
+        cpu_s, wall_s = time.thread_time() - started_cpu, time.perf_counter() - started_wall
+        logger.removeHandler(records)
+        logger.propagate = propagate
+    caps = tuple(
+        message.partition("verdict undefined: ")[2].partition(":")[0]
+        for message in records.messages
+        if "verdict undefined: " in message
+    )
+    failure = failure or next((m for m in records.messages if "parse failed" in m), "")
+    return Observation(cpu_s, wall_s, kind, caps, failure)

@@ -15,7 +15,10 @@ Authentication-Results claiming our authserv-id is removed and ours is put on
 top. It is stamped with a Received header and handed to the router, which
 answers only after the Maildir fsync and the queue's commit: the 250 carries
 the queue id. Errors inside become 451 4.3.0 with the session's queue id, never
-a traceback on the wire.
+a traceback on the wire. Mail for the bounce inbox is processed on the feedback
+worker (mta/bounce/worker.py), never on the threads RCPT lookups use: when that
+worker is full the client gets 451 4.3.2, when its time limit passes 451 4.4.5
+(the sender retries either way; nothing was acted on twice).
 
 Untrusted input: the envelope and the message bytes.
 Config keys: [server] hostname; [smtp.inbound] relay_networks, max_recipients, max_hops;
@@ -40,6 +43,7 @@ from postroom.db.models import MessageOrigin
 from postroom.mailbox.accounts import NOT_LOCAL, LocalTarget, RecipientKind
 from postroom.mailbox.local import LocalMail
 from postroom.mta.bounce.inbox import FEEDBACK, BounceIntake
+from postroom.mta.bounce.worker import FeedbackBusy, FeedbackTimeout
 from postroom.mta.checks.pipeline import CheckOutcome, InboundChecks
 from postroom.mta.checks.policy import Action
 from postroom.mta.checks.results import remove_forged
@@ -192,10 +196,33 @@ class InboundHandler:
         envelope.rcpt_options.extend(options)
         return Reply(250, "2.1.5", "Ok").wire()
 
-    def _process_bounce(self, content: bytes, inbox: dict[str, int]) -> None:
-        assert self.bounces is not None
+    async def _process_bounce(
+        self, content: bytes, inbox: dict[str, int], queue_id: str
+    ) -> Reply | None:
+        """Process the message for the bounce inbox on the feedback worker: None when
+        done, else the temporary refusal that makes the sender try again later."""
+        intake = self.bounces
+        assert intake is not None
         ids = [target for target in inbox.values() if target != FEEDBACK]
-        self.bounces.inbox.process(content, ids, feedback=FEEDBACK in inbox.values())
+        feedback = FEEDBACK in inbox.values()
+        try:
+            await intake.worker.run(
+                lambda deadline: intake.inbox.process(
+                    content, ids, feedback=feedback, deadline=deadline
+                )
+            )
+        except FeedbackBusy:
+            log.warning("queue_id=%s bounce deferred: the feedback worker is full", queue_id)
+            return Reply(451, "4.3.2", f"Too busy for feedback now, try again later ({queue_id})")
+        except FeedbackTimeout as timeout:
+            log.warning("queue_id=%s bounce deferred: %s", queue_id, timeout)
+            return Reply(451, "4.4.5", f"Feedback took too long, try again later ({queue_id})")
+        except Exception:
+            log.exception("bounce processing failed queue_id=%s", queue_id)
+            return Reply.temporary_failure(
+                f"Bounce processing failed, try again later ({queue_id})"
+            )
+        return None
 
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
         queue_id: str = envelope.queue_id
@@ -266,13 +293,9 @@ class InboundHandler:
                 )
         content = received + headers + body
         if inbox:
-            try:
-                await asyncio.to_thread(self._process_bounce, content, inbox)
-            except Exception:
-                log.exception("bounce processing failed queue_id=%s", queue_id)
-                return Reply.temporary_failure(
-                    f"Bounce processing failed, try again later ({queue_id})"
-                ).wire()
+            refusal = await self._process_bounce(content, inbox, queue_id)
+            if refusal is not None:
+                return refusal.wire()
             if len(inbox) == len(envelope.rcpt_tos):
                 return Reply.ok(f"Ok: processed as {queue_id}").wire()
         message = NewMessage(
