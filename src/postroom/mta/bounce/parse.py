@@ -343,7 +343,8 @@ def _original_recipients(original: Message, senders: set[str]) -> list[str]:
 def _looks_like_bounce(message: Message, human: str) -> bool:
     """A daemon sender, a null Return-Path or a bounce subject: prose worth reading."""
     subject = decoded_header(message, "Subject")
-    return_path = (message.get("Return-Path") or "").strip()
+    # str(): a value with 8-bit bytes comes back as an email.header.Header.
+    return_path = str(message.get("Return-Path") or "").strip()
     return (
         autoreply.is_daemon_sender(message)
         or autoreply.looks_like_bounce_subject(subject)
