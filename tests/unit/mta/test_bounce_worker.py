@@ -151,3 +151,17 @@ async def test_drain_gives_up_at_its_timeout(caplog: pytest.LogCaptureFixture) -
     finally:
         release.set()
     await held
+
+
+async def test_refusal_turns_an_error_into_451_4_3_0_and_success_into_none(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    worker = FeedbackWorker(threads=1, backlog=0, time_limit_s=5)
+
+    def broken(deadline: float) -> None:
+        raise ValueError("database gone")
+
+    reply = await worker.refusal(broken, "Q1")
+    assert reply is not None and (reply.code, reply.enhanced) == (451, "4.3.0")
+    assert "(Q1)" in reply.text and "feedback processing failed queue_id=Q1" in caplog.text
+    assert await worker.refusal(lambda deadline: None, "Q2") is None

@@ -23,6 +23,8 @@ backlog and a time limit:
   transaction after the parse); past that, `FeedbackTimeout`: the session
   answers 451 4.4.5 and the sender retries. The job may still finish and keep
   its effect: a bounce or complaint counts once per delivery (inbox.py).
+- `refusal(job, queue_id)` runs a job for an SMTP session and gives the reply
+  for what went wrong (those two, and 451 4.3.0 for an error), None when done.
 - `drain(timeout_s)` at SIGTERM: no new job is admitted, those admitted get up
   to the timeout to finish, then the threads are let go.
 
@@ -39,6 +41,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
+
+from postroom.core.reply import Reply
 
 __all__ = ["DATABASE_GRACE_S", "FeedbackBusy", "FeedbackTimeout", "FeedbackWorker"]
 
@@ -98,6 +102,24 @@ class FeedbackWorker:
         except asyncio.CancelledError:  # the client went away; the job goes on
             self._abandoned.add(future)  # type: ignore[arg-type]
             raise
+
+    async def refusal(self, job: Callable[[float], object], queue_id: str) -> Reply | None:
+        """Run `job` for an SMTP session: None when done, else the temporary refusal
+        that makes the sender try again later (logged with the queue id)."""
+        try:
+            await self.run(job)
+        except FeedbackBusy:
+            log.warning("queue_id=%s feedback deferred: the feedback worker is full", queue_id)
+            return Reply(451, "4.3.2", f"Too busy for feedback now, try again later ({queue_id})")
+        except FeedbackTimeout as timeout:
+            log.warning("queue_id=%s feedback deferred: %s", queue_id, timeout)
+            return Reply(451, "4.4.5", f"Feedback took too long, try again later ({queue_id})")
+        except Exception:
+            log.exception("feedback processing failed queue_id=%s", queue_id)
+            return Reply.temporary_failure(
+                f"Feedback processing failed, try again later ({queue_id})"
+            )
+        return None
 
     async def drain(self, timeout_s: float) -> None:
         """Admit nothing more, give the admitted jobs `timeout_s`, release the threads."""

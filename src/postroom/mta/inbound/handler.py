@@ -16,9 +16,7 @@ top. It is stamped with a Received header and handed to the router, which
 answers only after the Maildir fsync and the queue's commit: the 250 carries
 the queue id. Errors inside become 451 4.3.0 with the session's queue id, never
 a traceback on the wire. Mail for the bounce inbox is processed on the feedback
-worker (mta/bounce/worker.py), never on the threads RCPT lookups use: when that
-worker is full the client gets 451 4.3.2, when its time limit passes 451 4.4.5
-(the sender retries either way; nothing was acted on twice).
+worker (mta/bounce/worker.py: 451 4.3.2 when full, 451 4.4.5 past its time limit).
 
 Untrusted input: the envelope and the message bytes.
 Config keys: [server] hostname; [smtp.inbound] relay_networks, max_recipients, max_hops;
@@ -43,7 +41,6 @@ from postroom.db.models import MessageOrigin
 from postroom.mailbox.accounts import NOT_LOCAL, LocalTarget, RecipientKind
 from postroom.mailbox.local import LocalMail
 from postroom.mta.bounce.inbox import FEEDBACK, BounceIntake
-from postroom.mta.bounce.worker import FeedbackBusy, FeedbackTimeout
 from postroom.mta.checks.pipeline import CheckOutcome, InboundChecks
 from postroom.mta.checks.policy import Action
 from postroom.mta.checks.results import remove_forged
@@ -199,30 +196,17 @@ class InboundHandler:
     async def _process_bounce(
         self, content: bytes, inbox: dict[str, int], queue_id: str
     ) -> Reply | None:
-        """Process the message for the bounce inbox on the feedback worker: None when
-        done, else the temporary refusal that makes the sender try again later."""
+        """Processed on the feedback worker: None when done, else a temporary refusal."""
         intake = self.bounces
         assert intake is not None
         ids = [target for target in inbox.values() if target != FEEDBACK]
         feedback = FEEDBACK in inbox.values()
-        try:
-            await intake.worker.run(
-                lambda deadline: intake.inbox.process(
-                    content, ids, feedback=feedback, deadline=deadline
-                )
-            )
-        except FeedbackBusy:
-            log.warning("queue_id=%s bounce deferred: the feedback worker is full", queue_id)
-            return Reply(451, "4.3.2", f"Too busy for feedback now, try again later ({queue_id})")
-        except FeedbackTimeout as timeout:
-            log.warning("queue_id=%s bounce deferred: %s", queue_id, timeout)
-            return Reply(451, "4.4.5", f"Feedback took too long, try again later ({queue_id})")
-        except Exception:
-            log.exception("bounce processing failed queue_id=%s", queue_id)
-            return Reply.temporary_failure(
-                f"Bounce processing failed, try again later ({queue_id})"
-            )
-        return None
+        return await intake.worker.refusal(
+            lambda deadline: intake.inbox.process(
+                content, ids, feedback=feedback, deadline=deadline
+            ),
+            queue_id,
+        )
 
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
         queue_id: str = envelope.queue_id
