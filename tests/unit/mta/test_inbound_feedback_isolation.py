@@ -19,9 +19,9 @@ import os
 import time
 
 from tests.fakes.bounce_intake import DOMAIN, FakeIntake, inbound_handler
+from tests.fakes.smtp_listener import listening
 
 from postroom.mta.bounce.worker import FeedbackWorker
-from postroom.mta.inbound.session import ConnectionLimits, Session
 
 SLOW_BOUNCES = min(32, (os.cpu_count() or 1) + 4) + 4
 RCPT_DEADLINE_S = 3.0
@@ -70,53 +70,38 @@ class Client:
 async def test_rcpt_is_answered_while_slow_bounces_hold_the_feedback_worker() -> None:
     intake = FakeIntake(FeedbackWorker(threads=1, backlog=2, time_limit_s=30))
     intake.inbox.release.clear()
-    handler = inbound_handler(intake)
-    limits = ConnectionLimits(max_total=100, max_per_ip=100)
-    server = await asyncio.get_running_loop().create_server(
-        lambda: Session(
-            handler,
-            limits=limits,
-            max_line_length=1000,
-            idle_timeout_s=60,
-            data_timeout_s=60,
-            hostname="mx.test",
-        ),
-        "127.0.0.1",
-        0,
-    )
-    port = server.sockets[0].getsockname()[1]
     clients: list[Client] = []
-    try:
-        for _ in range(SLOW_BOUNCES):
-            clients.append(await Client.connect(port))
-        bounces = [
-            asyncio.create_task(client.send(f"bounce+good@{DOMAIN}", BOUNCE)) for client in clients
-        ]
-        expected_refusals = SLOW_BOUNCES - intake.worker.capacity
-        for _ in range(500):  # until all have arrived: held, waiting or refused (at most 5 s)
-            if intake.inbox.entered and sum(t.done() for t in bounces) >= expected_refusals:
-                break
-            await asyncio.sleep(0.01)
+    async with listening(inbound_handler(intake)) as port:
+        try:
+            for _ in range(SLOW_BOUNCES):
+                clients.append(await Client.connect(port))
+            bounces = [
+                asyncio.create_task(client.send(f"bounce+good@{DOMAIN}", BOUNCE))
+                for client in clients
+            ]
+            expected_refusals = SLOW_BOUNCES - intake.worker.capacity
+            for _ in range(500):  # until all have arrived: held, waiting or refused (5 s)
+                if intake.inbox.entered and sum(t.done() for t in bounces) >= expected_refusals:
+                    break
+                await asyncio.sleep(0.01)
 
-        plain = await Client.connect(port)
-        clients.append(plain)
-        await plain.command(b"MAIL FROM:<someone@far.test>")
-        started = time.monotonic()
-        reply = await asyncio.wait_for(
-            plain.command(f"RCPT TO:<alice@{DOMAIN}>".encode()), RCPT_DEADLINE_S
-        )
-        assert reply.startswith(b"250 "), reply
-        assert time.monotonic() - started < RCPT_DEADLINE_S
+            plain = await Client.connect(port)
+            clients.append(plain)
+            await plain.command(b"MAIL FROM:<someone@far.test>")
+            started = time.monotonic()
+            reply = await asyncio.wait_for(
+                plain.command(f"RCPT TO:<alice@{DOMAIN}>".encode()), RCPT_DEADLINE_S
+            )
+            assert reply.startswith(b"250 "), reply
+            assert time.monotonic() - started < RCPT_DEADLINE_S
 
-        # The bounces past the worker's thread and backlog were refused, not queued.
-        refused = [task for task in bounces if task.done()]
-        assert len(refused) == expected_refusals
-        assert all(task.result().startswith(b"451 4.3.2 ") for task in refused)
-    finally:
-        intake.inbox.release.set()
-    answers = await asyncio.wait_for(asyncio.gather(*bounces), 20)
-    assert sum(answer.startswith(b"250 ") for answer in answers) == intake.worker.capacity
-    for client in clients:
-        client.close()
-    server.close()
-    await server.wait_closed()
+            # The bounces past the worker's thread and backlog were refused, not queued.
+            refused = [task for task in bounces if task.done()]
+            assert len(refused) == expected_refusals
+            assert all(task.result().startswith(b"451 4.3.2 ") for task in refused)
+        finally:
+            intake.inbox.release.set()
+        answers = await asyncio.wait_for(asyncio.gather(*bounces), 20)
+        assert sum(answer.startswith(b"250 ") for answer in answers) == intake.worker.capacity
+        for client in clients:
+            client.close()
