@@ -3,9 +3,10 @@
 Start: apply migrations, open the queue, return this node's old leases, start
 the feedback worker (bounces, complaints, replies: its own threads), bind the
 port 25 listeners, start the delivery engine, then tell systemd READY.
-SIGTERM: stop accepting (listeners close), let sessions, feedback jobs and
-deliveries in progress finish within `[server] drain_timeout`, flush
-outcomes, stop.
+SIGTERM: stop accepting (listeners close), let the router's shielded work
+(messages being queued, reservations being given back) finish within `[server]
+drain_timeout`, then the feedback jobs (sessions waiting for a report's verdict)
+and the deliveries in progress within another, side by side; flush outcomes, stop.
 SIGHUP: re-read the config; pools, rules and lane limits take effect for new
 work, listener and database changes need a restart (the log says so).
 Config keys: all sections (this is where they meet).
@@ -184,6 +185,11 @@ async def serve(config_path: str) -> int:
         server.close()
     for task in background:
         task.cancel()
+    # Messages being queued for sessions whose clients hung up, reservations being
+    # given back: let them finish while the queue is still open.
+    unfinished = await router.shielded.wait(config.server.drain_timeout)
+    if unfinished:
+        log.warning("drain timeout: %d accepted messages or reservations unsettled", unfinished)
     delivery.drain()
     # One drain_timeout for both: feedback jobs (sessions waiting for a bounce's
     # verdict get it; nothing new is admitted) and the deliveries, side by side.

@@ -216,7 +216,8 @@ async def test_silent_nameserver_is_a_temporary_error_within_the_timeout(
     started = time.monotonic()
     with pytest.raises(DnsTemporaryError, match="timed out"):
         await resolver.mx("mx.test")
-    assert time.monotonic() - started < 2.0
+    # Within the 0.5 s asked for, not the default 5 s: the margin is for a busy machine.
+    assert time.monotonic() - started < 4.5
     with pytest.raises(DestinationTemporaryError):
         await resolve_destination(resolver, "mx.test")
 

@@ -108,12 +108,12 @@ def test_ownership_proof_then_dns_records_then_audit(
     assert taken.returncode == 2
     assert "already linked to another project" in taken.stderr and "'acme'" not in taken.stderr
 
-    # Not published yet: exit 1 and what was found instead.
+    # Not published yet: exit 1 (the answer is no) and what was found instead.
     missing = appliance.cli("domain", "verify", DOMAIN, check=False)
-    assert missing.returncode == 2 and "has no TXT records" in missing.stderr
+    assert missing.returncode == 1 and "has no TXT records" in missing.stderr
     zones.publish(nsd, DOMAIN, ['@ IN TXT "postroom-verification=0123456789abcdef"'])
     wrong = appliance.cli("domain", "verify", DOMAIN, check=False)
-    assert wrong.returncode == 2 and "0123456789abcdef" in wrong.stderr
+    assert wrong.returncode == 1 and "0123456789abcdef" in wrong.stderr
     assert appliance.cli_json("domain", "list")[0]["state"] == "unverified"
 
     zones.publish(nsd, DOMAIN, [f'@ IN TXT "{proof}"', '@ IN TXT "v=spf1 mx -all"'])

@@ -5,7 +5,9 @@ with `email`, optionally `name`, and any number of variable columns (each
 becomes a template variable of the contact). `read_contacts_csv(path)`:
 - detects the encoding: a UTF-8 byte-order mark, else strict UTF-8, else
   cp1251 (the single-byte encoding Russian spreadsheets export);
-- sniffs the delimiter among `,` `;` tab `|` from the first lines;
+- guesses the delimiter among `,` `;` tab `|` from the first records, in
+  time linear in the sample (`guess_delimiter`; csv.Sniffer's regexes
+  backtrack: a 4 KB line of quotes kept it busy for hours);
 - requires an email column (also spelled `e-mail`, `mail`, `email address`);
 - keeps each row's line number (the physical line where it starts), so every
   report names the line; raises `CsvError("FILE: line N: ...")` for a file it
@@ -17,13 +19,15 @@ suggestion applied when the operator asked for it), invalid (never imported),
 risky (imported only when the operator says so) and duplicate (of an earlier
 row: the first occurrence wins).
 
-A file over `MAX_FILE_BYTES`, with a NUL byte (a UTF-16 export, or not text)
-or with a column name twice (the second would silently replace the first's
-values) is refused with the line that shows it. A name is one line: runs of
-whitespace, line breaks of a quoted cell included, become one space.
+A file over `MAX_FILE_BYTES`, with a NUL byte (a UTF-16 export, or not text),
+with more than `MAX_COLUMNS` columns (every row gets a value for each, so the
+work per row is bounded by the header, not by the row) or with a column name
+twice (the second would silently replace the first's values) is refused with
+the line that shows it. A name is one line: runs of whitespace, line breaks of
+a quoted cell included, become one space.
 
 Untrusted input: the whole file (bounded: `MAX_FILE_BYTES`, `MAX_ROWS`,
-`MAX_FIELD_CHARS`).
+`MAX_COLUMNS`, `MAX_FIELD_CHARS`); every step is linear in it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+
+from postroom.core.errors import cannot
 
 TEMPLATE = (
     "email,name,first_name,company,city\r\n"
@@ -42,11 +49,18 @@ TEMPLATE = (
 EMAIL_COLUMNS = ("email", "e-mail", "mail", "email address", "e-mail address", "address")
 NAME_COLUMNS = ("name", "full name", "full_name")
 DELIMITERS = ",;\t|"
+# Ties go to the candidate least likely to appear inside text: a tab, then ";" and
+# "|"; a comma last (names such as "Smith, Ann" carry one).
+_TIE_ORDER = "\t;|,"
 MAX_ROWS = 2_000_000
+MAX_COLUMNS = 256
 MAX_FIELD_CHARS = 10_000
 MAX_FILE_BYTES = 512 * 1024 * 1024  # read whole: 2,000,000 rows of ~250 bytes
-# csv.Sniffer's quote guess is quadratic in its sample (64 KiB took 15 s): keep it small.
-_SNIFF_CHARS = 8 * 1024
+# The delimiter is guessed from the first records within the first characters.
+_SNIFF_RECORDS = 20
+_SNIFF_CHARS = 32 * 1024
+# States of the delimiter guess's reading of a record.
+_FIELD_START, _UNQUOTED, _QUOTED, _QUOTE_IN_QUOTED = range(4)
 
 
 class CsvError(Exception):
@@ -94,7 +108,7 @@ def read_contacts_csv(path: Path) -> ParsedCsv:
         with path.open("rb") as file:
             data = file.read(MAX_FILE_BYTES + 1)  # bounded, for pipes and devices too
     except OSError as error:
-        raise CsvError(f"{path}: cannot read: {error.strerror}") from None
+        raise CsvError(cannot(path, "read", error)) from None
     if len(data) > MAX_FILE_BYTES:
         raise CsvError(f"{path}: larger than {MAX_FILE_BYTES} bytes: split it into parts")
     text, encoding = _decode(data)
@@ -105,7 +119,7 @@ def read_contacts_csv(path: Path) -> ParsedCsv:
         raise CsvError(
             f"{path}: line {line}: NUL byte: not a text CSV (a UTF-16 export? save it as CSV UTF-8)"
         )
-    delimiter = _sniff_delimiter(text[:_SNIFF_CHARS])
+    delimiter = guess_delimiter(text[:_SNIFF_CHARS], complete=len(text) <= _SNIFF_CHARS)
     # The limit is process-wide state of the csv module: set for this read only.
     previous_limit = csv.field_size_limit(MAX_FIELD_CHARS)
     try:
@@ -123,6 +137,11 @@ def _read_rows(path: Path, text: str, encoding: str, delimiter: str) -> ParsedCs
         if header is None:
             raise CsvError(f"{path}: line 1: empty file: expected a header row with 'email'")
         header_line = reader.line_num
+        if len(header) > MAX_COLUMNS:
+            raise CsvError(
+                f"{path}: line {header_line}: {len(header)} columns, more than {MAX_COLUMNS}: "
+                "keep the email, the name and the variables campaigns use"
+            )
         columns = tuple(cell.strip().lstrip("\ufeff") for cell in header)
         seen: set[str] = set()
         for column in columns:
@@ -160,6 +179,20 @@ def _read_rows(path: Path, text: str, encoding: str, delimiter: str) -> ParsedCs
     return ParsedCsv(encoding, delimiter, columns, tuple(rows))
 
 
+# The validator's reasons that come with a corrected domain in `suggestion`, and how a
+# report says why a row was fixed with it ("{}": the corrected domain).
+FIX_REASONS = MappingProxyType(
+    {
+        "typo_domain": "typo of {}",
+        "typo_domain_suspected": "likely a typo of {}",
+        "confusable": "lookalike of {}",
+        "mixed_script": "mixed scripts, read as {}",
+    }
+)
+# Notes that the input was cleaned: the row is imported as "fixed".
+_CLEANED = frozenset({"junk_trimmed", "display_name"})
+
+
 def plan_import(
     rows: Sequence[CsvRow],
     verdicts: Sequence[object],
@@ -171,9 +204,7 @@ def plan_import(
     its suggested address, for rows whose suggestion the operator chose to apply."""
     plan = ImportPlan()
     for index, (row, verdict) in enumerate(zip(rows, verdicts, strict=True)):
-        applied = (suggested or {}).get(index)
-        final = applied if applied is not None else verdict
-        outcome = _outcome(row, final, fixed=applied is not None, include_risky=include_risky)
+        outcome = _outcome(row, verdict, (suggested or {}).get(index))
         plan.outcomes.append(outcome)
         if outcome.category in ("accepted", "fixed") or (
             outcome.category == "risky" and include_risky
@@ -182,19 +213,29 @@ def plan_import(
     return plan
 
 
-def _outcome(row: CsvRow, verdict, *, fixed: bool, include_risky: bool) -> RowOutcome:  # type: ignore[no-untyped-def]
+def _outcome(row: CsvRow, verdict, applied) -> RowOutcome:  # type: ignore[no-untyped-def]
+    """The row's outcome. With a suggestion `applied` (the corrected address's verdict),
+    the report must still say what was wrong and what it became: the reasons are the
+    original's that made the suggestion (why it was fixed) or cleaned the input (its
+    other reasons were about the domain now replaced), then the correction's own, and
+    `suggestion` is the correction."""
+    final = applied if applied is not None else verdict
     reasons = tuple(verdict.reasons)
-    category = {"valid": "accepted"}.get(verdict.verdict, verdict.verdict)
-    if category == "accepted" and (fixed or "junk_trimmed" in reasons or "display_name" in reasons):
+    if applied is not None:
+        reasons = tuple(r for r in reasons if r in FIX_REASONS or r in _CLEANED)
+        reasons += tuple(reason for reason in applied.reasons if reason not in reasons)
+    category = {"valid": "accepted"}.get(final.verdict, final.verdict)
+    fixed = applied is not None or not _CLEANED.isdisjoint(reasons)
+    if category == "accepted" and fixed:
         category = "fixed"
     return RowOutcome(
         line=row.line,
         input=row.email,
-        address=verdict.address,
+        address=final.address,
         category=category,
         reasons=reasons,
         suggestion=verdict.suggestion,
-        duplicate_of=verdict.duplicate_of,
+        duplicate_of=final.duplicate_of,
     )
 
 
@@ -207,17 +248,57 @@ def _decode(data: bytes) -> tuple[str, str]:
         return data.decode("cp1251", "replace"), "cp1251"
 
 
-def _sniff_delimiter(sample: str) -> str:
-    lines = [line for line in sample.splitlines()[:20] if line.strip()]
-    if not lines:
-        return ","
-    try:
-        return csv.Sniffer().sniff("\n".join(lines), delimiters=DELIMITERS).delimiter
-    except csv.Error:
-        # One column, or ambiguous: the delimiter most frequent in the header.
-        counts = {d: lines[0].count(d) for d in DELIMITERS}
-        best = max(counts, key=counts.__getitem__)
-        return best if counts[best] else ","
+def guess_delimiter(sample: str, *, complete: bool) -> str:
+    """The candidate of `DELIMITERS` that splits the first records of `sample` most
+    consistently: the header must contain it, and the most records must have as many
+    as the header (then: the most in the header; then `_TIE_ORDER`). "," when no
+    candidate is in the header (one column). `complete` says `sample` is the whole
+    file; otherwise its last record may be cut off and counts only if it is the first.
+    One pass over the sample per candidate: linear in `len(sample)`."""
+    best, best_score = ",", (0, 0, 0)
+    for candidate in DELIMITERS:
+        counts = _separators_per_record(sample, candidate, complete=complete)
+        if not counts or counts[0] == 0:
+            continue
+        consistent = sum(count == counts[0] for count in counts)
+        score = (consistent, counts[0], -_TIE_ORDER.index(candidate))
+        if score > best_score:
+            best, best_score = candidate, score
+    return best
+
+
+def _separators_per_record(sample: str, delimiter: str, *, complete: bool) -> list[int]:
+    """How many fields `delimiter` separates in each non-blank record of `sample`, read
+    as `csv.reader` reads with that delimiter: a quote opens a quoted field only at
+    the start of a field, "" inside one is a quote, and a line break inside one does
+    not end the record. Stops after `_SNIFF_RECORDS` records."""
+    counts: list[int] = []
+    separators, blank, state = 0, True, _FIELD_START
+    for char in sample:
+        if state == _QUOTED:
+            state = _QUOTE_IN_QUOTED if char == '"' else _QUOTED
+            continue
+        if state == _QUOTE_IN_QUOTED:
+            if char == '"':  # a doubled quote: still inside
+                state = _QUOTED
+                continue
+            state = _UNQUOTED  # the closing quote; the rest of the field is plain text
+        if char == delimiter:
+            separators, blank, state = separators + 1, False, _FIELD_START
+        elif char in "\r\n":
+            if not blank:
+                counts.append(separators)
+                if len(counts) == _SNIFF_RECORDS:
+                    return counts
+            separators, blank, state = 0, True, _FIELD_START
+        elif char == '"' and state == _FIELD_START:
+            blank, state = False, _QUOTED
+        else:
+            blank = blank and char.isspace()
+            state = _UNQUOTED
+    if not blank and (complete or not counts):
+        counts.append(separators)
+    return counts
 
 
 def _column(columns: Sequence[str], names: Sequence[str]) -> int | None:

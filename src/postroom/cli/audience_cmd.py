@@ -3,32 +3,30 @@
 Every address that enters postroom goes through one validator
 (`postroom.campaign.addresses`). `address check ADDRESS... [--file PATH]
 [--json]` prints one verdict per input (the contract shape of ARCHITECTURE.md
-with --json, a table without). `contact import FILE.csv --project P [--list L]
-[--dry-run] [--apply-suggestions] [--include-risky]` validates every row, prints
-a report of accepted, fixed, invalid, risky and duplicate rows with their line
-numbers, and imports in one transaction (all or nothing; invalid rows never).
+with --json, a table without) and exits 1 when any input is invalid (risky
+and duplicate inputs are not: sending to them is the operator's decision).
+`contact import FILE.csv --project P [--list L] [--dry-run]
+[--apply-suggestions] [--include-risky]` validates every row and prints a
+report of accepted, fixed, invalid, risky and duplicate rows with their line
+numbers (a fixed row shows what it became and why). What is atomic: the rows
+to import (accepted and fixed ones, risky ones with --include-risky) go in
+one transaction, all or none of them; invalid rows are reported and never
+imported, so a file with invalid rows still imports its valid ones (exit 0).
 The DNS step follows `[addresses] dns` unless `--dns`/`--no-dns` says otherwise.
 Without a config file at the default path the defaults serve (a pure check
 needs no server); a named config file must exist.
+
+Config keys: [addresses] (allow_quoted, allow_ip_literal, dns,
+disposable_domains, role_local_parts), [dns] nameservers, [rating].
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from postroom.campaign.addresses.model import AddressVerdict, ValidationPolicy
-from postroom.campaign.addresses.validator import Validator
-from postroom.campaign.csv_import import (
-    TEMPLATE,
-    CsvError,
-    ImportPlan,
-    ParsedCsv,
-    plan_import,
-    read_contacts_csv,
-)
 from postroom.cli.common import (
     CliError,
     add_config_option,
@@ -36,21 +34,29 @@ from postroom.cli.common import (
     config_or_defaults,
     open_database,
     print_json,
+    read_input_file,
 )
-from postroom.config import Config, load_config
-from postroom.core.dns import Resolver
-from postroom.rating.bulk import ImportedContact, import_contacts
-from postroom.rating.contacts import ContactError, Contacts, check_list_name, project_id_of
-from postroom.rating.rules import Rules
+from postroom.cli.table import print_table
+
+if TYPE_CHECKING:
+    from postroom.campaign.addresses.validator import Validator
+    from postroom.campaign.csv_import import ImportPlan, ParsedCsv, RowOutcome
+    from postroom.config import Config
 
 MAX_LISTED_ROWS = 200  # the text report lists this many problem rows, then counts
+MAX_ADDRESS_FILE_BYTES = 64 * 1024 * 1024
+IMPORT_HELP = (
+    "validate a CSV file and import its valid rows in one transaction (all or none of "
+    "them); invalid rows are reported, never imported"
+)
 
 
 def register_address(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     actions = add_group(verbs, "address", "address validation")
-    check = actions.add_parser("check", help="validate addresses (typos, junk, DNS, ...)")
+    check_help = "validate addresses (typos, junk, DNS, ...); exit 1 when any is invalid"
+    check = actions.add_parser("check", help=check_help, description=check_help)
     add_config_option(check)
-    check.add_argument("addresses", nargs="*", metavar="ADDRESS")
+    check.add_argument("addresses", nargs="*", metavar="ADDRESS", help="an address to check")
     check.add_argument("--file", metavar="PATH", help="one address per line")
     check.add_argument("--json", action="store_true", help="one JSON object per input")
     dns_options(check)
@@ -58,17 +64,24 @@ def register_address(verbs: argparse._SubParsersAction) -> None:  # type: ignore
 
 
 def register_contact_verbs(actions: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    template = actions.add_parser("template", help="print the CSV template for imports")
+    template_help = "print the CSV template for imports"
+    template = actions.add_parser("template", help=template_help, description=template_help)
     add_config_option(template)
     template.set_defaults(handler=_template)
-    imports = actions.add_parser("import", help="import contacts from a CSV file")
+    imports = actions.add_parser(
+        "import", help="import contacts from a CSV file", description=IMPORT_HELP
+    )
     add_config_option(imports)
-    imports.add_argument("file", metavar="FILE.csv")
-    imports.add_argument("--project", required=True, metavar="NAME")
+    imports.add_argument(
+        "file", metavar="FILE.csv", help="header row with email (contact template)"
+    )
+    imports.add_argument("--project", required=True, metavar="NAME", help="the contacts' project")
     imports.add_argument("--list", metavar="NAME", help="put every imported contact on it")
     imports.add_argument("--dry-run", action="store_true", help="validate and report only")
     imports.add_argument(
-        "--apply-suggestions", action="store_true", help="import typo fixes (gmial → gmail)"
+        "--apply-suggestions",
+        action="store_true",
+        help="import a typo's correction instead of refusing the row (gmial.com → gmail.com)",
     )
     imports.add_argument("--include-risky", action="store_true", help="import risky rows too")
     imports.add_argument("--json", action="store_true", help="the report as JSON")
@@ -78,11 +91,23 @@ def register_contact_verbs(actions: argparse._SubParsersAction) -> None:  # type
 
 def dns_options(parser: argparse.ArgumentParser) -> None:
     dns = parser.add_mutually_exclusive_group()
-    dns.add_argument("--dns", dest="dns", action="store_true", default=None)
-    dns.add_argument("--no-dns", dest="dns", action="store_false", help="skip MX/A lookups")
+    dns.add_argument(
+        "--dns",
+        dest="dns",
+        action="store_true",
+        default=None,
+        help="look up each domain's MX or A/AAAA (default: [addresses] dns, which is on)",
+    )
+    dns.add_argument(
+        "--no-dns", dest="dns", action="store_false", help="skip the MX and A/AAAA lookups"
+    )
 
 
 def _validator(config: Config, args: argparse.Namespace) -> Validator:
+    from postroom.campaign.addresses.model import ValidationPolicy
+    from postroom.campaign.addresses.validator import Validator
+    from postroom.core.dns import Resolver
+
     settings = config.addresses
     policy = ValidationPolicy(
         allow_quoted=settings.allow_quoted,
@@ -97,6 +122,8 @@ def _validator(config: Config, args: argparse.Namespace) -> Validator:
 def checked_address(args: argparse.Namespace, text: str, *, accept_risky: bool) -> str:
     """The validated address of one input; a CliError (exit 2) when it is invalid, or
     risky without the operator's consent."""
+    import asyncio
+
     (verdict,) = asyncio.run(_validator(config_or_defaults(args.config), args).validate([text]))
     why = ", ".join(verdict.reasons)
     if verdict.suggestion:
@@ -109,12 +136,13 @@ def checked_address(args: argparse.Namespace, text: str, *, accept_risky: bool) 
 
 
 def _check(args: argparse.Namespace) -> int:
+    """Exit 1 when any input is invalid: the answer to "are these addresses good?"."""
+    import asyncio
+
     inputs = list(args.addresses)
     if args.file:
-        try:
-            text = Path(args.file).read_text(encoding="utf-8-sig", errors="replace")
-        except OSError as error:
-            raise CliError(f"{args.file}: cannot read: {error.strerror}") from None
+        data = read_input_file(Path(args.file), MAX_ADDRESS_FILE_BYTES)
+        text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
         inputs += [line for line in text.splitlines() if line.strip()]
     if not inputs:
         raise CliError("address check: give addresses or --file PATH")
@@ -122,29 +150,46 @@ def _check(args: argparse.Namespace) -> int:
     if args.json:
         for verdict in verdicts:
             print_json(verdict.as_json())
-        return 0
-    print(f"{'VERDICT':10}  {'ADDRESS':40}  REASONS / SUGGESTION")
-    for verdict in verdicts:
-        print(_row(verdict))
-    return 0
+    else:
+        print_table(
+            ("VERDICT", "ADDRESS", "REASONS / SUGGESTION"),
+            [
+                (
+                    v.verdict,
+                    v.address or repr(v.input),
+                    _notes(v.reasons, v.suggestion, v.duplicate_of),
+                )
+                for v in verdicts
+            ],
+        )
+    return 1 if any(verdict.verdict == "invalid" for verdict in verdicts) else 0
 
 
-def _row(verdict: AddressVerdict) -> str:
-    notes = ", ".join(verdict.reasons)
-    if verdict.suggestion:
-        notes += f"; did you mean {verdict.suggestion}?"
-    if verdict.duplicate_of:
-        notes += f"; duplicate of {verdict.duplicate_of}"
-    shown = verdict.address or repr(verdict.input)
-    return f"{verdict.verdict:10}  {shown:40}  {notes}"
+def _notes(reasons: tuple[str, ...], suggestion: str | None, duplicate_of: str | None) -> str:
+    notes = ", ".join(reasons)
+    if suggestion:
+        notes += f"; did you mean {suggestion}?"
+    if duplicate_of:
+        notes += f"; duplicate of {duplicate_of}"
+    return notes
 
 
 def _template(args: argparse.Namespace) -> int:
+    from postroom.campaign.csv_import import TEMPLATE
+
     sys.stdout.write(TEMPLATE)
     return 0
 
 
 def _import(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from postroom.campaign.csv_import import CsvError, read_contacts_csv
+    from postroom.config import load_config
+    from postroom.rating.bulk import ImportedContact, import_contacts
+    from postroom.rating.contacts import ContactError, Contacts, check_list_name, project_id_of
+    from postroom.rating.rules import Rules
+
     config = load_config(args.config)
     try:
         parsed = read_contacts_csv(Path(args.file))
@@ -181,6 +226,8 @@ def _import(args: argparse.Namespace) -> int:
 
 
 async def _plan(validator: Validator, parsed: ParsedCsv, args: argparse.Namespace) -> ImportPlan:
+    from postroom.campaign.csv_import import plan_import
+
     progress = _Progress(len(parsed.rows)) if sys.stderr.isatty() else None
     verdicts = await validator.validate(
         [row.email for row in parsed.rows],
@@ -247,14 +294,25 @@ def _report(
     verb = "would import" if args.dry_run else "imported"
     print(f"  {verb} {created} new contact(s); {existing} already contact(s)")
     for outcome in problems[:MAX_LISTED_ROWS]:
-        notes = ", ".join(outcome.reasons)
-        if outcome.suggestion:
-            notes += f"; did you mean {outcome.suggestion}?"
-        if outcome.duplicate_of:
-            notes += f"; duplicate of {outcome.duplicate_of}"
-        print(f"  line {outcome.line}: {outcome.category:9} {outcome.input!r}: {notes}")
+        print(f"  line {outcome.line}: {_problem_text(outcome)}")
     if len(problems) > MAX_LISTED_ROWS:
         print(f"  ... and {len(problems) - MAX_LISTED_ROWS} more (see --json)")
+
+
+def _problem_text(outcome: RowOutcome) -> str:
+    """`fixed 'john@gmial.com' → 'john@gmail.com' (typo of gmail.com)`; other rows
+    their category, the input and why."""
+    from postroom.campaign.csv_import import FIX_REASONS
+
+    if outcome.category != "fixed":
+        notes = _notes(outcome.reasons, outcome.suggestion, outcome.duplicate_of)
+        return f"{outcome.category} {outcome.input!r}: {notes}"
+    domain = (outcome.address or "").rpartition("@")[2]
+    why = ", ".join(
+        FIX_REASONS.get(reason, reason.replace("_", " ")).format(domain)
+        for reason in outcome.reasons
+    )
+    return f"fixed {outcome.input!r} → {outcome.address!r} ({why})"
 
 
 class _Progress:

@@ -13,17 +13,23 @@ quarantined, refused or deferred, 2 for bad input (file, address, IP).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ipaddress
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from postroom.cli.common import CliError, add_action, add_group, config_or_defaults
-from postroom.core.dns import Resolver
-from postroom.mta.checks.pipeline import CheckOutcome, InboundChecks
-from postroom.mta.checks.policy import Action
-from postroom.mta.inbound.handler import has_bare_line_ending
+from postroom.cli.common import (
+    CliError,
+    add_action,
+    add_group,
+    config_or_defaults,
+    read_input_file,
+)
+from postroom.cli.table import print_table
+
+if TYPE_CHECKING:
+    from postroom.mta.checks.pipeline import CheckOutcome
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -31,7 +37,7 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     actions = add_group(verbs, "auth", "message authentication (SPF, DKIM, DMARC, ARC)")
     check = add_action(actions, "check", "run the inbound checks on a saved message", _check)
-    check.add_argument("file", metavar="FILE.eml")
+    check.add_argument("file", metavar="FILE.eml", help="the saved message (LF or CRLF lines)")
     check.add_argument("--client-ip", required=True, metavar="IP", help="the sending server")
     check.add_argument("--helo", required=True, metavar="NAME", help="its HELO/EHLO name")
     check.add_argument(
@@ -40,6 +46,12 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def _check(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from postroom.core.dns import Resolver
+    from postroom.mta.checks.pipeline import InboundChecks
+    from postroom.mta.checks.policy import Action
+
     config = config_or_defaults(args.config)
     try:
         client_ip = str(ipaddress.ip_address(args.client_ip))
@@ -62,13 +74,9 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _read_message(path: Path) -> bytes:
-    try:
-        with path.open("rb") as file:
-            data = file.read(MAX_MESSAGE_BYTES + 1)
-    except OSError as error:
-        raise CliError(f"{path}: {error.strerror or error}") from None
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise CliError(f"{path}: larger than {MAX_MESSAGE_BYTES // (1024 * 1024)} MiB")
+    from postroom.mta.inbound.handler import has_bare_line_ending
+
+    data = read_input_file(path, MAX_MESSAGE_BYTES)
     if not data.strip():
         raise CliError(f"{path}: empty file")
     if has_bare_line_ending(data):
@@ -127,20 +135,26 @@ def _as_json(file: str, outcome: CheckOutcome) -> dict[str, object]:
 
 
 def _print(outcome: CheckOutcome) -> None:
+    """One row per check (check, result, what it is about, why), columns measured."""
     verdicts = outcome.verdicts
-    for identity, spf in (("helo", verdicts.spf.helo), ("mailfrom", verdicts.spf.mail_from)):
-        print(f"spf ({identity})  {spf.result.value:<9} {spf.domain or '-'}  {spf.explanation}")
-    if not verdicts.dkim:
-        print("dkim          none      no signature")
-    for dkim in verdicts.dkim:
-        print(
-            f"dkim          {dkim.result.value:<9} d={dkim.domain} s={dkim.selector} "
-            f"a={dkim.algorithm}  {dkim.reason}"
+    rows: list[tuple[str, str, str, str]] = [
+        (f"spf ({identity})", spf.result.value, spf.domain or "-", spf.explanation)
+        for identity, spf in (("helo", verdicts.spf.helo), ("mailfrom", verdicts.spf.mail_from))
+    ]
+    rows += [
+        (
+            "dkim",
+            dkim.result.value,
+            f"d={dkim.domain} s={dkim.selector} a={dkim.algorithm}",
+            dkim.reason,
         )
-    dmarc = verdicts.dmarc
-    print(f"dmarc         {dmarc.result.value:<9} {dmarc.from_domain or '-'}  {dmarc.reason}")
-    print(f"arc           {verdicts.arc.result.value:<9} {verdicts.arc.reason}")
+        for dkim in verdicts.dkim
+    ] or [("dkim", "none", "-", "no signature")]
+    dmarc, arc = verdicts.dmarc, verdicts.arc
+    rows.append(("dmarc", dmarc.result.value, dmarc.from_domain or "-", dmarc.reason))
+    rows.append(("arc", arc.result.value, arc.sealer or "-", arc.reason))
     decision = outcome.decision
-    reply = f"  → {decision.reply.wire().strip()}" if decision.reply else ""
-    print(f"action        {decision.action.value:<9} {decision.reason}{reply}")
+    reply = f" → {decision.reply.wire().strip()}" if decision.reply else ""
+    rows.append(("action", decision.action.value, "-", decision.reason + reply))
+    print_table(("CHECK", "RESULT", "FOR", "WHY"), rows)
     print(outcome.header.decode("utf-8", "replace").rstrip("\r\n").replace("\r\n", "\n"))

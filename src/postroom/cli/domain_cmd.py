@@ -1,68 +1,70 @@
-"""`postroom project add|list|limit`, `postroom domain add|list|verify|dns|check`,
-`postroom domain dkim rotate|list|refresh`, `postroom dns self`.
+"""`postroom project add|list|limit`, `postroom domain add|list|verify`,
+`postroom domain dkim rotate|list|refresh`; the parsers of `domain dns|check`
+and `dns self` too, whose commands live in `records_cmd`.
 
 A project's message limit counts accepted recipients per UTC calendar month
 (`project limit NAME N|none`; `project list` shows this month's usage). A
 project links a domain (`domain add` prints the TXT proof), proves it
 (`domain verify` looks the proof up through `[dns] nameservers` and, once
 found, creates the DKIM keys), publishes what `domain dns` prints, and checks
-it with `domain check` (exit 1 while a required record is wrong). Bad input,
-a proof not published yet included: one line naming the problem, exit 2,
-nothing changed; a temporary DNS failure or a failed check: exit 1.
+it with `domain check`. Exit status (the CLI's convention): 1 is the answer
+"no" — `domain verify` while the proof is not published, `domain check` while
+a required record is not ok; 2 is bad input, an unknown project or domain, or
+trouble that left the question open (a DNS failure, the secret key file): one
+line naming the problem, nothing changed.
+
+Config keys: [server] hostname, [[egress]] address/helo, [dns] nameservers,
+[dkim], [secrets] key_file, [state] dir.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
+import functools
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from postroom.cli import records_cmd
 from postroom.cli.common import (
     CliError,
     add_action,
     add_config_option,
+    add_format_option,
     add_group,
     open_database,
     print_json,
+    utc_date,
 )
-from postroom.config import Config, load_config
-from postroom.core.dns import DnsError, Resolver
-from postroom.core.secretbox import SecretKeyError
-from postroom.mailbox.directory import Directory, DirectoryError, Domain
-from postroom.mailbox.dkim_keys import KeyAlgorithm, dkim_txt_value
-from postroom.mailbox.keyring import PUBLISHED_STATES, Keyring, key_host
-from postroom.mailbox.names import InvalidName, display_domain, normalise_domain
-from postroom.mailbox.ownership import look_for_proof
-from postroom.mailbox.usage import ProjectUsage
-from postroom.mailbox.zone.audit import audit_domain
-from postroom.mailbox.zone.dmarc import is_dmarc
-from postroom.mailbox.zone.expected import (
-    DkimSelector,
-    DomainFacts,
-    Egress,
-    LiveTxt,
-    dmarc_host,
-    domain_records,
-    our_spf_mechanisms,
-    self_records,
-)
-from postroom.mailbox.zone.render import DnsRecord, records_json, render_bind, render_table
-from postroom.mailbox.zone.spf import is_spf
+from postroom.cli.table import print_table
 
-FORMATS = ("bind", "table", "json")
+if TYPE_CHECKING:
+    from postroom.config import Config
+    from postroom.core.dns import Resolver
+    from postroom.mailbox.directory import Directory, Domain
+    from postroom.mailbox.keyring import Keyring
+    from postroom.mailbox.zone.expected import Egress
+    from postroom.mailbox.zone.render import DnsRecord
+
 Handler = Callable[["Context", argparse.Namespace], int]
 
 
 class Context:
-    """What every command here needs, opened once."""
+    """What every command here needs, opened once; the key ring (and the secret key
+    file behind it) only for the commands that use keys."""
 
     def __init__(self, config_path: str) -> None:
+        from postroom.config import load_config
+        from postroom.mailbox.directory import Directory
+
         self.config: Config = load_config(config_path)
-        self.directory = Directory(open_database(config_path))
-        self.keyring = Keyring(
+        self.directory: Directory = Directory(open_database(config_path))
+
+    @functools.cached_property
+    def keyring(self) -> Keyring:
+        from postroom.mailbox.keyring import Keyring
+
+        return Keyring(
             self.directory,
             self.config.dkim,
             Path(self.config.secret_key_file),
@@ -70,6 +72,8 @@ class Context:
         )
 
     def resolver(self) -> Resolver:
+        from postroom.core.dns import Resolver
+
         return Resolver.from_config(self.config.dns)
 
     @property
@@ -79,38 +83,51 @@ class Context:
 
     @property
     def egress(self) -> list[Egress]:
+        from postroom.mailbox.zone.expected import Egress
+
         hostname = self.config.server.hostname
         return [Egress(e.address, e.helo or hostname) for e in self.config.egress]
 
     def domain(self, text: str) -> Domain:
+        from postroom.mailbox.names import normalise_domain
+
         return self.directory.domain(normalise_domain(text))
 
 
 def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     project = add_group(verbs, "project", "tenants: projects own domains and mailboxes")
     add = _action(project, "add", "create a project", _project_add)
-    add.add_argument("name", metavar="NAME")
+    add.add_argument("name", metavar="NAME", help="the project's name")
     add.add_argument(
-        "--message-limit", type=int, metavar="N", help="messages it may send per UTC month"
+        "--message-limit",
+        type=int,
+        metavar="N",
+        help="messages it may send per UTC month (default: no limit)",
     )
     _action(project, "list", "projects and their usage this month", _project_list)
     limit = _action(project, "limit", "set the monthly message limit", _project_limit)
-    limit.add_argument("name", metavar="NAME")
+    limit.add_argument("name", metavar="NAME", help="the project")
     limit.add_argument("limit", metavar="N", help="messages per month, or 'none' for no limit")
 
     domain = add_group(verbs, "domain", "linked domains: proof, DNS records, DKIM keys")
     domain_add = _action(domain, "add", "link a domain to a project", _domain_add)
-    domain_add.add_argument("domain", metavar="DOMAIN")
-    domain_add.add_argument("--project", required=True, metavar="NAME")
+    domain_add.add_argument("domain", metavar="DOMAIN", help=_DOMAIN_HELP)
+    domain_add.add_argument("--project", required=True, metavar="NAME", help="its project")
     listing = _action(domain, "list", "linked domains", _domain_list)
-    listing.add_argument("--project", metavar="NAME")
-    verify = _action(domain, "verify", "look up the TXT proof; verified → DKIM keys", _verify)
-    verify.add_argument("domain", metavar="DOMAIN")
-    records = _action(domain, "dns", "every record the domain needs", _domain_dns)
-    records.add_argument("domain", metavar="DOMAIN")
-    records.add_argument("--format", choices=FORMATS, default="table")
-    check = _action(domain, "check", "compare live DNS with what is needed", _domain_check)
-    check.add_argument("domain", metavar="DOMAIN")
+    listing.add_argument("--project", metavar="NAME", help="only this project's domains")
+    for name, help_text, handler in (
+        ("verify", "look up the TXT proof; verified → DKIM keys (exit 1: not published)", _verify),
+        ("dns", "every record the domain needs", records_cmd.domain_dns),
+        (
+            "check",
+            "compare live DNS with what is needed (exit 1: a required record is not ok)",
+            records_cmd.domain_check,
+        ),
+    ):
+        action = _action(domain, name, help_text, handler)
+        action.add_argument("domain", metavar="DOMAIN", help=_DOMAIN_HELP)
+        if name == "dns":
+            add_format_option(action, records_cmd.FORMATS)
 
     dkim_parser = domain.add_parser("dkim", help="DKIM keys and their rotation")
     add_config_option(dkim_parser)
@@ -120,11 +137,18 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         ("list", "selectors and their states", _dkim_list),
         ("refresh", "activate pending keys DNS shows; retire old ones", _dkim_refresh),
     ):
-        _action(dkim, name, help_text, handler).add_argument("domain", metavar="DOMAIN")
+        _action(dkim, name, help_text, handler).add_argument(
+            "domain", metavar="DOMAIN", help=_DOMAIN_HELP
+        )
 
     dns = add_group(verbs, "dns", "records of this appliance itself")
-    own = _action(dns, "self", "the SPF include host and reverse DNS of egress IPs", _dns_self)
-    own.add_argument("--format", choices=FORMATS, default="table")
+    own = _action(
+        dns, "self", "the SPF include host and reverse DNS of egress IPs", records_cmd.dns_self
+    )
+    add_format_option(own, records_cmd.FORMATS)
+
+
+_DOMAIN_HELP = "a linked domain (Unicode or A-labels, case and final dot ignored)"
 
 
 def _action(group, name: str, help_text: str, handler) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
@@ -132,12 +156,14 @@ def _action(group, name: str, help_text: str, handler) -> argparse.ArgumentParse
 
 
 def _run(handler: Handler, args: argparse.Namespace) -> int:
+    from postroom.core.secretbox import SecretKeyError
+    from postroom.mailbox.directory import DirectoryError
+    from postroom.mailbox.names import InvalidName
+
     try:
         return handler(Context(args.config), args)
-    except (DirectoryError, InvalidName) as error:
+    except (DirectoryError, InvalidName, SecretKeyError) as error:
         raise CliError(str(error)) from None
-    except SecretKeyError as error:
-        raise CliError(str(error), exit_status=1) from None
 
 
 # -- projects -------------------------------------------------------------------
@@ -164,6 +190,8 @@ def _project_limit(ctx: Context, args: argparse.Namespace) -> int:
             limit = -1
         if limit < 0:
             raise CliError(f"message limit {args.limit!r}: a number 0 or more, or 'none'")
+    from postroom.mailbox.usage import ProjectUsage
+
     project = ctx.directory.set_message_limit(args.name, limit)
     used, _ = ProjectUsage(ctx.directory.engine).usage(project.id)
     if args.json:
@@ -175,6 +203,8 @@ def _project_limit(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _project_list(ctx: Context, args: argparse.Namespace) -> int:
+    from postroom.mailbox.usage import ProjectUsage
+
     usage = ProjectUsage(ctx.directory.engine)
     rows = [
         {
@@ -190,10 +220,11 @@ def _project_list(ctx: Context, args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return 0
-    print(f"{'PROJECT':24}  {'MESSAGE LIMIT':>13}  {'USED':>10}  DOMAINS")
-    for row in rows:
-        limit = row["message_limit"] if row["message_limit"] is not None else "-"
-        print(f"{row['name']:24}  {limit:>13}  {row['used']:>10}  {row['domains']}")
+    print_table(
+        ("PROJECT", "MESSAGE LIMIT", "USED", "DOMAINS"),
+        [(r["name"], r["message_limit"], r["used"], r["domains"]) for r in rows],
+        right=(1, 2, 3),
+    )
     return 0
 
 
@@ -201,12 +232,17 @@ def _project_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _proof_record(domain: Domain) -> DnsRecord:
+    from postroom.mailbox.zone.render import DnsRecord
+
     return DnsRecord(
         domain.name, "TXT", domain.verification_text, True, "proves that this project owns it"
     )
 
 
 def _domain_add(ctx: Context, args: argparse.Namespace) -> int:
+    from postroom.mailbox.names import display_domain, normalise_domain
+    from postroom.mailbox.zone.render import records_json, render_bind
+
     domain = ctx.directory.add_domain(normalise_domain(args.domain), args.project)
     record = _proof_record(domain)
     if args.json:
@@ -228,25 +264,33 @@ def _domain_json(domain: Domain) -> dict[str, object]:
 
 
 def _domain_list(ctx: Context, args: argparse.Namespace) -> int:
+    from postroom.mailbox.names import display_domain
+
     domains = ctx.directory.domains(args.project)
     if args.json:
         print_json([_domain_json(domain) for domain in domains])
         return 0
-    print(f"{'DOMAIN':40}  {'PROJECT':20}  STATE")
-    for domain in domains:
-        print(f"{display_domain(domain.name):40}  {domain.project:20}  {domain.state.value}")
+    print_table(
+        ("DOMAIN", "PROJECT", "STATE"),
+        [(display_domain(d.name), d.project, d.state.value) for d in domains],
+    )
     return 0
 
 
 def _verify(ctx: Context, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from postroom.mailbox.ownership import look_for_proof
+
     domain = ctx.domain(args.domain)
     if domain.verified:
         print(f"domain {domain.name} is already verified")
         return 0
     result = asyncio.run(look_for_proof(ctx.resolver(), domain))
     if not result.found:
-        # No proof is bad input (2); a DNS failure is "try again" (1).
-        status = 1 if result.temporary else 2
+        # No proof published is the answer "no" (1); a DNS failure left the
+        # question open: trouble, try again (2).
+        status = 2 if result.temporary else 1
         if args.json:
             print_json({**_domain_json(domain), "found": False, "message": result.message})
             return status
@@ -261,81 +305,14 @@ def _verify(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def domain_facts(ctx: Context, domain: Domain) -> DomainFacts:
-    config = ctx.config
-    keys = [k for k in ctx.directory.dkim_keys(domain.name) if k.state in PUBLISHED_STATES]
-    return DomainFacts(
-        domain=domain.name,
-        verification_text=domain.verification_text,
-        mail_host=ctx.mail_host,
-        spf_mechanisms=our_spf_mechanisms(config.dns.spf, config.spf_host.lower(), ctx.egress),
-        report_address=config.dns.report_address or f"postmaster@{domain.name}",
-        dkim=tuple(
-            DkimSelector(
-                key.selector, key.state, dkim_txt_value(KeyAlgorithm(key.algorithm), key.public_key)
-            )
-            for key in keys
-        ),
-    )
-
-
-async def _live_txt(resolver: Resolver, domain: str) -> LiveTxt:
-    """The published SPF and DMARC records the snippet must merge with (best effort)."""
-    spf: tuple[str, ...] = ()
-    dmarc = None
-    # No answer (or a failed lookup) means nothing to merge with: the snippet
-    # then shows the record to create, and `domain check` reports the failure.
-    with contextlib.suppress(DnsError):
-        spf = tuple(r for r in await resolver.txt(domain) if is_spf(r))
-    with contextlib.suppress(DnsError):
-        found = [r for r in await resolver.txt(dmarc_host(domain)) if is_dmarc(r)]
-        dmarc = found[0] if len(found) == 1 else None
-    return LiveTxt(spf=spf, dmarc=dmarc)
-
-
-def _domain_dns(ctx: Context, args: argparse.Namespace) -> int:
-    domain = ctx.domain(args.domain)
-    live = asyncio.run(_live_txt(ctx.resolver(), domain.name))
-    records = domain_records(domain_facts(ctx, domain), live)
-    if not domain.verified:
-        note = "unverified: DKIM keys are created by `postroom domain verify`"
-    else:
-        note = f"verified {_date(domain.verified_at)}"
-    _print_records(records, "json" if args.json else args.format, f"{domain.name} ({note})")
-    return 0
-
-
-def _print_records(records: list[DnsRecord], form: str, title: str) -> None:
-    if form == "json":
-        print_json(records_json(records))
-    elif form == "bind":
-        print(render_bind(records, header=f"records for {title}, generated by postroom"), end="")
-    else:
-        print(f"records for {title}")
-        print(render_table(records), end="")
-
-
-def _domain_check(ctx: Context, args: argparse.Namespace) -> int:
-    domain = ctx.domain(args.domain)
-    report = asyncio.run(audit_domain(domain_facts(ctx, domain), ctx.resolver()))
-    if args.json:
-        print_json(report.as_json())
-    else:
-        print(f"{'VERDICT':8}  {'REQ':3}  {'TYPE':5}  NAME")
-        for row in report.rows:
-            print(f"{row.verdict:8}  {'yes' if row.required else 'no':3}  {row.type:5}  {row.name}")
-            if row.verdict != "ok":
-                print(f"{'':20}expected: {row.expected}")
-                print(f"{'':20}found:    {row.found or '(nothing)'}")
-            print(f"{'':20}{row.reason}")
-        print("ok" if report.ok else "NOT OK: a required record is missing or wrong")
-    return 0 if report.ok else 1
-
-
 # -- DKIM -------------------------------------------------------------------------
 
 
 def _dkim_rotate(ctx: Context, args: argparse.Namespace) -> int:
+    from postroom.mailbox.dkim_keys import KeyAlgorithm, dkim_txt_value
+    from postroom.mailbox.keyring import key_host
+    from postroom.mailbox.zone.render import DnsRecord, render_bind
+
     domain = ctx.domain(args.domain)
     new = ctx.keyring.rotate(domain.name)
     if args.json:
@@ -369,15 +346,16 @@ def _dkim_list(ctx: Context, args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return 0
-    print(f"{'SELECTOR':28}  {'ALGORITHM':9}  {'STATE':8}  SINCE")
-    for row in rows:
-        print(
-            f"{row['selector']:28}  {row['algorithm']:9}  {row['state']:8}  {_date(row['since'])}"
-        )
+    print_table(
+        ("SELECTOR", "ALGORITHM", "STATE", "SINCE"),
+        [(r["selector"], r["algorithm"], r["state"], utc_date(r["since"])) for r in rows],
+    )
     return 0
 
 
 def _dkim_refresh(ctx: Context, args: argparse.Namespace) -> int:
+    import asyncio
+
     domain = ctx.domain(args.domain)
     transitions = asyncio.run(ctx.keyring.refresh(domain.name, ctx.resolver()))
     if args.json:
@@ -393,17 +371,3 @@ def _dkim_refresh(ctx: Context, args: argparse.Namespace) -> int:
     if not transitions:
         print("no change")
     return 0
-
-
-def _dns_self(ctx: Context, args: argparse.Namespace) -> int:
-    config = ctx.config
-    records = self_records(ctx.mail_host, config.spf_host.lower(), ctx.egress, config.bounce_domain)
-    form = "json" if args.json else args.format
-    _print_records(records, form, f"this appliance ({config.server.hostname})")
-    return 0
-
-
-def _date(timestamp: object) -> str:
-    if not isinstance(timestamp, int | float):
-        return "-"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")

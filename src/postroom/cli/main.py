@@ -2,8 +2,19 @@
 
 Every command accepts `-c FILE` (default /etc/postroom/postroom.toml or
 $POSTROOM_CONFIG). Errors are one line on stderr naming the file and key (or
-the object) and exit status 2 for bad input / 1 for a failed check; never a
-traceback. Verbs (the contract in ARCHITECTURE.md; extend, never rename):
+the object); never a traceback. Exit status, the same for every command:
+  0  ok; for a check, the answer is yes.
+  1  the answer is no: a check that failed (`domain check` with a required
+     record not ok, `domain verify` while the proof is not published,
+     `address check` with an invalid input, `auth check` not accepting the
+     message), a gate that refused (`rating gate`). Never an error.
+  2  the command could not do its job: bad input (an invalid config file
+     included), something not found (a queue id, project, domain, mailbox,
+     contact), a conflict or a wrong state, or trouble that left the question
+     open (a file that cannot be read, the database or DNS failing).
+argparse's own usage errors exit 2 as well; 130 after Ctrl-C; 141 when the
+reader of stdout went away. Startup cost: see `cli/common.py`.
+Verbs (the contract in ARCHITECTURE.md; extend, never rename):
   serve · config check · config init · db upgrade ·
   queue list | show ID | retry ID|--all | hold ID | release ID | delete ID | stats ·
   project add | list | limit · domain add | list | verify | dns | check ·
@@ -17,12 +28,9 @@ traceback. Verbs (the contract in ARCHITECTURE.md; extend, never rename):
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Callable, Sequence
-
-from sqlalchemy.exc import SQLAlchemyError
 
 from postroom.cli import (
     audience_cmd,
@@ -35,8 +43,6 @@ from postroom.cli import (
     smtp_cmd,
 )
 from postroom.cli.common import CliError, add_config_option
-from postroom.config import ConfigError
-from postroom.core.errors import StartupError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -69,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+
     from postroom.app import serve
     from postroom.cli.common import setup_logging_from
 
@@ -83,30 +91,48 @@ def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # --help and usage errors end here (0 and 2)
+    # Imported after parsing: every command reads the config, `--help` does not.
+    from postroom.config import ConfigError, default_config_path
+    from postroom.core.errors import StartupError
+
+    if args.config is None:
+        args.config = default_config_path()
     handler: Handler = args.handler
     try:
         return handler(args)
     except ConfigError as error:
         print(f"postroom: config error: {error}", file=sys.stderr)
         return 2
-    except StartupError as error:
-        print(f"postroom: {error}", file=sys.stderr)
-        return 1
-    except SQLAlchemyError as error:
-        # The driver's first line says what failed (refused, auth, missing database).
-        detail = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        print(f"postroom: database error: {detail}", file=sys.stderr)
-        return 1
     except CliError as error:
         print(f"postroom: {error}", file=sys.stderr)
         return error.exit_status
+    except StartupError as error:  # `serve` cannot start: trouble, not a "no"
+        print(f"postroom: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         # The reader went away (`... | head`): stop quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except Exception as error:
+        detail = _database_error(error)
+        if detail is None:
+            raise
+        print(f"postroom: database error: {detail}", file=sys.stderr)
+        return 2
+
+
+def _database_error(error: Exception) -> str | None:
+    """The driver's first line (refused, auth, missing database) when `error` is
+    SQLAlchemy's; looked up in sys.modules because a command that never imported
+    SQLAlchemy cannot raise its errors, and importing it here would cost every
+    command its startup time."""
+    exc = sys.modules.get("sqlalchemy.exc")
+    if exc is None or not isinstance(error, exc.SQLAlchemyError):
+        return None
+    return str(getattr(error, "orig", None) or error).strip().splitlines()[0]
 
 
 if __name__ == "__main__":

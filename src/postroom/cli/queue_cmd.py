@@ -5,9 +5,19 @@ from __future__ import annotations
 import argparse
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from postroom.cli.common import CliError, add_config_option, open_database, print_json
-from postroom.mta.queue.admin import NoSuchMessage, QueueAdmin
+from postroom.cli.common import (
+    CliError,
+    add_config_option,
+    human_size,
+    open_database,
+    print_json,
+)
+from postroom.cli.table import print_table
+
+if TYPE_CHECKING:
+    from postroom.mta.queue.admin import QueueAdmin
 
 
 def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -16,22 +26,26 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     actions = queue.add_subparsers(dest="queue_verb", required=True, metavar="ACTION")
 
     def action(name: str, help_text: str, *, with_id: bool = False) -> argparse.ArgumentParser:
-        parser = actions.add_parser(name, help=help_text)
+        parser = actions.add_parser(name, help=help_text, description=help_text)
         add_config_option(parser)
         parser.add_argument("--json", action="store_true", help="machine-readable output")
         if with_id:
-            parser.add_argument("queue_id", metavar="ID")
+            parser.add_argument("queue_id", metavar="ID", help=_ID_HELP)
         parser.set_defaults(handler=run, action=name)
         return parser
 
     listing = action("list", "messages with pending deliveries")
     listing.add_argument(
-        "--state", choices=["queued", "inflight", "deferred", "held", "delivered", "failed"]
+        "--state",
+        choices=["queued", "inflight", "deferred", "held", "delivered", "failed"],
+        help="only messages with a delivery in this state (default: any pending)",
     )
-    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument(
+        "--limit", type=int, default=100, metavar="N", help="at most N messages (default: 100)"
+    )
     action("show", "one message with its deliveries", with_id=True)
     retry = action("retry", "make deferred deliveries due now")
-    retry.add_argument("queue_id", metavar="ID", nargs="?")
+    retry.add_argument("queue_id", metavar="ID", nargs="?", help=_ID_HELP)
     retry.add_argument("--all", action="store_true", help="every deferred delivery")
     action("hold", "keep a message from being delivered", with_id=True)
     action("release", "let a held message go", with_id=True)
@@ -39,26 +53,43 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     action("stats", "counts by state, pool and destination; oldest age")
 
 
+_ID_HELP = "a queue id (as in the 250 reply, Received: and the log)"
+
+
 def run(args: argparse.Namespace) -> int:
+    from postroom.mta.queue.admin import NoSuchMessage, QueueAdmin
+
     admin = QueueAdmin(open_database(args.config))
     try:
         return _ACTIONS[args.action](admin, args)
     except NoSuchMessage as error:
-        raise CliError(f"no message with queue id {error.args[0]}", exit_status=1) from None
+        raise CliError(f"no message with queue id {error.args[0]}") from None
 
 
 def _list(admin: QueueAdmin, args: argparse.Namespace) -> int:
+    if args.limit < 1:  # SQL's LIMIT -1 would silently mean "no limit"
+        raise CliError(f"--limit {args.limit}: must be 1 or more")
     rows = admin.list(state=args.state, limit=args.limit)
     if args.json:
         print_json(rows)
         return 0
-    print(f"{'QUEUE ID':16}  {'AGE':>8}  {'SIZE':>8}  {'RCPT':>4}  {'PEND':>4}  POOL  SENDER")
     now = time.time()
-    for row in rows:
-        print(
-            f"{row['id']:16}  {_age(now - row['created_at']):>8}  {row['size_bytes']:>8}  "
-            f"{row['recipients']:>4}  {row['pending']:>4}  {row['pool']}  <{row['mail_from']}>"
-        )
+    print_table(
+        ("QUEUE ID", "AGE", "SIZE", "RCPT", "PEND", "POOL", "SENDER"),
+        [
+            (
+                row["id"],
+                _age(now - row["created_at"]),
+                human_size(row["size_bytes"]),
+                row["recipients"],
+                row["pending"],
+                row["pool"],
+                f"<{row['mail_from']}>",
+            )
+            for row in rows
+        ],
+        right=(1, 2, 3, 4),
+    )
     print(f"{len(rows)} message(s)")
     return 0
 
@@ -73,7 +104,7 @@ def _show(admin: QueueAdmin, args: argparse.Namespace) -> int:
     print(f"sender:     <{message['mail_from']}>")
     print(f"pool:       {message['pool']}  origin: {message['origin']}")
     print(f"client:     {message['client_ip'] or '-'}")
-    print(f"size:       {message['size_bytes']} bytes")
+    print(f"size:       {human_size(message['size_bytes'])} ({message['size_bytes']} bytes)")
     for delivery in message["deliveries"]:
         print(
             f"  <{delivery['recipient']}>  {delivery['state']}  attempts={delivery['attempts']}"

@@ -15,6 +15,7 @@ import argparse
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from postroom.cli import audience_cmd
 from postroom.cli.common import (
@@ -24,12 +25,11 @@ from postroom.cli.common import (
     config_or_defaults,
     open_database,
     print_json,
+    read_input_file,
 )
-from postroom.config import load_config
-from postroom.mta.bounce.classify import Classifier, PatternError
-from postroom.mta.bounce.parse import parse_bounce
-from postroom.rating.contacts import Contact, ContactError, Contacts
-from postroom.rating.rules import Rules
+
+if TYPE_CHECKING:
+    from postroom.rating.contacts import Contact, Contacts
 
 MAX_BOUNCE_BYTES = 50 * 1024 * 1024
 
@@ -43,10 +43,10 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         ("unblock", "lift a block"),
         ("set-rating", "set the rating (1 blocks)"),
     ):
-        parser = actions.add_parser(name, help=help_text)
+        parser = actions.add_parser(name, help=help_text, description=help_text)
         add_config_option(parser)
-        parser.add_argument("address", metavar="ADDRESS")
-        parser.add_argument("--project", required=True, metavar="NAME")
+        parser.add_argument("address", metavar="ADDRESS", help="the contact's address")
+        parser.add_argument("--project", required=True, metavar="NAME", help="its project")
         parser.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "add":
             parser.add_argument("--list", metavar="NAME", help="also put it on this list")
@@ -57,31 +57,39 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             )
             audience_cmd.dns_options(parser)
         if name == "set-rating":
-            parser.add_argument("rating", type=int, metavar="RATING")
+            parser.add_argument("rating", type=int, metavar="RATING", help="1 to 10 (1 blocks)")
         parser.set_defaults(handler=_contact, action=name)
     audience_cmd.register_contact_verbs(actions)
 
     rating_actions = add_group(verbs, "rating", "the rating engine")
-    gate = rating_actions.add_parser("gate", help="may a campaign to this audience launch?")
+    gate_help = "may a campaign to this audience launch? (exit 1 when refused)"
+    gate = rating_actions.add_parser("gate", help=gate_help, description=gate_help)
     add_config_option(gate)
-    gate.add_argument("--project", required=True, metavar="NAME")
+    gate.add_argument("--project", required=True, metavar="NAME", help="the audience's project")
     gate.add_argument("--list", metavar="NAME", help="the audience (default: every contact)")
-    gate.add_argument("--json", action="store_true")
+    gate.add_argument("--json", action="store_true", help="machine-readable output")
     gate.set_defaults(handler=_gate)
 
     bounce_actions = add_group(verbs, "bounce", "bounce and complaint messages")
-    parse = bounce_actions.add_parser("parse", help="parse saved bounces (DSN, ARF, others)")
+    parse_help = "parse saved bounces (DSN, ARF, others)"
+    parse = bounce_actions.add_parser("parse", help=parse_help, description=parse_help)
     add_config_option(parse)
-    parse.add_argument("files", nargs="+", metavar="FILE")
+    parse.add_argument("files", nargs="+", metavar="FILE", help="a saved message (.eml)")
     parse.add_argument("--json", action="store_true", help="one JSON object per file")
     parse.set_defaults(handler=_bounce_parse)
 
 
 def _contacts(args: argparse.Namespace) -> Contacts:
+    from postroom.config import load_config
+    from postroom.rating.contacts import Contacts
+    from postroom.rating.rules import Rules
+
     return Contacts(open_database(args.config), Rules(load_config(args.config).rating))
 
 
 def _contact(args: argparse.Namespace) -> int:
+    from postroom.rating.contacts import ContactError
+
     if args.action == "add":
         # A contact added by hand goes through the one validator, like an import.
         address = audience_cmd.checked_address(args, args.address, accept_risky=args.accept_risky)
@@ -166,6 +174,8 @@ def _show(contacts: Contacts, contact: Contact, as_json: bool, *, events: bool) 
 
 
 def _gate(args: argparse.Namespace) -> int:
+    from postroom.rating.contacts import ContactError
+
     try:
         result = _contacts(args).gate(args.project, args.list)
     except ContactError as error:
@@ -187,20 +197,16 @@ def _gate(args: argparse.Namespace) -> int:
 
 
 def _bounce_parse(args: argparse.Namespace) -> int:
+    from postroom.mta.bounce.classify import Classifier, PatternError
+    from postroom.mta.bounce.parse import parse_bounce
+
     patterns = config_or_defaults(args.config).bounce.patterns
     try:
         classifier = Classifier.load([Path(path) for path in patterns])
     except PatternError as error:
         raise CliError(f"bounce patterns: {error}") from None
     for name in args.files:
-        path = Path(name)
-        try:
-            if path.stat().st_size > MAX_BOUNCE_BYTES:
-                raise CliError(f"{path}: larger than {MAX_BOUNCE_BYTES} bytes")
-            data = path.read_bytes()
-        except OSError as error:
-            raise CliError(f"{path}: cannot read: {error.strerror}") from None
-        report = parse_bounce(data, classifier)
+        report = parse_bounce(read_input_file(Path(name), MAX_BOUNCE_BYTES), classifier)
         verdict = {
             "file": name,
             "is_bounce": report.is_bounce,

@@ -28,12 +28,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from postroom.cli.common import CliError, add_action, add_group, open_database, print_json
-from postroom.config import Config, ConfigError, load_config
-from postroom.config.schema import parse_listen
-from postroom.mailbox.smtp_access import SmtpAccess, SmtpAccessError, SmtpAccount, SmtpState
-from postroom.mailbox.usage import ProjectUsage
+from postroom.cli.table import print_table
+
+if TYPE_CHECKING:
+    from postroom.config import Config
+    from postroom.mailbox.smtp_access import SmtpAccount
 
 # Until [smtp.submission] has these keys everywhere; they are its documented defaults.
 DEFAULT_PER_MINUTE = 100
@@ -46,6 +48,10 @@ class Context:
     """What every command here needs, opened once."""
 
     def __init__(self, config_path: str) -> None:
+        from postroom.config import load_config
+        from postroom.mailbox.smtp_access import SmtpAccess
+        from postroom.mailbox.usage import ProjectUsage
+
         self.config: Config = load_config(config_path)
         engine = open_database(config_path)
         self.access = SmtpAccess(engine)
@@ -58,11 +64,11 @@ Handler = Callable[[Context, argparse.Namespace], int]
 def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     smtp = add_group(verbs, "smtp", "SMTP submission access of mailboxes (apps)")
     request = _action(smtp, "request", "ask for SMTP access (an operator moderates)", _request)
-    request.add_argument("address", metavar="ADDRESS")
+    request.add_argument("address", metavar="ADDRESS", help=_ADDRESS_HELP)
     request.add_argument("--purpose", required=True, metavar="TEXT", help="what the app sends")
     request.add_argument("--volume", required=True, metavar="N", help="messages per day")
     approve = _action(smtp, "approve", "grant SMTP access", _approve)
-    approve.add_argument("address", metavar="ADDRESS")
+    approve.add_argument("address", metavar="ADDRESS", help=_ADDRESS_HELP)
     approve.add_argument(
         "--domain-senders",
         action=argparse.BooleanOptionalAction,
@@ -70,19 +76,23 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="may send as any address of its domain (default: keep; initially only itself)",
     )
     reject = _action(smtp, "reject", "refuse a request, or revoke an approval", _reject)
-    reject.add_argument("address", metavar="ADDRESS")
+    reject.add_argument("address", metavar="ADDRESS", help=_ADDRESS_HELP)
     reject.add_argument("--reason", required=True, metavar="TEXT", help="shown to the requester")
     info = _action(smtp, "info", "state, or everything an app needs once approved", _info)
-    info.add_argument("address", metavar="ADDRESS")
+    info.add_argument("address", metavar="ADDRESS", help=_ADDRESS_HELP)
     listing = _action(smtp, "list", "mailboxes and their SMTP access", _list)
     # Checked by the command, not by argparse `choices`: a bad value is one line, exit 2.
-    listing.add_argument("--state", metavar="|".join(state.value for state in SmtpState))
+    listing.add_argument(
+        "--state",
+        metavar="STATE",
+        help="only mailboxes in this state: none, pending, approved or rejected",
+    )
     limits = _action(smtp, "limits", "per-mailbox rate limits (0 = the default)", _limits)
-    limits.add_argument("address", metavar="ADDRESS")
-    limits.add_argument("--per-minute", metavar="N", help="messages per minute")
-    limits.add_argument("--per-day", metavar="N", help="messages per day")
+    limits.add_argument("address", metavar="ADDRESS", help=_ADDRESS_HELP)
+    limits.add_argument("--per-minute", metavar="N", help="messages (recipients) per minute")
+    limits.add_argument("--per-day", metavar="N", help="messages (recipients) per day")
     senders = _action(smtp, "senders", "which sender addresses it may use", _senders)
-    senders.add_argument("address", metavar="ADDRESS")
+    senders.add_argument("address", metavar="ADDRESS", help=_ADDRESS_HELP)
     which = senders.add_mutually_exclusive_group(required=True)
     which.add_argument(
         "--domain", action="store_true", help="any address of the mailbox's linked domain"
@@ -90,11 +100,16 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     which.add_argument("--own", action="store_true", help="only the mailbox's own address")
 
 
+_ADDRESS_HELP = "the mailbox (local-part@domain)"
+
+
 def _action(group, name: str, help_text: str, handler: Handler) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
     return add_action(group, name, help_text, lambda args: _run(handler, args))
 
 
 def _run(handler: Handler, args: argparse.Namespace) -> int:
+    from postroom.mailbox.smtp_access import SmtpAccessError
+
     try:
         return handler(Context(args.config), args)
     except SmtpAccessError as error:
@@ -188,6 +203,8 @@ def _info(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _print_info(ctx: Context, account: SmtpAccount) -> None:
+    from postroom.mailbox.smtp_access import SmtpState
+
     rows: list[tuple[str, str]] = []
     if account.state is SmtpState.APPROVED:
         rows.append(("host", _host(ctx.config)))
@@ -221,6 +238,8 @@ def _print_info(ctx: Context, account: SmtpAccount) -> None:
 
 
 def _info_json(ctx: Context, account: SmtpAccount) -> dict[str, object]:
+    from postroom.mailbox.smtp_access import SmtpState
+
     approved = account.state is SmtpState.APPROVED
     per_minute, per_day = _effective_limits(ctx.config, account)
     used, limit = ctx.usage.usage(account.project_id)
@@ -244,6 +263,8 @@ def _info_json(ctx: Context, account: SmtpAccount) -> dict[str, object]:
 
 
 def _list(ctx: Context, args: argparse.Namespace) -> int:
+    from postroom.mailbox.smtp_access import SmtpState
+
     state = None
     if args.state is not None:
         try:
@@ -272,11 +293,20 @@ def _list(ctx: Context, args: argparse.Namespace) -> int:
             ]
         )
         return 0
-    print(f"{'ADDRESS':40}  {'PROJECT':16}  {'STATE':8}  {'PER DAY':>9}  PURPOSE")
-    for a in accounts:
-        volume = a.volume if a.volume is not None else "-"
-        purpose = a.purpose if len(a.purpose) <= 40 else a.purpose[:39] + "…"
-        print(f"{a.address:40}  {a.project:16}  {a.state.value:8}  {volume:>9}  {purpose}")
+    print_table(
+        ("ADDRESS", "PROJECT", "STATE", "PER DAY", "PURPOSE"),
+        [
+            (
+                a.address,
+                a.project,
+                a.state.value,
+                a.volume,
+                a.purpose if len(a.purpose) <= 40 else a.purpose[:39] + "…",
+            )
+            for a in accounts
+        ],
+        right=(3,),
+    )
     return 0
 
 
@@ -289,6 +319,9 @@ def _host(config: Config) -> str:
 
 def _ports(config: Config) -> list[dict[str, object]]:
     """Each submission port once with its security (several addresses may share a port)."""
+    from postroom.config import ConfigError
+    from postroom.config.schema import parse_listen
+
     submission = config.smtp.submission
     ports: list[dict[str, object]] = []
     for key, values, security in (

@@ -106,6 +106,18 @@ class InboundConfig:
     """Concurrent SMTP sessions over all listeners."""
     max_connections_per_ip: int = 50
     """Concurrent sessions from one client address; past it 421 4.7.0."""
+    junk_command_limit: int = 100
+    """HELO/EHLO/NOOP/RSET/VRFY/HELP a session may send before each one more counts as an
+    error (Postfix's smtpd_junk_command_limit); reset when a message is accepted."""
+    soft_error_limit: int = 10
+    """Errors (4xx/5xx replies) of a session after which every reply waits error_sleep
+    (Postfix's smtpd_soft_error_limit); reset when a message is accepted."""
+    hard_error_limit: int = 20
+    """Errors of a session at which it hears 421 4.7.0 and is disconnected
+    (Postfix's smtpd_hard_error_limit)."""
+    error_sleep: Duration = Duration(1)
+    """The wait before each reply past soft_error_limit (Postfix's smtpd_error_sleep_time).
+    These four apply to submission (587/465) sessions too."""
 
     def validate(self, path: str) -> None:
         _check_listen(self.listen, f"{path}.listen")
@@ -122,6 +134,9 @@ class InboundConfig:
             raise ConfigError(f"{path}.max_hops", "must be at least 1")
         if self.max_line_length < 1000:
             raise ConfigError(f"{path}.max_line_length", "RFC 5321 requires at least 1000")
+        for key in ("junk_command_limit", "soft_error_limit", "hard_error_limit"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{path}.{key}", "must be at least 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +149,15 @@ class SubmissionConfig:
     """Pool of submitted mail (e.g. "transactional"); empty = [delivery] rules and default.
     An app may still choose one with X-Postroom-Pool."""
     max_per_minute: int = 100
-    """Messages one mailbox may submit per minute (0 = no limit; `smtp limits` overrides)."""
+    """Messages one mailbox may submit per minute, counted per accepted recipient (each
+    leaves as a message of its own); 0 = no limit; `smtp limits` overrides."""
     max_per_day: int = 10_000
-    """Messages one mailbox may submit per day (0 = no limit; `smtp limits` overrides)."""
+    """Messages one mailbox may submit per day, counted per accepted recipient; 0 = no
+    limit; `smtp limits` overrides."""
     auth_max_failures: int = 10
-    """Failed AUTH attempts (per client network or username, within auth_lockout) before
-    a lockout; answers slow down from the fourth."""
+    """Failed AUTH attempts (per client network or account, whatever spelling of its
+    address the username uses, within auth_lockout) before a lockout; answers slow down
+    from the fourth."""
     auth_lockout: Duration = Duration(900)
     """How long a lockout lasts (and how long failures are remembered)."""
 

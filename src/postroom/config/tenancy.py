@@ -8,9 +8,12 @@ contacts, the others the transport of mail.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from postroom.config.loader import ConfigError, Duration
+
+_ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,12 @@ class MailboxConfig:
     dovecot_group: str = "dovecot"
     """Group of that file (mode 0640): Dovecot's auth process reads it as this group.
     Ignored while the group does not exist (Dovecot not installed)."""
+    dovecot_mail_user: str = ""
+    """User Dovecot's mail processes run as to read the Maildirs (`dovecot config` puts it
+    in the userdb's uid); empty = the owner of the mail root (of the state directory
+    before the mail root exists): the user postroom runs as."""
+    dovecot_mail_group: str = ""
+    """Their group; empty = the group of the mail root (or of the state directory)."""
     min_password_length: int = 10
     """Shortest password a mailbox may have (NIST SP 800-63B: length and a common-password
     list, no composition rules)."""
@@ -54,6 +63,11 @@ class MailboxConfig:
     def validate(self, path: str) -> None:
         if self.min_password_length < 8:
             raise ConfigError(f"{path}.min_password_length", "at least 8")
+        for key in ("dovecot_group", "dovecot_mail_user", "dovecot_mail_group"):
+            value = getattr(self, key)
+            # Names go into dovecot.conf and chown: no room for spaces or syntax.
+            if value and not _ACCOUNT_NAME.fullmatch(value):
+                raise ConfigError(f"{path}.{key}", "a user or group name (letters, digits, . _ -)")
 
 
 @dataclass(frozen=True, slots=True)

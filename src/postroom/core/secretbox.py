@@ -26,6 +26,9 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from postroom.core.errors import cannot
+from postroom.core.statefiles import make_directories
+
 DKIM_KEYS_INFO = b"postroom dkim keys"
 """HKDF info string of the sub-key that encrypts DKIM private keys."""
 
@@ -94,7 +97,7 @@ def _create_secret_file(path: Path) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         # The state directory may not exist yet (PostgreSQL: nothing else made it).
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_directories(path.parent)
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
@@ -109,7 +112,7 @@ def _create_secret_file(path: Path) -> None:
         finally:
             os.close(directory)
     except OSError as error:
-        raise SecretKeyError(f"{path}: cannot create secret key file: {error.strerror}") from error
+        raise SecretKeyError(cannot(path, "create the secret key file", error)) from error
     finally:
         with contextlib.suppress(OSError):  # e.g. the directory could not be made
             temporary.unlink(missing_ok=True)
@@ -131,7 +134,7 @@ def _read_secret_file(path: Path) -> bytes:
             "of the same file)"
         ) from error
     except OSError as error:
-        raise SecretKeyError(f"{path}: cannot read secret key file: {error.strerror}") from error
+        raise SecretKeyError(cannot(path, "read the secret key file", error)) from error
     malformed = SecretKeyError(
         f"{path}: malformed secret key file: expected {SECRET_SIZE_BYTES} random bytes "
         "as base64 on one line"

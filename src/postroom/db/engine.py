@@ -5,6 +5,9 @@ Durability is the contract here: SQLite runs with `journal_mode=WAL` and
 `synchronous=FULL`, so a commit returns only after the WAL is fsynced; that is
 what lets the SMTP session say 250 right after the queue's group commit.
 PostgreSQL keeps its own defaults (`synchronous_commit=on`).
+The SQLite file is created by `core.statefiles.prepare_sqlite_file` (0640 in a
+0750 directory, whatever the umask) before SQLite opens it; when it cannot be,
+`StartupError` names the path and the reason (one line, exit 1, at any command).
 """
 
 from __future__ import annotations
@@ -14,12 +17,21 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from postroom.core.errors import StartupError
+from postroom.core.statefiles import prepare_sqlite_file
+
 
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                prepare_sqlite_file(Path(parsed.database))
+            except OSError as error:
+                raise StartupError(
+                    f"cannot create the SQLite database {parsed.database}: "
+                    f"{error.filename}: {error.strerror}"
+                ) from None
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -13,8 +13,11 @@ address → it; aliases of the address → their mailboxes; the domain's
 catch-all → its mailboxes; else `UNKNOWN` (550 5.1.1). Blocking database I/O:
 the SMTP session calls it in a thread.
 
-A mailbox's Maildir is `<mail_root>/<domain>/<local part>/` (ARCHITECTURE.md);
-local parts containing "/" are refused because they would leave that tree.
+A mailbox's Maildir is `<mail_root>/<domain>/<local part>/` (ARCHITECTURE.md).
+New mailboxes and alias sources follow the naming rule of
+`names.mailbox_name_problem` (checked here again, whoever the caller), so that
+no name can leave that tree or break Dovecot's passwd-file; rows stored before
+the rule existed are still found, listed and deleted.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from postroom.db.models import DomainState, aliases, domains, mailboxes, projects
 from postroom.mailbox.directory import DirectoryError
+from postroom.mailbox.names import mailbox_name_problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +94,7 @@ class Accounts:
 
     def add_mailbox(self, address: str, password_hash: str, quota_bytes: int) -> Mailbox:
         local, _, domain_name = address.rpartition("@")
-        if "/" in local or local in (".", ".."):
-            # Either would leave <root>/<domain>/ (the CLI's address syntax refuses both too).
-            raise DirectoryError(f"mailbox {address}: '/' cannot be part of a mailbox name")
+        _check_new_name(local, f"mailbox {address}")
         now = time.time()
         try:
             with self.engine.begin() as conn:
@@ -165,7 +167,9 @@ class Accounts:
 
     def add_alias(self, source: str, target: str) -> Alias:
         """`source` is an address or "@domain" (catch-all); `target` a mailbox address."""
-        domain_name = source.rpartition("@")[2]
+        local, _, domain_name = source.rpartition("@")
+        if local:  # "@domain" is the catch-all
+            _check_new_name(local, f"alias {source}")
         try:
             with self.engine.begin() as conn:
                 domain_id = _verified_domain_id(conn, domain_name, f"alias {source}")
@@ -282,6 +286,12 @@ class Accounts:
             created_at=row.created_at,
             maildir=self.maildir_of(row.address),
         )
+
+
+def _check_new_name(local: str, what: str) -> None:
+    problem = mailbox_name_problem(local)
+    if problem is not None:
+        raise DirectoryError(f"{what}: {problem}")
 
 
 def _verified_domain_id(conn: Connection, name: str, what: str) -> int:

@@ -9,8 +9,28 @@ or a public suffix ("co.uk", "github.io": those belong to a registry, not to a
 project). `normalise_address(text)` does the same for `local@domain`, with a
 dot-atom local part (RFC 5321 4.1.2, 4.5.3.1 limits) kept in lower case:
 mailboxes are matched case-insensitively, as every mainstream server does.
+That is the rule for naming an address that exists somewhere (a lookup, an
+alias target, a sender).
 
-Untrusted input: operator text and envelope addresses.
+`new_mailbox_address(text, what)` is the stricter rule for a name postroom
+creates (a mailbox, or an alias source: the two share one namespace, so a name
+valid as one must be valid as the other). Its local part may hold only
+lower-case letters, digits, ".", "-" and "_", starts with a letter or digit,
+and has no empty atom. Why, downstream: the name becomes a directory
+(`<root>/<domain>/<local part>/`: "/" and a leading "." would leave or hide in
+the tree), a field of Dovecot's passwd-file (":" ends a field, whitespace and
+control characters end the extra fields or the line, "#" at the start of a
+line makes it a comment) whose extra fields Dovecot expands ("%" starts a
+variable), and an IMAP login, which Dovecot refuses unless every character is
+in its default `auth_username_chars` (letters, digits, "." "-" "_" "@"). "+"
+is refused too: Dovecot would refuse the login, and it is the subaddress
+separator (RFC 5233, Postfix's recipient_delimiter), so `user+tag` must stay
+free to reach `user`. `mailbox_name_problem(local)` says what is wrong with a
+local part under this rule (None when nothing), for layers that check again.
+`lookup_form`, `lookup_address` and `login_address` give the forms that names
+from mail and AUTH usernames are compared in, cheaply and without a verdict.
+
+Untrusted input: operator text, envelope addresses and AUTH usernames.
 RFCs: 5890-5892 (IDNA 2008), UTS #46, 5321, 1035 (label and name lengths).
 """
 
@@ -25,6 +45,9 @@ from publicsuffixlist import PublicSuffixList
 
 _ATOM = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+$")
 MAX_LOCAL_PART = 64
+MAILBOX_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-_")
+_MAILBOX_NAME_HINT = "use letters, digits, '.', '-' and '_' (what Dovecot logins and paths take)"
+MAX_LOGIN = 320  # RFC 5321 path limits: a longer username is no address of ours
 
 
 class InvalidName(ValueError):
@@ -98,6 +121,14 @@ def lookup_address(address: str) -> str | None:
     return None if not ascii_domain else f"{local.lower()}@{ascii_domain}"
 
 
+def login_address(username: str) -> str | None:
+    """The stored form of the mailbox an AUTH username names (`lookup_address`), None
+    when it names none. One function for AUTH and its brute-force throttle: every
+    spelling that can log in to a mailbox ("CEO@Ｂ.ｔｅｓｔ", "ceo@b.test.") is
+    counted as that mailbox."""
+    return lookup_address(username) if len(username) <= MAX_LOGIN else None
+
+
 def display_domain(ascii_name: str) -> str:
     """The Unicode form for people (U-labels), or the name as is when it has none."""
     if "xn--" not in ascii_name:
@@ -110,10 +141,7 @@ def display_domain(ascii_name: str) -> str:
 
 def normalise_address(text: str) -> tuple[str, str]:
     """(local part, domain) of `local@domain`; raises `InvalidName`."""
-    address = text.strip()
-    if address.startswith("<") and address.endswith(">"):
-        address = address[1:-1]
-    local, at, domain = address.rpartition("@")
+    local, at, domain = _unbracketed(text).rpartition("@")
     if not at or not local:
         raise InvalidName(f"{text!r} is not an address: expected local-part@domain")
     local = local.lower()
@@ -124,3 +152,34 @@ def normalise_address(text: str) -> tuple[str, str]:
             f"{text!r}: local part must be dot-separated letters, digits and !#$%&'*+/=?^_`{{|}}~-"
         )
     return local, normalise_domain(domain)
+
+
+def new_mailbox_address(text: str, what: str = "mailbox") -> str:
+    """The stored `local@domain` of a new mailbox (or, with `what="alias"`, of an alias
+    source) under the naming rule of the module docstring; raises `InvalidName` naming
+    the address and the refused character."""
+    problem = mailbox_name_problem(_unbracketed(text).rpartition("@")[0].lower())
+    if problem is not None:
+        raise InvalidName(f"{what} {text.strip()!r}: {problem}")
+    local, domain = normalise_address(text)
+    return f"{local}@{domain}"
+
+
+def mailbox_name_problem(local: str) -> str | None:
+    """Why `local` (lower case) cannot name a new mailbox, or None when it can. An empty
+    local part passes: that is `normalise_address`'s "not an address" to report."""
+    for char in local:
+        if char not in MAILBOX_NAME_CHARS:
+            return f"{char!r} cannot be part of a mailbox name: {_MAILBOX_NAME_HINT}"
+    if local and not local[0].isalnum():
+        return f"{local[0]!r} cannot start a mailbox name: {_MAILBOX_NAME_HINT}"
+    if local.endswith(".") or ".." in local:
+        return f"'.' cannot end a mailbox name or follow another '.': {_MAILBOX_NAME_HINT}"
+    return None
+
+
+def _unbracketed(text: str) -> str:
+    address = text.strip()
+    if address.startswith("<") and address.endswith(">"):
+        return address[1:-1]
+    return address

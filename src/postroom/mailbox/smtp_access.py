@@ -27,10 +27,11 @@ None keeps a value and 0 returns it to the `[smtp.submission] max_per_minute` /
 `authenticate(username, password)` answers AUTH (blocking: argon2 verification,
 tens of milliseconds; call it in a thread). The username is the mailbox address,
 compared case-insensitively and with its domain in IDNA A-label form
-(`names.lookup_address`). Mailboxes of verified domains only. An unknown user and
-a wrong password are both "bad credentials" and cost the same: an unknown user
-is verified against `passwords.dummy_hash()`. A correct password of a mailbox not
-approved gives "not approved (<state>)", so an app's developer learns why.
+(`names.login_address`, which the AUTH throttle keys on too). Mailboxes of
+verified domains only. An unknown user and a wrong password are both "bad
+credentials" and cost the same: an unknown user is verified against
+`passwords.dummy_hash()`. A correct password of a mailbox not approved gives
+"not approved (<state>)", so an app's developer learns why.
 
 Untrusted input: username and password (never logged here, never echoed).
 Config keys: none (the engine comes from [database]).
@@ -48,7 +49,7 @@ from sqlalchemy.engine import Connection, Row
 
 from postroom.db.models import DomainState, SmtpState, domains, mailboxes
 from postroom.mailbox.accounts import mailbox_query
-from postroom.mailbox.names import InvalidName, lookup_address, normalise_address
+from postroom.mailbox.names import InvalidName, login_address, lookup_address, normalise_address
 from postroom.mailbox.passwords import dummy_hash, verify_password
 
 __all__ = ["AuthOutcome", "SmtpAccess", "SmtpAccessError", "SmtpAccount", "SmtpState"]
@@ -56,7 +57,6 @@ __all__ = ["AuthOutcome", "SmtpAccess", "SmtpAccessError", "SmtpAccount", "SmtpS
 MAX_TEXT = 500  # characters of a purpose or a rejection reason
 MAX_VOLUME = 10_000_000  # messages per day a request may announce
 MAX_LIMIT = 2**31 - 1  # what the Integer columns hold on every database
-MAX_USERNAME = 320  # RFC 5321 path limits: longer is no address of ours
 BAD_CREDENTIALS = "bad credentials"
 
 # (address, current state, its row) → why the change is refused, or None to make it.
@@ -227,7 +227,7 @@ class SmtpAccess:
 
     def authenticate(self, username: str, password: str) -> AuthOutcome:
         """AUTH of an app (see module docstring). Blocking."""
-        login = lookup_address(username) if len(username) <= MAX_USERNAME else None
+        login = login_address(username)
         row = None
         if login is not None:
             with self.engine.connect() as conn:

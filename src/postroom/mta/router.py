@@ -7,7 +7,12 @@ the caller says 250 after it returns. The queued copy is DKIM-signed first
 (`OutboundSigner`, in a thread: OpenSSL releases the GIL, so the RSA operation
 runs beside the event loop); local copies are not signed. Local copies are written first: if the
 queue commit then fails the client retries and a mailbox may see the message
-twice — a duplicate, never a loss. Mail stored locally from a non-null sender
+twice — a duplicate, never a loss. Once begun, `accept` runs to its end even if
+its caller is cancelled (aiosmtpd cancels a session whose client hangs up, a
+half-close is enough): a message that commits always reaches the delivery
+engine, instead of staying leased `inflight` with nobody holding it
+(`ShieldedTasks`; `serve` waits for them before closing the queue, and
+submission settles its project reservations there too). Mail stored locally from a non-null sender
 tells the rating engine that the sender is alive (`Contacts.received`) when
 the checks authenticated that sender (else anyone could lift a rating); that
 bookkeeping runs on the feedback worker (mta/bounce/worker.py), not on the
@@ -25,6 +30,7 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
+from postroom.core.shielded import ShieldedTasks
 from postroom.mailbox.accounts import LocalTarget
 from postroom.mailbox.local import LocalMail
 from postroom.mta.bounce.worker import FeedbackBusy, FeedbackTimeout, FeedbackWorker
@@ -58,6 +64,8 @@ class Router:
         self.contacts = contacts
         self.signer = signer
         self.feedback = feedback
+        # Work begun for SMTP sessions that must end even if the session is cancelled.
+        self.shielded = ShieldedTasks("router")
 
     async def accept(
         self,
@@ -69,7 +77,18 @@ class Router:
     ) -> None:
         """`message.recipients` are the remote ones; local copies go to `local_targets`
         (into `folder`, e.g. ".Junk", when given). A reply counts for the sender's rating
-        only when `sender_verified` (the checks authenticated the envelope sender)."""
+        only when `sender_verified` (the checks authenticated the envelope sender).
+        Returns once everything is stored and committed; raises only when the queue
+        insert did not commit. Cancelling the caller does not stop it."""
+        await self.shielded.run(self._accept(message, local_targets, folder, sender_verified))
+
+    async def _accept(
+        self,
+        message: NewMessage,
+        local_targets: Sequence[LocalTarget],
+        folder: str,
+        sender_verified: bool,
+    ) -> None:
         if local_targets:
             copy = return_path(message.mail_from) + message.body
             await asyncio.to_thread(self.local.store, copy, local_targets, folder)
@@ -80,7 +99,12 @@ class Router:
                 body = await asyncio.to_thread(self.signer.sign, message.body, message.queue_id)
                 message = dataclasses.replace(message, body=body)
             jobs = await self.store.enqueue(message)
-            self.delivery.submit(jobs)
+            try:
+                self.delivery.submit(jobs)
+            except Exception:
+                # Committed: the 250 must stand (a 451 now would make the client send a
+                # duplicate); the leases return to the queue at the next start.
+                log.exception("hand-over to delivery failed queue_id=%s", message.queue_id)
 
     async def _received(self, message: NewMessage, targets: Sequence[LocalTarget]) -> None:
         projects = [target.project_id for target in targets if target.project_id]

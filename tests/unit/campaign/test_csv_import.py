@@ -126,3 +126,30 @@ def test_plan_sorts_rows(tmp_path: Path) -> None:
     applied = plan_import(rows, verdicts, suggested={2: Verdict("valid", "bad@gmail.com")})
     assert applied.outcomes[2].category == "fixed"
     assert "bad@gmail.com" in [address for _, address in applied.to_import]
+
+
+def test_an_applied_suggestion_says_what_the_row_was_and_became(tmp_path: Path) -> None:
+    text = "email\n john@gmial.com\nrole@gmial.com\n"
+    rows = read_contacts_csv(write(tmp_path, text.encode())).rows
+    verdicts = [
+        Verdict(
+            "invalid",
+            "john@gmial.com",
+            ("junk_trimmed", "typo_domain", "disposable"),
+            "john@gmail.com",
+        ),
+        Verdict("invalid", "role@gmial.com", ("typo_domain", "disposable"), "role@gmail.com"),
+    ]
+    applied = {
+        0: Verdict("valid", "john@gmail.com"),
+        1: Verdict("risky", "role@gmail.com", ("role_account",)),
+    }
+    fixed, risky = plan_import(rows, verdicts, suggested=applied).outcomes
+    # Why it was fixed and that its input was cleaned; "disposable" was gmial.com's.
+    assert (fixed.category, fixed.input, fixed.address) == (
+        "fixed",
+        " john@gmial.com",
+        "john@gmail.com",
+    )
+    assert (fixed.reasons, fixed.suggestion) == (("junk_trimmed", "typo_domain"), "john@gmail.com")
+    assert (risky.category, risky.reasons) == ("risky", ("typo_domain", "role_account"))

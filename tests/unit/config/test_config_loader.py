@@ -206,9 +206,15 @@ def test_invalid_values_name_the_key() -> None:
     assert error_for("[smtp.inbound]\nrelay_networks = ['10.0.0.0/8', 'ten']\n").path == (
         "smtp.inbound.relay_networks[1]"
     )
+    assert error_for("[smtp.inbound]\nhard_error_limit = 0\n").path == (
+        "smtp.inbound.hard_error_limit"
+    )
     assert error_for("[tls]\ncert = '/etc/cert.pem'\n").path == "tls"
     assert error_for("[logging]\nformat = 'xml'\n").path == "logging.format"
     assert error_for("[[egress]]\nname = 'a'\naddress = 'not-an-ip'\n").path == "egress[0].address"
+    # Names that go into dovecot.conf and chown as they are.
+    for key in ("dovecot_group", "dovecot_mail_user", "dovecot_mail_group"):
+        assert error_for(f"[mailbox]\n{key} = 'vmail gid=0'\n").path == f"mailbox.{key}"
 
 
 def test_bad_hostname_is_refused() -> None:

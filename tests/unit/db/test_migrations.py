@@ -1,5 +1,8 @@
 """Migrations to head produce exactly `postroom.db.models.metadata`, and SQLite
-runs with the durability the queue's 250 relies on (WAL, synchronous=FULL)."""
+runs with the durability the queue's 250 relies on (WAL, synchronous=FULL).
+`ensure_current` (every CLI command that opens the database) upgrades only when
+the database is behind, and knows the head without importing Alembic:
+`HEAD_REVISION` must be Alembic's own head, or the shortcut would skip a migration."""
 
 from __future__ import annotations
 
@@ -10,10 +13,19 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Column, Engine, Integer, MetaData, Table, inspect, text
 
+from postroom.db import migrate
 from postroom.db.engine import make_engine
-from postroom.db.migrate import alembic_config, current_revision, upgrade
+from postroom.db.migrate import (
+    HEAD_REVISION,
+    alembic_config,
+    current_revision,
+    ensure_current,
+    schema_revision,
+    upgrade,
+)
 from postroom.db.models import metadata
 
 
@@ -125,3 +137,41 @@ def test_deleting_a_message_cascades_to_its_deliveries(engine: Engine) -> None:
         conn.execute(text("DELETE FROM messages WHERE id = 'M1'"))
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM deliveries")).scalar() == 0
+
+
+def test_the_head_revision_constant_is_alembics_head(engine: Engine) -> None:
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    assert head == HEAD_REVISION, "update HEAD_REVISION in postroom/db/migrate.py"
+
+
+def test_a_new_database_is_migrated_to_head(engine: Engine) -> None:
+    assert schema_revision(engine) is None  # no alembic_version table yet
+    ensure_current(engine)
+    assert current_revision(engine) == schema_revision(engine) == HEAD_REVISION
+
+
+def test_a_database_behind_head_is_upgraded(engine: Engine) -> None:
+    upgrade(engine, "0001")
+    assert schema_revision(engine) == "0001"
+    ensure_current(engine)
+    assert current_revision(engine) == HEAD_REVISION
+
+
+def test_a_current_database_is_not_handed_to_alembic(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upgrade(engine)
+
+    def no_upgrade(*args: object) -> None:
+        raise AssertionError("Alembic ran for a database at head")
+
+    monkeypatch.setattr(migrate, "upgrade", no_upgrade)
+    ensure_current(engine)
+
+
+def test_an_unknown_revision_goes_to_alembic(engine: Engine) -> None:
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'ffff'"))
+    with pytest.raises(CommandError, match="ffff"):
+        ensure_current(engine)  # Alembic, not the shortcut, says what is wrong

@@ -1,5 +1,6 @@
-"""Dovecot passwd-file and config rendering: exact lines, refusals of anything
-that would break the format, and the atomic 0640 write (postroom.mailbox.dovecot)."""
+"""Dovecot passwd-file and config rendering: exact lines, mailboxes left out (never
+fatal) when they would break the format, and the atomic 0640 write
+(postroom.mailbox.dovecot)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import pytest
 
 from postroom.mailbox.dovecot import (
     DovecotMailbox,
+    LeftOut,
+    UnusableValue,
+    passwd_line,
     render_config,
     render_passwd_file,
     write_passwd_file,
@@ -30,12 +34,14 @@ def mailbox(
 
 
 def test_one_line_per_mailbox_with_maildir_and_quota_in_bytes() -> None:
-    text = render_passwd_file(
+    rendered = render_passwd_file(
         [
             mailbox("Alice@Example.TEST", quota_bytes=10_485_760),
             mailbox("bob@example.test", maildir="/var/mail/example.test/bob"),
         ]
     )
+    assert rendered.left_out == ()
+    text = rendered.text
     assert text == (
         f"alice@example.test:{{ARGON2ID}}{HASH}::::::"
         "userdb_mail=maildir:/var/mail/example.test/alice"
@@ -50,7 +56,21 @@ def test_one_line_per_mailbox_with_maildir_and_quota_in_bytes() -> None:
 
 
 def test_no_mailboxes_is_an_empty_file() -> None:
-    assert render_passwd_file([]) == ""
+    assert render_passwd_file([]).text == ""
+
+
+def left_out_alone(bad: DovecotMailbox) -> LeftOut:
+    """Renders `bad` between two good mailboxes: both good lines are written, `bad` is
+    left out with a reason, and `passwd_line` refuses it on its own."""
+    first = mailbox("first@example.test", maildir="/var/mail/example.test/first")
+    last = mailbox("last@example.test", maildir="/var/mail/example.test/last")
+    rendered = render_passwd_file([first, bad, last])
+    assert rendered.text == passwd_line(first) + "\n" + passwd_line(last) + "\n"
+    with pytest.raises(ValueError):
+        passwd_line(bad)
+    (left,) = rendered.left_out
+    assert left.address == bad.address and left.reason
+    return left
 
 
 @pytest.mark.parametrize(
@@ -67,9 +87,8 @@ def test_no_mailboxes_is_an_empty_file() -> None:
         "",
     ],
 )
-def test_an_address_that_would_break_the_line_is_refused(address: str) -> None:
-    with pytest.raises(ValueError):
-        render_passwd_file([mailbox(address)])
+def test_an_address_that_would_break_the_line_is_left_out(address: str) -> None:
+    left_out_alone(mailbox(address))
 
 
 @pytest.mark.parametrize(
@@ -80,12 +99,14 @@ def test_an_address_that_would_break_the_line_is_refused(address: str) -> None:
         "/var/mail/a\n",
         "/var/mail/%d/%n",
         "var/mail/relative",
+        "/var/mail/example.test/..",
+        "/var/mail/example.test/../../etc",
+        "/var/mail/./x",
         "",
     ],
 )
-def test_a_maildir_that_would_break_the_line_is_refused(maildir: str) -> None:
-    with pytest.raises(ValueError):
-        render_passwd_file([mailbox(maildir=maildir)])
+def test_a_maildir_that_would_break_the_line_is_left_out(maildir: str) -> None:
+    left_out_alone(mailbox(maildir=maildir))
 
 
 @pytest.mark.parametrize(
@@ -98,35 +119,36 @@ def test_a_maildir_that_would_break_the_line_is_refused(maildir: str) -> None:
         "{ARGON2ID}" + HASH,
     ],
 )
-def test_a_hash_that_is_not_a_bare_argon2id_phc_string_is_refused(password_hash: str) -> None:
-    with pytest.raises(ValueError):
-        render_passwd_file([mailbox(password_hash=password_hash)])
+def test_a_hash_that_is_not_a_bare_argon2id_phc_string_is_left_out(password_hash: str) -> None:
+    left_out_alone(mailbox(password_hash=password_hash))
 
 
-def test_negative_quota_and_duplicate_addresses_are_refused() -> None:
-    with pytest.raises(ValueError):
-        render_passwd_file([mailbox(quota_bytes=-1)])
-    with pytest.raises(ValueError, match="two mailboxes"):
-        render_passwd_file([mailbox("alice@example.test"), mailbox("ALICE@example.test")])
+def test_a_negative_quota_is_left_out_and_a_second_login_too() -> None:
+    left_out_alone(mailbox(quota_bytes=-1))
+    rendered = render_passwd_file([mailbox("alice@example.test"), mailbox("ALICE@example.test")])
+    assert rendered.text == passwd_line(mailbox("alice@example.test")) + "\n"
+    assert rendered.left_out == (
+        LeftOut("ALICE@example.test", "another mailbox has the login 'alice@example.test'"),
+    )
 
 
 def test_write_is_atomic_with_mode_0640(tmp_path: Path) -> None:
     path = tmp_path / "passwd"
     path.write_text("old\n")
     old_inode = path.stat().st_ino
-    write_passwd_file(path, [mailbox()])
-    assert path.read_text() == render_passwd_file([mailbox()])
+    assert write_passwd_file(path, [mailbox()]) == ()
+    assert path.read_text() == render_passwd_file([mailbox()]).text
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert path.stat().st_ino != old_inode  # a new file renamed over the old one
     assert [entry.name for entry in tmp_path.iterdir()] == ["passwd"]
 
 
-def test_a_refused_mailbox_leaves_the_old_file_alone(tmp_path: Path) -> None:
+def test_a_left_out_mailbox_is_returned_and_the_others_are_written(tmp_path: Path) -> None:
     path = tmp_path / "passwd"
     path.write_text("old\n")
-    with pytest.raises(ValueError):
-        write_passwd_file(path, [mailbox("bad:address@example.test")])
-    assert path.read_text() == "old\n"
+    left_out = write_passwd_file(path, [mailbox("bad:address@example.test"), mailbox()])
+    assert [left.address for left in left_out] == ["bad:address@example.test"]
+    assert path.read_text() == passwd_line(mailbox()) + "\n"
     assert [entry.name for entry in tmp_path.iterdir()] == ["passwd"]
 
 
@@ -196,3 +218,29 @@ def test_config_refuses_values_that_would_break_it(overrides: dict[str, object])
     }
     with pytest.raises(ValueError):
         render_config(**arguments)  # type: ignore[arg-type]
+
+
+def test_config_says_what_it_assumes_and_lists_what_to_do_first() -> None:
+    arguments = {
+        "passwd_file": "/etc/dovecot/postroom/passwd",
+        "mail_root": "/var/lib/postroom/mail",
+        "mail_user": "postroom",
+        "mail_group": "postroom",
+        "passwd_group": "dovecot",
+    }
+    ready = render_config(**arguments)
+    assert '# - the Maildirs under /var/lib/postroom/mail ("root") belong to postroom:postroom' in (
+        ready
+    )
+    assert '# - postroom rewrites /etc/dovecot/postroom/passwd ("dovecot_passwd_file")' in ready
+    assert 'mode 0640, group dovecot ("dovecot_group")' in ready
+    assert "# Checked on this machine when generated: all of this holds.\n" in ready
+    note = "create the user " + "x" * 100  # a long note is wrapped, every line a comment
+    waiting = render_config(**arguments, notes=[note, "second"])
+    head = waiting.split("passdb {")[0]
+    assert "# NOT READY on this machine (checked when generated); first:\n# - create" in head
+    assert "\n# - second\n" in head
+    assert all(line.startswith("#") for line in head.splitlines() if line)
+    with pytest.raises(UnusableValue) as raised:
+        render_config(**{**arguments, "passwd_group": "dove cot"})
+    assert raised.value.name == "passwd_group"

@@ -276,6 +276,19 @@ def test_add_mailbox_refuses_a_slash_that_would_leave_the_mail_tree(
     assert count(engine, mailboxes) == 0
 
 
+@pytest.mark.parametrize("address", ["a%d@example.com", "#x@example.com", "a+b@example.com"])
+def test_add_mailbox_and_alias_refuse_names_the_passwd_file_or_dovecot_cannot_take(
+    accounts: Accounts, engine: Engine, address: str
+) -> None:
+    # The CLI checks first; the store checks again, whoever its caller.
+    with pytest.raises(DirectoryError, match=re.escape(f"mailbox {address}: ")):
+        accounts.add_mailbox(address, HASH, 0)
+    accounts.add_mailbox("alice@example.com", HASH, 0)
+    with pytest.raises(DirectoryError, match=re.escape(f"alias {address}: ")):
+        accounts.add_alias(address, "alice@example.com")
+    assert count(engine, mailboxes) == 1 and count(engine, aliases) == 0
+
+
 def test_add_mailbox_where_an_alias_is(accounts: Accounts) -> None:
     accounts.add_mailbox("alice@example.com", HASH, 0)
     accounts.add_alias("info@example.com", "alice@example.com")

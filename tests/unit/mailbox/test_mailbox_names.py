@@ -1,5 +1,6 @@
 """Domain names and addresses as postroom stores them: lower-case A-labels without the final
-dot, and the names that can never be a linked mail domain."""
+dot, the names that can never be a linked mail domain, and the stricter rule for the name of
+a new mailbox or alias."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from postroom.mailbox.names import (
     InvalidName,
     display_domain,
     lookup_address,
+    mailbox_name_problem,
+    new_mailbox_address,
     normalise_address,
     normalise_domain,
 )
@@ -163,3 +166,59 @@ def test_normalise_address_refuses(text: str, reason: str) -> None:
 )
 def test_lookup_address_is_the_stored_form_or_none(text: str, found: str | None) -> None:
     assert lookup_address(text) == found
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        ("alice@example.com", "alice@example.com"),
+        ("Alice.Smith@Example.COM", "alice.smith@example.com"),
+        ("<bob_2-x@example.com>", "bob_2-x@example.com"),
+        ("0day@Bücher.example", "0day@xn--bcher-kva.example"),
+        ("x" * MAX_LOCAL_PART + "@example.com", "x" * MAX_LOCAL_PART + "@example.com"),
+    ],
+)
+def test_new_mailbox_address_accepts_what_dovecot_and_paths_take(text: str, stored: str) -> None:
+    assert new_mailbox_address(text) == stored
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        # Each character of RFC 5322 atext beyond letters, digits, "-" and "_":
+        *((f"a{char}b@example.com", repr(char)) for char in "!#$%&'*+/=?^`{|}~"),
+        ("a:b@example.com", "':'"),
+        ("a b@example.com", "' '"),
+        ("a\x00b@example.com", "'\\x00'"),
+        ("ä@example.com", "'ä'"),
+        ("-a@example.com", "'-' cannot start"),
+        ("_a@example.com", "'_' cannot start"),
+        (".a@example.com", "'.' cannot start"),
+        ("a.@example.com", "'.' cannot end"),
+        ("a..b@example.com", "follow another '.'"),
+    ],
+)
+def test_new_mailbox_address_names_the_refused_character(text: str, refused: str) -> None:
+    with pytest.raises(InvalidName) as raised:
+        new_mailbox_address(text, "alias")
+    assert str(raised.value).startswith(f"alias {text!r}: ")
+    assert refused in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("alice", "not an address"),
+        ("@example.com", "not an address"),
+        ("x" * (MAX_LOCAL_PART + 1) + "@example.com", "longer than 64"),
+        ("alice@co.uk", "public suffix"),
+    ],
+)
+def test_new_mailbox_address_keeps_the_address_syntax_refusals(text: str, reason: str) -> None:
+    with pytest.raises(InvalidName, match=reason):
+        new_mailbox_address(text)
+
+
+def test_mailbox_name_problem_of_a_good_name_and_of_no_name() -> None:
+    assert mailbox_name_problem("a.b-c_d9") is None
+    assert mailbox_name_problem("") is None  # "not an address" is normalise_address's to say

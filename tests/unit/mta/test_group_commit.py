@@ -5,6 +5,7 @@ its own caller."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,20 @@ async def test_nothing_is_accepted_after_close(engine) -> None:  # type: ignore[
     await committer.close()
     with pytest.raises(RuntimeError):
         await committer.submit(lambda conn: None)
+
+
+async def test_a_cancelled_callers_write_still_commits_and_is_reported(  # type: ignore[no-untyped-def]
+    engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    def add_one(conn: Connection) -> int:
+        return conn.execute(insert(items), {"value": 7}).rowcount
+
+    committer = GroupCommitter(engine)
+    committer.start()
+    caller = asyncio.create_task(committer.submit(add_one))
+    await asyncio.sleep(0)  # submitted
+    caller.cancel()
+    with caplog.at_level(logging.WARNING, logger="postroom.mta.queue.groupcommit"):
+        await committer.close()
+    assert count(engine) == 1  # no withdrawal: the work must come through ShieldedTasks
+    assert "a committed write (" in caplog.text and "add_one) had no caller left" in caplog.text

@@ -12,7 +12,7 @@ from postroom.mta.inbound.handler import (
     received_header,
     take_pool_header,
 )
-from postroom.mta.inbound.session import add_enhanced_code
+from postroom.mta.inbound.wire import add_enhanced_code
 
 # -- bare CR / LF ------------------------------------------------------------------
 

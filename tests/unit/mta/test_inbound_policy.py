@@ -208,3 +208,25 @@ def test_refusals_name_the_address() -> None:
     reply = check_address("user%victim.test@example.com", smtputf8=False)
     assert reply is not None
     assert "<user%victim.test@example.com>" in reply.text
+
+
+@pytest.mark.parametrize(
+    ("address", "recipient_code", "sender_code"),
+    [
+        ("a" * 65 + "@example.com", "5.1.3", "5.1.7"),  # bad mailbox syntax
+        ("user@dest..test", "5.1.2", "5.1.8"),  # bad system address
+        ("user%dest.test@x.test", "5.7.1", "5.7.1"),  # policy, not syntax: the same
+    ],
+)
+def test_a_senders_refusals_name_the_sender(
+    address: str, recipient_code: str, sender_code: str
+) -> None:
+    as_recipient = check_address(address, smtputf8=False)
+    as_sender = check_address(address, smtputf8=False, sender=True)
+    assert as_recipient is not None and as_sender is not None
+    assert (as_recipient.code, as_recipient.enhanced) == (553, recipient_code)
+    assert (as_sender.code, as_sender.enhanced, as_sender.text) == (
+        553,
+        sender_code,
+        as_recipient.text,
+    )

@@ -232,3 +232,13 @@ def test_keys_not_seen_for_a_day_are_forgotten(limiter: RateLimiter, clock: Fake
 def test_max_tracked_must_be_positive() -> None:
     with pytest.raises(ValueError):
         RateLimiter(max_tracked=0)
+
+
+def test_check_answers_as_allow_would_and_records_nothing(limiter: RateLimiter) -> None:
+    assert limiter.allow(BOB, 4, 5, 0) is None
+    assert limiter.check(BOB, 1, 5, 0) is None
+    assert limiter.check(BOB, 1, 5, 0) is None  # still room: checking took none of it
+    assert limiter.check(BOB, 2, 5, 0) == "more than 5 messages in a minute"
+    assert limiter.usage(BOB) == (4, 4)
+    assert limiter.check("nobody@example.test", 1, 5, 0) is None
+    assert limiter.tracked() == 1  # a check alone does not start tracking a key

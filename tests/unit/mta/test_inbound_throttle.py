@@ -284,6 +284,44 @@ def test_usernames_are_compared_lower_cased_and_bounded(throttle: AuthThrottle) 
     assert throttle.check(USER_IP, "bob@EXAMPLE.test").locked
 
 
+# Spellings that AUTH accepts for the one account ceo@b.test (issue 12, item 4).
+CEO_SPELLINGS = ["ceo@b.test.", "ceo@b.test..", "CEO@Ｂ.ｔｅｓｔ"]
+
+
+@pytest.mark.parametrize("spelling", [*CEO_SPELLINGS, "Ceo@B.Test", "ceo@b.test"])
+def test_every_spelling_of_an_account_is_the_account(spelling: str) -> None:
+    assert normalise_username(spelling) == "ceo@b.test"
+
+
+def test_the_spellings_of_one_account_share_its_counter_and_lock_together(
+    clock: FakeClock,
+) -> None:
+    throttle = AuthThrottle(ThrottlePolicy(max_failures=3), clock=clock)
+    for number, spelling in enumerate(CEO_SPELLINGS):  # from three networks
+        assert not throttle.check(f"203.0.113.{number}", spelling).locked
+        throttle.failed(f"203.0.113.{number}", spelling)
+    # Locked for the account, whatever spelling comes next, from a clean network.
+    for spelling in ["ceo@b.test", *CEO_SPELLINGS, "CEO@b.TEST."]:
+        verdict = throttle.check(USER_IP, spelling)
+        assert verdict.locked and "user ceo@b.test: locked" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("username", "key"),
+    [
+        ("Not An Address", "not an address"),
+        ("@B.TEST", "@b.test"),
+        ("CEO@", "ceo@"),
+        ("CEO@xn--broken.\udcff", "ceo@xn--broken.\udcff"),
+        ("X" * 400 + "@b.test", "x" * 255),  # no login is longer than 320: not an address
+    ],
+)
+def test_names_that_name_no_account_are_counted_lower_cased_and_bounded(
+    username: str, key: str
+) -> None:
+    assert normalise_username(username) == key
+
+
 # -- memory -------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.unit.cli.running import run_cli
 
 from postroom.cli import audience_cmd
 from postroom.cli.main import main
@@ -20,23 +21,20 @@ def config(tmp_path: Path) -> str:
     return str(path)
 
 
-def run(config: str, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    status = main(["-c", config, *args])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
 @pytest.mark.parametrize("address", ["zed@bücher.de", "üser@example.com"])
 def test_a_contact_added_by_hand_can_be_shown_and_blocked(
     config: str, capsys: pytest.CaptureFixture[str], address: str
 ) -> None:
-    status, _, err = run(config, capsys, "contact", "add", address, "--project", "shop", "--no-dns")
+    status, _, err = run_cli(
+        config, capsys, "contact", "add", address, "--project", "shop", "--no-dns"
+    )
     assert status == 0, err
-    status, out, err = run(config, capsys, "contact", "show", address, "--project", "shop")
+    status, out, err = run_cli(config, capsys, "contact", "show", address, "--project", "shop")
     assert (status, err) == (0, ""), err
     assert out.startswith(f"{address} in shop: rating 10")
-    status, out, err = run(config, capsys, "contact", "block", f"<{address}>", "--project", "shop")
+    status, out, err = run_cli(
+        config, capsys, "contact", "block", f"<{address}>", "--project", "shop"
+    )
     assert (status, err) == (0, "")
     assert "blocked (operator)" in out
 
@@ -45,8 +43,8 @@ def test_a_contact_added_by_hand_can_be_shown_and_blocked(
 def test_set_rating_out_of_range_is_one_line_and_exit_2(
     config: str, capsys: pytest.CaptureFixture[str], rating: str
 ) -> None:
-    run(config, capsys, "contact", "add", "ann@example.com", "--project", "shop", "--no-dns")
-    status, out, err = run(
+    run_cli(config, capsys, "contact", "add", "ann@example.com", "--project", "shop", "--no-dns")
+    status, out, err = run_cli(
         config, capsys, "contact", "set-rating", "ann@example.com", rating, "--project", "shop"
     )
     assert (status, out) == (2, "")
@@ -56,7 +54,7 @@ def test_set_rating_out_of_range_is_one_line_and_exit_2(
 def test_show_of_no_address_is_one_line_and_exit_2(
     config: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status, _, err = run(config, capsys, "contact", "show", "nobody", "--project", "shop")
+    status, _, err = run_cli(config, capsys, "contact", "show", "nobody", "--project", "shop")
     assert status == 2 and err.count("\n") == 1 and "not an address" in err
 
 
@@ -77,7 +75,7 @@ def test_import_with_a_bad_list_name_is_refused_before_validation(
 
     monkeypatch.setattr(audience_cmd, "_validator", no_validation)
     for project, expected in (("shop", why), ("nope", "no project named 'nope'")):
-        status, out, err = run(
+        status, out, err = run_cli(
             config,
             capsys,
             "contact",

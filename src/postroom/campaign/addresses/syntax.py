@@ -30,12 +30,10 @@ from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
+from postroom.core.hostnames import RESERVED_TLDS  # no public mailbox lives under them
+
 __all__ = ["RESERVED_TLDS", "ParsedAddress", "SyntaxResult", "parse_address"]
 
-# Special-use or reserved top-level names: no public mailbox lives under them.
-RESERVED_TLDS = frozenset(
-    {"test", "example", "invalid", "localhost", "local", "onion", "arpa", "internal", "alt"}
-)
 _STAND_IN_TLD = "test"
 
 

@@ -124,8 +124,12 @@ class Classifier:
         for path in paths:
             try:
                 text = path.read_text("utf-8")
-            except (OSError, UnicodeDecodeError) as error:
-                raise PatternError(str(path), None, "file", str(error)) from None
+            except OSError as error:  # the CLI's one wording: "PATH: cannot read: REASON"
+                raise PatternError(
+                    str(path), None, "cannot read", error.strerror or str(error)
+                ) from None
+            except UnicodeDecodeError:
+                raise PatternError(str(path), None, "file", "not UTF-8 text") from None
             rules.extend(parse_rules(text, str(path)))
         for name in SHIPPED_RULE_FILES:
             rules.extend(parse_rules(shipped_patterns_text(name), f"{name} (shipped)"))

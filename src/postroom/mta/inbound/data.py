@@ -6,6 +6,8 @@ The only end of data is CRLF "." CRLF (RFC 5321 4.1.1.4); a bare LF or CR
 never ends it, so the SMTP smuggling variants stay inside the message, where
 the session refuses them. Limits: `max_size_bytes` (552 5.3.4 after the
 client finished sending, RFC 5321 4.5.3.1.7) and `max_line_bytes` per line.
+`discard_until` drops input past a stream limit up to a separator (the
+session uses it for overlong command lines too).
 
 Why not aiosmtpd's reader: it costs a coroutine round trip and a log call per
 line, about a third of the event loop's time per 2 KB message. Here one
@@ -46,7 +48,7 @@ async def read_message(
         try:
             raw = await reader.readuntil(TERMINATOR)
         except asyncio.LimitOverrunError as overrun:
-            await _discard_until_terminator(reader, overrun.consumed)
+            await discard_until(reader, TERMINATOR, overrun.consumed)
             return DataResult(
                 None, Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
             )
@@ -66,12 +68,14 @@ async def read_message(
     return DataResult(wire.replace(b"\r\n.", b"\r\n")[2:], None)
 
 
-async def _discard_until_terminator(reader: asyncio.StreamReader, consumed: int) -> None:
-    """Drop an oversized message as it arrives, keeping memory bounded."""
+async def discard_until(reader: asyncio.StreamReader, separator: bytes, consumed: int) -> None:
+    """After a LimitOverrunError that `consumed` bytes: drop what arrives up to and
+    including `separator` (an oversized message, an overlong command line), keeping
+    memory bounded."""
     while True:
         await reader.readexactly(consumed)
         try:
-            await reader.readuntil(TERMINATOR)
+            await reader.readuntil(separator)
             return
         except asyncio.LimitOverrunError as overrun:
             consumed = overrun.consumed

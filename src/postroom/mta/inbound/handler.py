@@ -87,6 +87,12 @@ class InboundHandler:
         """The header section to queue, or a refusal (port 25 takes it as it is)."""
         return headers
 
+    def admit(self, session: SmtpSession, address: str) -> Reply | None:
+        """The last word on a recipient that every other check accepted, said with
+        nothing awaited between it and the acceptance, so that what it counts is
+        exactly the accepted recipients (submission: the mailbox's rate)."""
+        return None
+
     def __init__(
         self,
         policy: InboundPolicy,
@@ -121,7 +127,7 @@ class InboundHandler:
     ) -> str:
         sender = normalise_sender(address)
         if sender:
-            refusal = check_address(sender, smtputf8=envelope.smtp_utf8)
+            refusal = check_address(sender, smtputf8=envelope.smtp_utf8, sender=True)
             if refusal is not None:
                 return refusal.wire()
         envelope.mail_from = address
@@ -160,6 +166,9 @@ class InboundHandler:
             log.info("queue_id=%s rcpt refused: %s", queue_id, inbox_target.text)
             return inbox_target.wire()
         if inbox_target is not None:
+            refusal = self.admit(session, address)
+            if refusal is not None:
+                return refusal.wire()
             envelope.bounce_targets[address] = inbox_target
             envelope.rcpt_tos.append(address)
             return Reply(250, "2.1.5", "Ok").wire()
@@ -170,6 +179,7 @@ class InboundHandler:
         if resolution.kind is RecipientKind.UNKNOWN:
             log.info("queue_id=%s rcpt refused: no mailbox <%s>", queue_id, address)
             return Reply(550, "5.1.1", f"<{address}>: no such mailbox here").wire()
+        held = False
         if resolution.kind is RecipientKind.LOCAL:
             refusal = await asyncio.to_thread(
                 self.local.quota_refusal, resolution.targets, _declared_size(envelope)
@@ -177,7 +187,6 @@ class InboundHandler:
             if refusal is not None:
                 log.info("queue_id=%s rcpt refused: %s", queue_id, refusal.text)
                 return refusal.wire()
-            envelope.local_targets[address] = resolution.targets
         elif not self.trusted(session, client_ip):
             log.info("queue_id=%s relay denied client=%s rcpt=<%s>", queue_id, client_ip, address)
             return Reply.relay_denied(f"<{address}>: Relay access denied").wire()
@@ -187,8 +196,14 @@ class InboundHandler:
                 verdict = await self.suppression.check(project_id, address, queue_id)
                 if isinstance(verdict, Reply):
                     return verdict.wire()
-                if verdict:
-                    envelope.held.add(address)
+                held = bool(verdict)
+        refusal = self.admit(session, address)
+        if refusal is not None:
+            return refusal.wire()
+        if resolution.kind is RecipientKind.LOCAL:
+            envelope.local_targets[address] = resolution.targets
+        if held:
+            envelope.held.add(address)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         return Reply(250, "2.1.5", "Ok").wire()

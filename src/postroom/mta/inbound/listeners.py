@@ -7,7 +7,7 @@ anything but EHLO/NOOP/QUIT, AUTH offered only after it) and `tls_listen`
 (implicit TLS: the handshake comes first) with one `SubmissionHandler`; the
 TLS context (`[tls] cert`/`key`, TLS 1.2+) is loaded before any socket binds.
 Both share the `[smtp.inbound]` session limits (line length, timeouts, size,
-connections per client). A port that cannot be bound closes what was bound
+connections per client, junk commands and errors). A port that cannot be bound closes what was bound
 and raises `StartupError` naming the key.
 """
 
@@ -31,7 +31,7 @@ from postroom.mta.checks.pipeline import InboundChecks
 from postroom.mta.inbound.handler import InboundHandler, InboundPolicy
 from postroom.mta.inbound.policy import RelayNetworks
 from postroom.mta.inbound.ratelimit import RateLimiter
-from postroom.mta.inbound.session import ConnectionLimits, Session
+from postroom.mta.inbound.session import ConnectionLimits, ErrorLimits, Session
 from postroom.mta.inbound.submission import SubmissionHandler
 from postroom.mta.inbound.throttle import AuthThrottle, ThrottlePolicy
 from postroom.mta.lanes.pools import PoolTable
@@ -117,9 +117,8 @@ async def start_submission(
         auth_required=True,
         auth_require_tls=True,
     )
-    # On 465 the transport is TLS from the first byte; aiosmtpd only knows
-    # STARTTLS, so "AUTH needs TLS" is true by construction there.
-    implicit = _sessions(config, handler, auth_required=True, auth_require_tls=False)
+    # On 465 the transport is TLS from the first byte (the session's implicit_tls).
+    implicit = _sessions(config, handler, auth_required=True, implicit_tls=True)
     servers = await _bind(submission.listen, "smtp.submission.listen", starttls)
     try:
         servers += await _bind(
@@ -137,6 +136,12 @@ def _sessions(config: Config, handler: InboundHandler, **options: object) -> Cal
     limits = ConnectionLimits(
         max_total=inbound.max_connections, max_per_ip=inbound.max_connections_per_ip
     )
+    errors = ErrorLimits(
+        junk_commands=inbound.junk_command_limit,
+        soft_errors=inbound.soft_error_limit,
+        hard_errors=inbound.hard_error_limit,
+        error_sleep_s=float(inbound.error_sleep),
+    )
     loop = asyncio.get_running_loop()
 
     def new_session() -> Session:
@@ -146,6 +151,7 @@ def _sessions(config: Config, handler: InboundHandler, **options: object) -> Cal
             max_line_length=inbound.max_line_length,
             idle_timeout_s=inbound.idle_timeout,
             data_timeout_s=inbound.data_timeout,
+            error_limits=errors,
             data_size_limit=inbound.max_message_size,
             hostname=config.server.hostname,
             ident="postroom",

@@ -49,8 +49,21 @@ def normalise_sender(address: str) -> str:
     return "" if address in ("<>", "") else address
 
 
-def check_address(address: str, *, smtputf8: bool) -> Reply | None:
-    """A refusal for a malformed envelope address, or None when it is acceptable."""
+# RFC 3463 3.2: the same faults in the sender's address have codes of their own
+# (X.1.7 bad sender's mailbox syntax, X.1.8 bad sender's system address).
+_SENDER_CODES = {"5.1.3": "5.1.7", "5.1.2": "5.1.8"}
+
+
+def check_address(address: str, *, smtputf8: bool, sender: bool = False) -> Reply | None:
+    """A refusal for a malformed envelope address, or None when it is acceptable.
+    `sender`: the address of MAIL FROM, whose refusals say so in their enhanced code."""
+    refusal = _address_refusal(address, smtputf8)
+    if sender and refusal is not None and refusal.enhanced in _SENDER_CODES:
+        return Reply(refusal.code, _SENDER_CODES[refusal.enhanced], refusal.text)
+    return refusal
+
+
+def _address_refusal(address: str, smtputf8: bool) -> Reply | None:
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain:
         return Reply(553, "5.1.3", f"<{address}>: address must be local-part@domain")

@@ -1,14 +1,16 @@
 """Per-mailbox sending rate limits: messages in the last minute and the last day.
 
 Contract. The submission session calls `RateLimiter.allow(key, count, per_minute, per_day)`
-when a message is about to be accepted: `key` names the sender (the authenticated mailbox),
-`count` is what the message costs (the caller decides: 1 per message, or 1 per recipient),
-the limits come from config with per-mailbox overrides already applied (0 = unlimited). If
-adding `count` keeps the key within both limits, the messages are recorded and the answer is
-None; otherwise nothing is recorded and the answer is a one-line reason for the log and the
-451 4.7.1 text ("more than 100 messages in a minute"). Check and record are one step, so two
-messages cannot both squeeze into the last free place. Pure logic: no I/O, no threads (one
-asyncio event loop calls it), an injectable clock. Untrusted input: none (keys come from
+when messages are about to be accepted: `key` names the sender (the authenticated mailbox),
+`count` is what they cost (the submission session counts one per accepted recipient: each
+leaves as a message of its own), the limits come from config with per-mailbox overrides
+already applied (0 = unlimited). If adding `count` keeps the key within both limits, the
+messages are recorded and the answer is None; otherwise nothing is recorded and the answer is
+a one-line reason for the log and the 451 4.7.1 text ("more than 100 messages in a minute").
+Check and record are one step, so two messages cannot both squeeze into the last free place.
+`check(...)` gives the same answer and records nothing: for refusing early (at MAIL, before
+a recipient's other checks) what `allow` would refuse later. Pure logic: no I/O, no threads
+(one asyncio event loop calls it), an injectable clock. Untrusted input: none (keys come from
 authentication, limits from config). Config: none read here.
 
 Usage is always recorded, limited or not, so a limit set or lowered later applies at once to
@@ -97,9 +99,28 @@ class RateLimiter:
     def allow(self, key: str, count: int, per_minute: int, per_day: int) -> str | None:
         """Record `count` messages for `key` and answer None, or record nothing and answer
         why not, when they would take it past `per_minute` or `per_day` (0 = unlimited)."""
+        now = self._clock()
+        refusal = self._refusal(key, count, per_minute, per_day, now)
+        if refusal is not None or count == 0:
+            return refusal
+        usage = self._usage.get(key)
+        if usage is None:
+            usage = self._usage[key] = _Usage(now)
+            if len(self._usage) > self._max_tracked:
+                self._usage.popitem(last=False)
+        usage.minute.add(now, count)
+        usage.day.add(now, count)
+        return None
+
+    def check(self, key: str, count: int, per_minute: int, per_day: int) -> str | None:
+        """What `allow` would answer now, recording nothing."""
+        return self._refusal(key, count, per_minute, per_day, self._clock())
+
+    def _refusal(
+        self, key: str, count: int, per_minute: int, per_day: int, now: float
+    ) -> str | None:
         if count < 0 or per_minute < 0 or per_day < 0:
             raise ValueError("count and limits must not be negative")
-        now = self._clock()
         self._forget_idle(now)
         usage = self._usage.get(key)
         if usage is not None:
@@ -115,14 +136,6 @@ class RateLimiter:
                 # Said apart because waiting will not help: the caller may prefer a 5xx.
                 at_once = f"{count} messages at once: " if count > limit else ""
                 return f"{at_once}more than {limit} messages in a {period}"
-        if count == 0:
-            return None
-        if usage is None:
-            usage = self._usage[key] = _Usage(now)
-            if len(self._usage) > self._max_tracked:
-                self._usage.popitem(last=False)
-        usage.minute.add(now, count)
-        usage.day.add(now, count)
         return None
 
     def usage(self, key: str) -> tuple[int, int]:

@@ -1,67 +1,83 @@
 """The SMTP session on the wire: aiosmtpd's protocol with our edge rules.
 
-aiosmtpd parses commands; this subclass makes what goes back RFC-correct and
-bounded:
+aiosmtpd runs the commands; this subclass owns what reaches them and what goes
+back, for port 25 and submission alike:
+- the command loop is ours (`_handle_client`): a line is what ends with CRLF
+  (a bare LF or CR refuses the whole line, RFC 5321 2.3.8), arguments are
+  strict UTF-8 or ASCII, paths are parsed strictly (wire.py: nothing guessed,
+  no email-package fallback that "repairs" them), non-SMTP commands (an HTTP
+  request, mail headers sent without a dialogue) end the session; aiosmtpd's
+  PROXY protocol, call limits and handle_STARTTLS hook are not offered;
+- junk commands and errors are counted as Postfix's smtpd(8) does: past
+  `junk_command_limit` each HELO/EHLO/NOOP/RSET/VRFY/HELP counts as an error;
+  errors are 4xx/5xx replies; from `soft_error_limit` errors on every reply
+  waits `error_sleep`, at `hard_error_limit` the client hears 421 4.7.0 and is
+  disconnected. A message accepted for delivery clears both counts. AUTH
+  failures count too: the AUTH throttle works across sessions, this within one;
 - every reply carries an RFC 3463 enhanced status code (RFC 2034), except the
   greeting, HELO/EHLO and 354 — aiosmtpd's own bare replies get one here, the
-  single place where replies become text;
+  single place where replies become bytes (never an encoding error: client
+  text reaches replies only after strict decoding);
 - `[smtp.inbound] max_line_length` bounds DATA lines; `idle_timeout` bounds
   the wait for a command and `data_timeout` the whole DATA phase, and a timed-
-  out client hears 421 4.4.2 before the connection closes;
+  out client hears 421 4.4.2 before the connection closes. No timer outlives
+  its connection, and a STARTTLS handshake that does not complete (the client
+  left, or the idle timer cut it) ends the session and frees its slot;
 - a per-client-IP and a global connection cap (421 4.7.0), counted by the
   `ConnectionLimits` that all sessions of a listener share.
-Untrusted input: everything the client sends.
+Untrusted input: everything the client sends. What we log of it is escaped
+once for all loggers (core/logsetup.py).
+Config keys (through the listener): [smtp.inbound] max_line_length,
+idle_timeout, data_timeout, max_message_size, junk_command_limit,
+soft_error_limit, hard_error_limit, error_sleep.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP
+from aiosmtpd.smtp import ALLOWED_BEFORE_STARTTLS, MISSING, SMTP, TLSSetupException, syntax
 
-from postroom.mta.inbound.data import read_message
+from postroom.core.reply import Reply
+from postroom.mta.inbound.data import discard_until, read_message
+from postroom.mta.inbound.wire import (
+    ARGUMENT_REFUSALS,
+    BARE_LINE_ENDING,
+    LINE_TOO_LONG,
+    UNKNOWN_COMMAND,
+    Command,
+    add_enhanced_code,
+    parse_command,
+    parse_path,
+)
 
 log = logging.getLogger("postroom.smtp")
 
-# <local@domain> [params] with nothing an address parser would have to think about.
-_PLAIN_PATH = re.compile(r"<(?:([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+))?>(?: +(.*))?\Z")
-_HAS_ENHANCED = re.compile(rb"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
-# The enhanced code that best describes aiosmtpd's bare replies, by reply code.
-_ENHANCED_FOR_CODE = {
-    b"211": b"2.0.0",
-    b"214": b"2.0.0",
-    b"220": b"2.0.0",
-    b"221": b"2.0.0",
-    b"250": b"2.0.0",
-    b"252": b"2.5.0",
-    b"421": b"4.3.0",
-    b"451": b"4.3.0",
-    b"452": b"4.5.3",
-    b"454": b"4.7.0",
-    b"500": b"5.5.2",
-    b"501": b"5.5.4",
-    b"502": b"5.5.1",
-    b"503": b"5.5.1",
-    b"504": b"5.5.4",
-    b"530": b"5.7.0",
-    b"535": b"5.7.8",
-    b"550": b"5.0.0",
-    b"552": b"5.3.4",
-    b"553": b"5.1.3",
-    b"554": b"5.0.0",
-    b"555": b"5.5.4",
-}
-# aiosmtpd texts we replace outright because they say too little.
-_REWRITES = {
-    b"552 Error: Too much mail data": b"552 5.3.4 Message size exceeds fixed maximum message size",
-    b"500 Line too long (see RFC5321 4.5.3.1.6)": (
-        b"500 5.5.2 Line too long (RFC 5321 4.5.3.1.6 allows 1000 octets)"
-    ),
-}
+# Commands a client may repeat without moving a transaction forward (Postfix's
+# SMTPD_CMD_FLAG_LIMIT set, with HELP, which Postfix does not implement).
+JUNK_COMMANDS = frozenset({"HELO", "EHLO", "NOOP", "RSET", "VRFY", "HELP"})
+# An HTTP client or proxy talking to an SMTP port: what follows is no SMTP dialogue.
+NON_SMTP_VERBS = frozenset({"CONNECT", "GET", "HEAD", "POST", "PUT"})
+TOO_MANY_ERRORS = Reply(421, "4.7.0", "Error: too many errors, closing connection")
+NON_SMTP = Reply(421, "4.7.0", "Error: not an SMTP command, closing connection")
+# The client left: its task ends quietly.
+_CLIENT_GONE = (ConnectionError, asyncio.IncompleteReadError)
+# What aiosmtpd's MAIL and RCPT answer when `_getaddr` finds no path.
+_MALFORMED_PATH = b"553 5.1.3 Error: malformed address"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorLimits:
+    """Postfix's smtpd junk-command and error limits, per session."""
+
+    junk_commands: int = 100
+    soft_errors: int = 10
+    hard_errors: int = 20
+    error_sleep_s: float = 1.0
 
 
 class ConnectionLimits:
@@ -98,24 +114,38 @@ class Session(SMTP):
         max_line_length: int,
         idle_timeout_s: float,
         data_timeout_s: float,
+        error_limits: ErrorLimits = ErrorLimits(),
+        implicit_tls: bool = False,
         **kwargs: Any,
     ) -> None:
         # StreamReader's limit counts the separator; +1 for the transparent dot.
         self.line_length_limit = max_line_length + 1
         super().__init__(handler, timeout=idle_timeout_s, **kwargs)
+        if implicit_tls:
+            # aiosmtpd knows TLS only as STARTTLS; on 465 the transport is TLS from
+            # the first byte, so "AUTH needs TLS" holds by construction. Said here,
+            # after aiosmtpd's constructor: told there, it logs a WARNING per connection.
+            self._auth_require_tls = False
         self._limits = limits
         self._data_timeout_s = data_timeout_s
+        self._error_limits = error_limits
+        self._client_ip = ""
         self._admitted_ip: str | None = None
+        self._lost = False
         self._plain_reply = False
         self._greeted = False
+        self._verb = ""  # of the command being executed
+        self._errors = 0
+        self._junk = 0
+        self._inside_bare_line = False  # the last line ended with a bare LF
 
-    # -- connection caps -------------------------------------------------------
+    # -- connection caps, and nothing left behind -----------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first_time = self.transport is None
         if first_time:
             peer = transport.get_extra_info("peername")
-            client_ip = peer[0] if peer else ""
+            self._client_ip = client_ip = peer[0] if peer else ""
             if not self._limits.admit(client_ip):
                 log.warning("refused connection from %s: too many connections", client_ip)
                 transport.write(b"421 4.7.0 Too many connections, try again later\r\n")  # type: ignore[attr-defined]
@@ -125,12 +155,21 @@ class Session(SMTP):
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self._lost:  # a failed STARTTLS ends the session itself; asyncio may not
+            return
+        self._lost = True
         if self._admitted_ip is not None:
             self._limits.release(self._admitted_ip)
             self._admitted_ip = None
         self._abandon_transaction()
         if self.session is not None:
             super().connection_lost(error)
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        # A task that ends after its connection (DATA cut short over TLS) passes
+        # through here once more; a timer armed then would fire on nothing.
+        if not self._lost:
+            super()._reset_timeout(duration)
 
     def _set_rset_state(self) -> None:
         # RSET, HELO/EHLO and STARTTLS start over; aiosmtpd hands the handler's RSET
@@ -155,16 +194,114 @@ class Session(SMTP):
             self.transport.write(b"421 4.4.2 Timeout exceeded, closing connection\r\n")  # type: ignore[attr-defined]
         super()._timeout_cb()
 
-    # -- replies with enhanced codes -------------------------------------------
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        """aiosmtpd's STARTTLS. When the handshake does not complete, asyncio tells
+        the session nothing (its TLS layer was never connected to it): the session
+        ends itself, or it would wait forever on a dead reader, holding its slot."""
+        try:
+            await super().smtp_STARTTLS(arg)
+        except TLSSetupException as failure:
+            reason = repr(failure.__cause__ or failure)
+        else:
+            # Answered without TLS (a syntax error), or TLS is up; a transport closed
+            # under the handshake (the idle timer) lets aiosmtpd's wait end quietly.
+            if self.transport is None or not self.transport.is_closing():
+                return
+            reason = "idle timeout during the handshake"
+        self._log_client("STARTTLS failed: %s", reason)
+        self.connection_lost(None)
+
+    # -- the command loop ----------------------------------------------------------
+
+    async def _handle_client(self) -> None:
+        await self.push(f"220 {self.hostname} {self.__ident__}")
+        while self.transport is not None and not self.transport.is_closing():
+            try:
+                if self._errors >= self._error_limits.hard_errors:
+                    self._log_client("disconnected after %d errors", self._errors)
+                    await self.push(TOO_MANY_ERRORS.wire())
+                    self.transport.close()
+                    return
+                command = await self._read_command()
+                if self._errors >= self._error_limits.soft_errors:  # every reply, as Postfix
+                    self._timeout_handle.cancel()  # our delay is not the client's idleness
+                    await asyncio.sleep(self._error_limits.error_sleep_s)
+                    self._reset_timeout()
+                if isinstance(command, Reply):
+                    await self.push(command.wire())
+                else:
+                    await self._dispatch(command)
+            except asyncio.CancelledError:
+                self._writer.close()
+                raise
+            except _CLIENT_GONE:
+                self._writer.close()  # nothing to answer, nothing to log
+                return
+
+    async def _read_command(self) -> Command | Reply:
+        try:
+            line = await self._reader.readuntil()
+        except asyncio.LimitOverrunError as overrun:
+            await discard_until(self._reader, b"\n", overrun.consumed)
+            return LINE_TOO_LONG
+        if self._inside_bare_line:  # the tail of a line that a bare LF did not end
+            command: Command | Reply = BARE_LINE_ENDING
+        else:
+            command = parse_command(line, smtputf8=self.enable_SMTPUTF8)
+        self._inside_bare_line = line[-2:] != b"\r\n"
+        if command is BARE_LINE_ENDING:
+            self._log_client("bare CR or LF in a command line")
+        return command
+
+    async def _dispatch(self, command: Command) -> None:
+        verb = command.verb
+        if verb in NON_SMTP_VERBS or ":" in verb:
+            self._log_client("not an SMTP command: %s", verb)
+            await self.push(NON_SMTP.wire())
+            self.transport.close()  # type: ignore[union-attr]
+            return
+        if self.require_starttls and not self._tls_protocol and verb not in ALLOWED_BEFORE_STARTTLS:
+            await self.push("530 5.7.0 Must issue a STARTTLS command first")
+            return
+        method = self._smtp_methods.get(verb)
+        if method is None:
+            await self.push(UNKNOWN_COMMAND.wire())
+            return
+        self._reset_timeout()
+        self._verb = verb
+        try:
+            await method(command.argument)
+        except _CLIENT_GONE:
+            raise
+        except Exception as error:  # a bug or a failing hook: 451, never a traceback
+            await self.push(await self.handle_exception(error))
+        if verb in JUNK_COMMANDS:
+            self._junk += 1
+            if self._junk > self._error_limits.junk_commands:
+                self._errors += 1
+
+    def _log_client(self, message: str, *args: object) -> None:
+        helo = self.session.host_name if self.session is not None else None
+        log.info("client=%s helo=<%s> " + message, self._client_ip, helo or "", *args)
+
+    # -- replies ---------------------------------------------------------------
 
     async def push(self, status: str | bytes) -> None:
-        response = status.encode("utf-8") if isinstance(status, str) else status
+        response = status.encode("utf-8", "replace") if isinstance(status, str) else status
         if not self._greeted:  # the 220 greeting carries no enhanced code
             self._greeted = True
         elif not self._plain_reply:
+            if response == _MALFORMED_PATH:
+                response = ARGUMENT_REFUSALS[self._verb].wire().encode()
             response = add_enhanced_code(response)
+        if response[:1] in (b"4", b"5"):
+            self._errors += 1
+        if self.transport is None or self.transport.is_closing():
+            return  # the client left: writing would only make asyncio complain
         await super().push(response)
 
+    @syntax("HELO hostname")
     async def smtp_HELO(self, hostname: str) -> None:
         self._plain_reply = True  # RFC 2034: no enhanced codes in HELO/EHLO replies
         try:
@@ -172,6 +309,7 @@ class Session(SMTP):
         finally:
             self._plain_reply = False
 
+    @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
         self._plain_reply = True
         try:
@@ -179,14 +317,26 @@ class Session(SMTP):
         finally:
             self._plain_reply = False
 
-    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        # aiosmtpd parses every path with the email package's header parser, a
-        # quarter of the event loop's time per message; plain paths need a regex.
-        match = _PLAIN_PATH.match(arg)
-        if match is not None:
-            return match.group(1) or "<>", match.group(2) or ""
-        return super()._getaddr(arg)
+    @syntax("VRFY <address>")
+    async def smtp_VRFY(self, arg: str | None) -> None:
+        """One answer whatever is asked (RFC 5321 3.5.3): nothing parsed, nothing echoed."""
+        if await self.check_auth_needed("VRFY"):
+            return
+        if not arg:
+            await self.push("501 5.5.4 Syntax: VRFY <address>")
+            return
+        await self.push("252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery")
 
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd's own parser is the email package's header parser: slow (a
+        # quarter of the event loop's time per message) and forgiving.
+        parsed = parse_path(arg, null_allowed=self._verb == "MAIL")
+        if parsed is None:
+            self._log_client("%s refused: bad address syntax: %s", self._verb, arg)
+            return None, None
+        return parsed
+
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         """aiosmtpd's DATA preconditions, then the whole message in one read (data.py)."""
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
@@ -216,17 +366,7 @@ class Session(SMTP):
         self.envelope.content = self.envelope.original_content = result.content
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
-        await self.push("250 2.0.0 OK" if status is MISSING else status)
-
-
-def add_enhanced_code(response: bytes) -> bytes:
-    """'503 Error: need MAIL command' → '503 5.5.1 Error: need MAIL command'."""
-    if response in _REWRITES:
-        return _REWRITES[response]
-    if len(response) < 3 or response[:1] == b"3" or _HAS_ENHANCED.match(response):
-        return response
-    enhanced = _ENHANCED_FOR_CODE.get(response[:3])
-    if enhanced is None:
-        return response
-    separator = response[3:4] or b" "
-    return response[:3] + separator + enhanced + b" " + response[4:].lstrip()
+        reply = "250 2.0.0 OK" if status is MISSING else status
+        if reply[:1] == "2":  # Postfix counts errors "without delivering mail"
+            self._errors = self._junk = 0
+        await self.push(reply)

@@ -13,24 +13,35 @@ checks), whose mail is of origin "submission" (VERP, the submission pool
   whose SMTP access an operator approved passes: a pending or rejected one
   hears 535 5.7.8 "not approved" (only with the right password: a guesser
   learns nothing), the log says which state. `AuthThrottle` slows repeated
-  failures per client network and per user name, then answers 454 4.7.0 for
-  a while without checking the password.
+  failures per client network and per account (however the user name spells
+  it), then answers 454 4.7.0 for a while without checking the password.
 - MAIL without AUTH: 530 5.7.0 (the session). MAIL FROM must be the
   authenticated mailbox, or an address of its linked domain when the operator
   allowed that (`smtp senders --domain`); else 553 5.7.1. The account is read
   again at MAIL (at most once a second per mailbox), so a revocation takes
-  effect within a second, at the next transaction. The
-  mailbox's rate (per minute and per day, `RateLimiter`) is counted here:
-  past it 451 4.7.1.
-- RCPT: each accepted recipient reserves one message of the project's limit
+  effect within a second, at the next transaction. A mailbox already at its
+  rate hears 451 4.7.1 at MAIL.
+- RCPT: the mailbox's rate (per minute and per day, `RateLimiter`) counts
+  accepted recipients, not transactions: each leaves as a message of its own
+  (VERP), and 5 transactions of 100 recipients are 500 messages. Past it 451
+  4.7.1 for that recipient; a refused recipient costs nothing. A recipient of
+  a transaction that does not end in 250 is not given back: the rate paces the
+  client's work, heals by itself within its window, and must not let
+  RCPT-and-RSET loops go unmetered (Postfix's
+  smtpd_client_recipient_rate_limit counts every RCPT, refused ones too). Each
+  accepted recipient also reserves one message of the project's limit
   (`ProjectUsage`, durable, exact under concurrency; written in the queue's
-  group commit, so it costs no fsync of its own): past it 452 4.7.1 and
-  the recipient is not accepted. Reservations of a transaction that does not
-  end in 250 (refused DATA, RSET, a dropped connection) are given back.
-- DATA: every From address must pass the same ownership rule (553 5.7.1); a
-  message without From is refused (550 5.6.0); Date and Message-ID are added
-  when missing (RFC 6409 8.2, 8.3). Then the port 25 path: DKIM signing for
-  the linked domain, the queue, 250 after the commit.
+  group commit, so it costs no fsync of its own): past it 452 4.7.1 and the
+  recipient is not accepted. That limit is the project's monthly books, so it
+  is exact: a reservation is given back when its transaction does not commit a
+  message (refused DATA, RSET, a dropped connection), and only then
+  (`TransactionReservations`): a DATA whose client hangs up runs to its end
+  (`Router.shielded`), and its reservations stand if the message committed.
+- DATA: From and Sender must name addresses the mailbox may send as, by the
+  rules of `authors` (550 5.6.0 when From names no address, 553 5.7.1 for
+  one not owned); Date and Message-ID are added when missing (RFC 6409 8.2,
+  8.3). Then the port 25 path: DKIM signing for the linked domain, the queue,
+  250 after the commit.
 
 Untrusted input: everything the client sends (credentials are never logged).
 Config keys: [smtp.submission] pool, max_per_minute, max_per_day,
@@ -44,7 +55,7 @@ import binascii
 import logging
 import time
 from base64 import b64decode
-from email.utils import formatdate, getaddresses
+from email.utils import formatdate
 from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope
@@ -54,9 +65,11 @@ from postroom.core.reply import Reply
 from postroom.db.models import MessageOrigin
 from postroom.mailbox.smtp_access import SmtpAccess, SmtpAccount, SmtpState
 from postroom.mailbox.usage import ProjectUsage, Reservation
+from postroom.mta.inbound.authors import author_refusal
 from postroom.mta.inbound.handler import InboundHandler, client_ip_of
 from postroom.mta.inbound.policy import normalise_sender
 from postroom.mta.inbound.ratelimit import RateLimiter
+from postroom.mta.inbound.reservations import TransactionReservations
 from postroom.mta.inbound.throttle import AuthThrottle
 
 log = logging.getLogger("postroom.submission")
@@ -93,7 +106,6 @@ class SubmissionHandler(InboundHandler):
         self.rates = rates
         self.default_limits = default_limits  # (per minute, per day)
         self.default_pool = pool or None
-        self._releasing: set[asyncio.Task[None]] = set()
         self._accounts: dict[str, tuple[float, SmtpAccount]] = {}
 
     def trusted(self, session: SmtpSession, client_ip: str) -> bool:
@@ -172,14 +184,12 @@ class SubmissionHandler(InboundHandler):
             return Reply(
                 553, "5.7.1", f"<{sender}>: not an address {fresh.address} may send as"
             ).wire()
-        per_minute = fresh.per_minute if fresh.per_minute is not None else self.default_limits[0]
-        per_day = fresh.per_day if fresh.per_day is not None else self.default_limits[1]
-        too_fast = self.rates.allow(fresh.address, 1, per_minute, per_day)
+        too_fast = self.rates.check(fresh.address, 1, *self._rate_limits(fresh))
         if too_fast is not None:
             log.info("mail deferred user=<%s>: %s", fresh.address, too_fast)
-            return Reply(451, "4.7.1", f"Sending rate exceeded: {too_fast}, try again later").wire()
+            return _rate_exceeded(too_fast).wire()
         reply = await super().handle_MAIL(server, session, envelope, address, options)
-        envelope.reservations = []
+        envelope.reservations = TransactionReservations(self._give_back)
         return reply
 
     async def handle_RCPT(
@@ -191,8 +201,17 @@ class SubmissionHandler(InboundHandler):
         options: list[str],
     ) -> str:
         account: SmtpAccount = session.auth_data
-        store = self.router.store
-        reservation = await store.transact(self.usage.reserve_batch, (account.project_id, 1))
+        # A mailbox at its rate is refused before any write (`admit` counts).
+        too_fast = self.rates.check(account.address, 1, *self._rate_limits(account))
+        if too_fast is not None:
+            log.info("rcpt deferred user=<%s>: %s", account.address, too_fast)
+            return _rate_exceeded(too_fast).wire()
+        reservations: TransactionReservations = envelope.reservations
+        # Shielded: a reservation that commits is added to the transaction's books even
+        # if the client hangs up meanwhile, which then gives it back.
+        reservation = await self.router.shielded.run(
+            self._reserve(account.project_id, reservations)
+        )
         if reservation is None:
             used, limit = await asyncio.to_thread(self.usage.usage, account.project_id)
             log.info(
@@ -208,11 +227,35 @@ class SubmissionHandler(InboundHandler):
                 f"({used} of {limit} this month)",
             ).wire()
         reply = await super().handle_RCPT(server, session, envelope, address, options)
-        if reply.startswith("250"):
-            envelope.reservations.append(reservation)
-        else:
-            await store.transact(self.usage.release_batch, reservation)
+        if not reply.startswith("250"):
+            reservations.refuse(reservation)
         return reply
+
+    def admit(self, session: SmtpSession, address: str) -> Reply | None:
+        """Every other check accepted the recipient: count it against the mailbox's
+        rate, in one step with the check (the early check in RCPT only saves work)."""
+        account: SmtpAccount = session.auth_data
+        too_fast = self.rates.allow(account.address, 1, *self._rate_limits(account))
+        if too_fast is None:
+            return None
+        log.info("rcpt deferred user=<%s>: %s", account.address, too_fast)
+        return _rate_exceeded(too_fast)
+
+    def _rate_limits(self, account: SmtpAccount) -> tuple[int, int]:
+        """(per minute, per day): the mailbox's overrides, else the config's defaults."""
+        per_minute, per_day = self.default_limits
+        return (
+            per_minute if account.per_minute is None else account.per_minute,
+            per_day if account.per_day is None else account.per_day,
+        )
+
+    async def _reserve(
+        self, project_id: int, reservations: TransactionReservations
+    ) -> Reservation | None:
+        reservation = await self.router.store.transact(self.usage.reserve_batch, (project_id, 1))
+        if reservation is not None:
+            reservations.add(reservation)
+        return reservation
 
     # -- DATA, and giving back what a failed transaction reserved ---------------------
 
@@ -220,15 +263,15 @@ class SubmissionHandler(InboundHandler):
         self, session: SmtpSession, envelope: Envelope, headers: bytes
     ) -> bytes | Reply:
         account: SmtpAccount = session.auth_data
-        values = _field_values(headers, b"from")
-        if not values:
-            return Reply(550, "5.6.0", "Message has no From header field (RFC 5322 3.6)")
-        addresses = [address for _, address in getaddresses(values)]
-        for address in addresses:
-            if not account.may_send_as(normalise_sender(address)):
-                return Reply(
-                    553, "5.7.1", f"From <{address}>: not an address {account.address} may send as"
-                )
+        refusal = author_refusal(
+            _field_values(headers, b"from"),
+            _field_values(headers, b"sender"),
+            account.address,
+            account.may_send_as,
+        )
+        if refusal is not None:
+            log.info("data refused user=<%s>: %s", account.address, refusal.text)
+            return refusal
         added = b""
         if not _field_values(headers, b"date"):
             added += f"Date: {formatdate(usegmt=True)}\r\n".encode()
@@ -237,26 +280,52 @@ class SubmissionHandler(InboundHandler):
         return headers + added  # the section ends with its last field's CRLF
 
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
-        reply = await super().handle_DATA(server, session, envelope)
-        if reply.startswith("250"):
-            envelope.reservations = []  # counted for good: the message is queued
-        else:
-            await self.release(envelope)
+        # From here the message's fate decides the reservations, not the connection's:
+        # the DATA runs to its end even if the client hangs up now.
+        reservations = envelope.reservations.hand_to_data()
+        return await self.router.shielded.run(self._data(server, session, envelope, reservations))
+
+    async def _data(
+        self,
+        server: SMTP,
+        session: SmtpSession,
+        envelope: Envelope,
+        reservations: list[Reservation],
+    ) -> str:
+        try:
+            reply = await super().handle_DATA(server, session, envelope)
+        except Exception:  # nothing was queued: the caller answers 451
+            self._give_back(reservations)
+            raise
+        if not reply.startswith("250"):  # 250 only once the message committed
+            self._give_back(reservations)
         return reply
 
     def transaction_abandoned(self, envelope: Envelope) -> None:
-        """RSET, a new EHLO or a dropped connection: give the reservations back."""
-        if getattr(envelope, "reservations", None):
-            task = asyncio.get_running_loop().create_task(self.release(envelope))
-            self._releasing.add(task)
-            task.add_done_callback(self._releasing.discard)
+        """RSET, a new EHLO or a dropped connection: the transaction gives back what
+        it holds (nothing once its DATA began)."""
+        reservations: TransactionReservations | None = getattr(envelope, "reservations", None)
+        if reservations is not None:
+            reservations.abandon()
 
-    async def release(self, envelope: Envelope | None) -> None:
-        reservations: list[Reservation] = getattr(envelope, "reservations", None) or []
-        if envelope is not None:
-            envelope.reservations = []
+    def _give_back(self, reservations: list[Reservation]) -> None:
+        if reservations:
+            self.router.shielded.start(self._release(reservations))
+
+    async def _release(self, reservations: list[Reservation]) -> None:
+        """One write per project and month, whatever the number of recipients."""
+        merged: dict[tuple[int, str], int] = {}
         for reservation in reservations:
-            await self.router.store.transact(self.usage.release_batch, reservation)
+            key = (reservation.project_id, reservation.period)
+            merged[key] = merged.get(key, 0) + reservation.count
+        for (project_id, period), count in merged.items():
+            await self.router.store.transact(
+                self.usage.release_batch, Reservation(project_id, period, count)
+            )
+
+
+def _rate_exceeded(reason: str) -> Reply:
+    return Reply(451, "4.7.1", f"Sending rate exceeded: {reason}, try again later")
 
 
 def _field_values(headers: bytes, name: bytes) -> list[str]:

@@ -16,8 +16,12 @@ Two kinds of key are counted separately and the verdict is the stricter of the t
   given a whole /64 and an attacker rotates addresses inside it for free. An IPv4-mapped IPv6
   address (::ffff:192.0.2.1, from a dual-stack socket) counts as its IPv4 address. Text that
   is not an address is counted as it is;
-- the username, lower-cased (and cut at 255 characters: no real login is longer, and a
-  megabyte of username must not cost a megabyte of memory).
+- the account a username names: the canonical address AUTH looks up
+  (`mailbox.names.login_address`: lower case, final dots dropped, the domain through UTS 46
+  to A-labels), so that "ceo@b.test.", "ceo@b.test.." and "CEO@Ｂ.ｔｅｓｔ", which all log in
+  to ceo@b.test, share its counter and its lock. A username that names no address (and so
+  can never log in) is counted lower-cased and cut at 255 characters: a megabyte of
+  username must not cost a megabyte of memory.
 
 Per key, failures within the last `window_s` are counted. Up to `free_failures` of them cost
 nothing; with each one more the delay is 1, 2, 4 ... seconds, capped at `max_delay_s` (so
@@ -55,6 +59,8 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from postroom.mailbox.names import login_address
 
 # No login is longer; a megabyte of username must not cost a megabyte of memory.
 _KEY_MAX_CHARS = 255
@@ -278,5 +284,6 @@ def client_network(client_ip: str) -> str:
 
 
 def normalise_username(username: str) -> str:
-    """The key a username's failures count against: lower-cased, bounded in length."""
-    return username[:_KEY_MAX_CHARS].lower()
+    """The key a username's failures count against: the account it logs in to, or the
+    name lower-cased and bounded in length when it names none."""
+    return login_address(username) or username[:_KEY_MAX_CHARS].lower()

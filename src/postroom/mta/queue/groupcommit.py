@@ -9,7 +9,11 @@ thousands of durable messages a second on SQLite). The caller's future resolves
 only after the commit returned: acknowledge after commit.
 
 When a batch's transaction fails, each operation is retried alone so that one
-bad operation fails only its own caller. Reads do not come here.
+bad operation fails only its own caller. Reads do not come here. A caller
+cancelled while its write is pending does not withdraw it: the write commits
+and its result is dropped (with a warning), so a caller that must act on a
+committed result (hand jobs to delivery, record a reservation) submits from a
+`core.shielded` task that cannot be cancelled.
 """
 
 from __future__ import annotations
@@ -91,7 +95,12 @@ class GroupCommitter:
             del self._pending[: self._batch_max]
             results = await loop.run_in_executor(self._thread, self._commit_batch, batch)
             for entry, (ok, value) in zip(batch, results, strict=True):
-                if entry.future.done():  # the caller went away (connection lost)
+                if entry.future.done():
+                    # Its caller was cancelled. Work whose result must be acted on
+                    # (an enqueue's jobs, a reservation) comes through ShieldedTasks
+                    # and is never cancelled: this says one slipped through.
+                    if ok:
+                        log.warning("a committed write (%s) had no caller left", _name(entry))
                     continue
                 if ok:
                     entry.future.set_result(value)
@@ -121,6 +130,11 @@ class GroupCommitter:
             for index, value in zip(indexes, values, strict=True):
                 results[index] = value
         return results
+
+
+def _name(entry: _Entry) -> str:
+    operation = entry.item if entry.batch_operation is _call_each else entry.batch_operation
+    return str(getattr(operation, "__qualname__", operation))
 
 
 class QueueWriteError(RuntimeError):
