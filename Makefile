@@ -111,6 +111,7 @@ bench: install-test test-debs
 	$(BIN)/python bench/signing.py
 	$(BIN)/python bench/submission.py
 	$(BIN)/python bench/bounces.py
+	$(BIN)/python bench/fuzz_bounces.py
 	$(BIN)/python bench/addresses.py
 	$(BIN)/python bench/import_csv.py
 	$(BIN)/python bench/cli_startup.py

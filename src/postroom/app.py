@@ -1,10 +1,12 @@
 """The `postroom serve` process: every listener and worker in one asyncio loop.
 
-Start: apply migrations, open the queue, return this node's old leases, bind
-the port 25 listeners, start the delivery engine, then tell systemd READY.
+Start: apply migrations, open the queue, return this node's old leases, start
+the feedback worker (bounces, complaints, replies: its own threads), bind the
+port 25 listeners, start the delivery engine, then tell systemd READY.
 SIGTERM: stop accepting (listeners close), let the router's shielded work
-(messages being queued, reservations being given back) and the deliveries in
-progress finish within `[server] drain_timeout` each, flush outcomes, stop.
+(messages being queued, reservations being given back) finish within `[server]
+drain_timeout`, then the feedback jobs (sessions waiting for a report's verdict)
+and the deliveries in progress within another, side by side; flush outcomes, stop.
 SIGHUP: re-read the config; pools, rules and lane limits take effect for new
 work, listener and database changes need a restart (the log says so).
 Config keys: all sections (this is where they meet).
@@ -38,6 +40,7 @@ from postroom.mta.bounce.classify import Classifier, PatternError
 from postroom.mta.bounce.inbox import BounceInbox, BounceIntake
 from postroom.mta.bounce.outbound import BounceFactory
 from postroom.mta.bounce.verp import VERP_KEY_INFO, Verp
+from postroom.mta.bounce.worker import FeedbackWorker
 from postroom.mta.delivery.engine import DeliveryEngine
 from postroom.mta.inbound.handler import InboundHandler
 from postroom.mta.inbound.listeners import start_inbound, start_submission
@@ -81,6 +84,7 @@ class RatingParts:
     verp: Verp
     intake: BounceIntake
     suppression: Suppression
+    feedback: FeedbackWorker
 
 
 def build_rating(config: Config, engine: Engine) -> RatingParts:
@@ -94,6 +98,9 @@ def build_rating(config: Config, engine: Engine) -> RatingParts:
         raise StartupError(str(error)) from None
     contacts = Contacts(engine, Rules(config.rating))
     verp = Verp(secret.derive(VERP_KEY_INFO), config.bounce_domain)
+    feedback = FeedbackWorker(
+        config.bounce.worker_threads, config.bounce.worker_backlog, config.bounce.time_limit
+    )
     return RatingParts(
         contacts=contacts,
         observer=RatingObserver(
@@ -103,9 +110,12 @@ def build_rating(config: Config, engine: Engine) -> RatingParts:
         ),
         verp=verp,
         intake=BounceIntake(
-            BounceInbox(engine, contacts, verp, classifier), config.bounce.feedback_local_part
+            BounceInbox(engine, contacts, verp, classifier),
+            config.bounce.feedback_local_part,
+            feedback,
         ),
         suppression=Suppression(contacts, config.rating.blocked_transactional),
+        feedback=feedback,
     )
 
 
@@ -134,7 +144,7 @@ async def serve(config_path: str) -> int:
     signing_keys = SigningKeys(Directory(engine), Path(config.secret_key_file))
     signing_keys.load()
     signer = OutboundSigner(signing_keys, config.dkim.sign_presigned)
-    router = Router(store, delivery, local, rating.contacts, signer)
+    router = Router(store, delivery, local, rating.contacts, signer, rating.feedback)
     servers: list[asyncio.Server] = []
     try:
         handler, servers = await start_inbound(
@@ -181,8 +191,12 @@ async def serve(config_path: str) -> int:
     if unfinished:
         log.warning("drain timeout: %d accepted messages or reservations unsettled", unfinished)
     delivery.drain()
+    # One drain_timeout for both: feedback jobs (sessions waiting for a bounce's
+    # verdict get it; nothing new is admitted) and the deliveries, side by side.
+    drain_until = loop.time() + config.server.drain_timeout
+    await rating.feedback.drain(config.server.drain_timeout)
     try:
-        await asyncio.wait_for(delivery_task, config.server.drain_timeout)
+        await asyncio.wait_for(delivery_task, max(0.0, drain_until - loop.time()))
     except TimeoutError:
         log.warning("drain timeout: unfinished deliveries return to the queue at next start")
     await store.close()

@@ -6,7 +6,8 @@ gone@far.test with 550 5.1.1. Each delivery leaves with its own VERP return
 path. Then, from outside the relay network: an asynchronous DSN (mailbox full)
 comes back to full@'s VERP address, an ARF complaint about angry@ reaches the
 feedback address, and friend@ writes to a mailbox of shop.test. Forged bounces
-(a bad token, a report naming no valid token) change nothing.
+(a bad token, a report naming no valid token) change nothing, and hostile
+reports (issue 12) neither hold up RCPT on other connections nor move a rating.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import smtplib
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.fakes.hostile_bounces import over_smtp
 from tests.flow.linking import MAIL_HOST, ApplianceZones, link_domain
 from tests.peers.dns import NsdServer, make_zone
 from tests.peers.postroom import PostroomServer, flow_config, free_tcp_port
@@ -263,3 +266,39 @@ def test_transactional_mail_to_a_blocked_contact_is_sent_and_logged(world: World
         refused = client.sendmail("news@shop.test", ["gone@far.test"], newsletter(token))
     assert refused == {}
     assert "rcpt=<gone@far.test> is a blocked contact: send" in world.postroom.log()
+
+
+HOSTILE = ("many_header_fields", "many_parts", "header_blocks", "deep_multipart")
+
+
+def test_hostile_reports_do_not_hold_up_rcpt(world: World) -> None:
+    """Eight hostile reports at the feedback address at once (the parser of before took
+    8 to 18 s of CPU over each of the first three and raised RecursionError on the last);
+    meanwhile RCPT to a mailbox on another connection is answered within 3 s. Each report
+    gets 250 (its verdict, undefined where a cap stopped it) or 451 4.3.2 (the feedback
+    worker was full: the sender retries), and no rating moves."""
+    before = {a: contact(world.postroom, a) for a in RECIPIENTS}
+    reports = [over_smtp(name) for name in HOSTILE for _ in range(2)]
+    with ThreadPoolExecutor(len(reports)) as senders:
+        answers = [
+            senders.submit(
+                send_from_outside, world.postroom, "fbl@far.test", f"fbl@{MAIL_HOST}", report
+            )
+            for report in reports
+        ]
+        time.sleep(0.5)  # the reports are on their way
+        with smtplib.SMTP(
+            "127.0.0.1", world.postroom.smtp_port, source_address=(OUTSIDE_IP, 0), timeout=30
+        ) as client:
+            client.ehlo("mx.far.test")
+            client.mail("friend@far.test")
+            started = time.monotonic()
+            code, _ = client.rcpt("alice@shop.test")
+            waited = time.monotonic() - started
+        codes = [answer.result(timeout=60) for answer in answers]
+    assert code == 250 and waited < 3.0, f"RCPT took {waited:.1f}s"
+    assert all(c == 250 or (c == 451 and t.startswith(b"4.3.2")) for c, t in codes), codes
+    log = world.postroom.log()
+    assert "bounce parse failed" not in log and "Traceback" not in log
+    assert "verdict undefined: MIME depth" in log
+    assert {a: contact(world.postroom, a) for a in RECIPIENTS} == before

@@ -83,8 +83,23 @@ class BounceConfig:
     """<this>@<domain> takes ARF complaint reports; the VERP token inside names the delivery."""
     patterns: tuple[str, ...] = ()
     """Operator pattern files (TOML), read before the shipped ones, to classify replies."""
+    worker_threads: int = 2
+    """Threads that process what comes back (bounces, complaints, replies: parse, then the
+    rating rules), apart from the threads RCPT lookups, AUTH and Maildir writes use."""
+    worker_backlog: int = 32
+    """Messages that may wait for those threads; past it port 25 answers 451 4.3.2 to a
+    bounce or complaint (the sender retries) and a reply's rating update is skipped (logged)."""
+    time_limit: Duration = Duration(5)
+    """Longest one message is read: past it its verdict is undefined (logged, no rating
+    change). The SMTP session waits at most this plus 5 s, then answers 451 4.4.5."""
 
     def validate(self, path: str) -> None:
+        if self.worker_threads < 1:
+            raise ConfigError(f"{path}.worker_threads", "must be at least 1")
+        if self.worker_backlog < 0:
+            raise ConfigError(f"{path}.worker_backlog", "must be 0 or more")
+        if self.time_limit <= 0:
+            raise ConfigError(f"{path}.time_limit", "must be more than 0")
         for index, origin in enumerate(self.verp):
             if origin not in ("submission", "campaign", "relay"):
                 raise ConfigError(f"{path}.verp[{index}]", "submission, campaign or relay")

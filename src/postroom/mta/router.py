@@ -15,8 +15,11 @@ engine, instead of staying leased `inflight` with nobody holding it
 submission settles its project reservations there too). Mail stored locally from a non-null sender
 tells the rating engine that the sender is alive (`Contacts.received`) when
 the checks authenticated that sender (else anyone could lift a rating); that
-bookkeeping failing never fails the mail. (The bounce inbox is reached from
-the SMTP session: its mail is processed, not routed.)
+bookkeeping runs on the feedback worker (mta/bounce/worker.py), not on the
+threads Maildir writes and RCPT lookups use, and its failing never fails the
+mail: a full worker skips it, a time limit passed leaves it to finish alone
+(both logged). (The bounce inbox is reached from the SMTP session: its mail is
+processed, not routed.)
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Protocol
 from postroom.core.shielded import ShieldedTasks
 from postroom.mailbox.accounts import LocalTarget
 from postroom.mailbox.local import LocalMail
+from postroom.mta.bounce.worker import FeedbackBusy, FeedbackTimeout, FeedbackWorker
 from postroom.mta.queue.records import Job, NewMessage
 from postroom.mta.queue.store import QueueStore
 from postroom.mta.signing.outbound import OutboundSigner
@@ -50,12 +54,16 @@ class Router:
         local: LocalMail,
         contacts: Contacts | None = None,
         signer: OutboundSigner | None = None,
+        feedback: FeedbackWorker | None = None,
     ) -> None:
+        if contacts is not None and feedback is None:
+            raise ValueError("a Router that rates contacts needs the feedback worker")
         self.store = store
         self.delivery = delivery
         self.local = local
         self.contacts = contacts
         self.signer = signer
+        self.feedback = feedback
         # Work begun for SMTP sessions that must end even if the session is cancelled.
         self.shielded = ShieldedTasks("router")
 
@@ -100,13 +108,16 @@ class Router:
 
     async def _received(self, message: NewMessage, targets: Sequence[LocalTarget]) -> None:
         projects = [target.project_id for target in targets if target.project_id]
+        contacts, feedback = self.contacts, self.feedback
+        assert contacts is not None and feedback is not None  # both, or neither: __init__
         try:
-            await asyncio.to_thread(
-                self.contacts.received,
-                projects,
-                message.mail_from,
-                message.queue_id,  # type: ignore[union-attr]
+            await feedback.run(
+                lambda _deadline: contacts.received(projects, message.mail_from, message.queue_id)
             )
+        except FeedbackBusy:
+            log.warning("rating update skipped queue_id=%s: feedback worker full", message.queue_id)
+        except FeedbackTimeout as timeout:
+            log.warning("rating update queue_id=%s: %s", message.queue_id, timeout)
         except Exception:  # the mail is stored; a missed rating update must not undo that
             log.exception("rating update failed queue_id=%s", message.queue_id)
 

@@ -595,3 +595,18 @@ def test_reference_config_sections_follow_the_flow() -> None:
     ]
     first_seen = list(dict.fromkeys(headers))
     assert first_seen == order
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("[bounce]\nworker_threads = 0\n", "bounce.worker_threads"),
+        ("[bounce]\nworker_backlog = -1\n", "bounce.worker_backlog"),
+        ('[bounce]\ntime_limit = "0s"\n', "bounce.time_limit"),
+    ],
+)
+def test_the_feedback_worker_settings_are_checked(text: str, path: str) -> None:
+    assert error_for(text).path == path
+    config = parse_config('[bounce]\nworker_threads = 1\nworker_backlog = 0\ntime_limit = "2s"\n')
+    assert (config.bounce.worker_threads, config.bounce.worker_backlog) == (1, 0)
+    assert config.bounce.time_limit == 2.0

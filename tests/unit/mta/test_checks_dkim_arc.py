@@ -12,28 +12,20 @@ seal key, too many sets.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
 
 import dkim
 import dkim.util
-import dns.rdata
-import dns.rdataclass
-import dns.rdatatype
-import dns.rdtypes.ANY.TXT
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from tests.fakes.dns_records import record
+from tests.fakes.dkim_signers import NOW, FakeDns, Signer, published
 
 from postroom.core.dns import DnsNoData, DnsNotFound, DnsTemporaryError
-from postroom.mailbox.dkim_keys import KeyAlgorithm, dkim_txt_value, generate_key
+from postroom.mailbox.dkim_keys import KeyAlgorithm
 from postroom.mta.checks.arc import MAX_INSTANCES, ArcResult, verify_arc
 from postroom.mta.checks.dkim import MAX_SIGNATURES, DkimResult, DkimVerdict, verify_dkim
-from postroom.mta.signing.dkim import SigningKey, load_private_key, parse_message, sign_headers
+from postroom.mta.signing.dkim import parse_message
 
 DOMAIN = "author.test"
 FORWARDER = "forwarder.test"
-NOW = 1_700_000_000
 
 MESSAGE = (
     b"From: Alice <alice@author.test>\r\n"
@@ -45,49 +37,6 @@ MESSAGE = (
     b"Hello Bob,\r\n"
     b"the numbers are in.\r\n"
 )
-
-Answer = str | Exception
-
-
-class FakeDns:
-    """A `DnsLookup` over {name: TXT text or an exception}; other names do not exist."""
-
-    def __init__(self, zone: Mapping[str, Answer]) -> None:
-        self.zone = dict(zone)
-        self.asked: list[tuple[str, str]] = []
-
-    def __call__(self, name: str, rdtype: str) -> list[dns.rdata.Rdata]:
-        key = name.lower().removesuffix(".")
-        self.asked.append((key, rdtype))
-        answer = self.zone.get(key, DnsNotFound(key, rdtype, "not in the fake zone"))
-        if isinstance(answer, Exception):
-            raise answer
-        return [record("TXT", answer.encode("ascii"))]
-
-
-class Signer:
-    """One key pair: our `SigningKey` and the same RSA key as PKCS#1 PEM for dkimpy."""
-
-    def __init__(self, algorithm: KeyAlgorithm, domain: str, selector: str) -> None:
-        generated = generate_key(algorithm, 1024) if algorithm is KeyAlgorithm.RSA else None
-        generated = generated or generate_key(algorithm)
-        private = load_private_key(algorithm, generated.private_pem)
-        self.key = SigningKey(domain, selector, algorithm, private)
-        self.record = dkim_txt_value(algorithm, generated.public_b64)
-        self.name = f"{selector}._domainkey.{domain}"
-        self.pkcs1_pem = (
-            private.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.TraditionalOpenSSL,
-                serialization.NoEncryption(),
-            )
-            if isinstance(private, rsa.RSAPrivateKey)
-            else b""
-        )
-
-    def sign(self, message: bytes, *, copies: int = 1) -> bytes:
-        headers, body = parse_message(message)
-        return sign_headers(headers, body, [self.key] * copies, now=NOW) + message
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +52,6 @@ def ed_signer() -> Signer:
 @pytest.fixture(scope="module")
 def sealer() -> Signer:
     return Signer(KeyAlgorithm.RSA, FORWARDER, "arc1")
-
-
-def published(*signers: Signer) -> FakeDns:
-    return FakeDns({signer.name: signer.record for signer in signers})
 
 
 def b_tag(signed: bytes, index: int = 0) -> str:

@@ -11,7 +11,10 @@ must have authenticated. Finally `InboundChecks.check` end to end over a real
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import dns.name
 import dns.rdata
@@ -451,3 +454,29 @@ async def test_inbound_checks_defer_when_the_spf_record_cannot_be_fetched() -> N
     assert outcome.decision.action is Action.DEFER
     assert outcome.decision.reply is not None
     assert outcome.decision.reply.enhanced == "4.7.24"
+
+
+async def test_inbound_checks_do_not_need_the_default_executor(author: Signer) -> None:
+    """The default executor (RCPT lookups, AUTH, Maildir) fully taken: the checks still
+    run, on their own threads. Before, they queued behind it (here: for ever)."""
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
+    release = threading.Event()
+    blocked = loop.run_in_executor(None, release.wait, 10)
+    try:
+        resolver = OfflineResolver()
+        resolver.prefill(zone_with(author))
+        checks = InboundChecks(resolver, ChecksConfig(), AUTHSERV_ID)
+        outcome = await asyncio.wait_for(
+            checks.check(
+                author.sign(AUTHOR_MESSAGE),
+                client_ip=LISTED_IP,
+                helo="mx.author.test",
+                mail_from="bounces@author.test",
+            ),
+            5,
+        )
+        assert outcome.verdicts.dmarc.result is DmarcResult.PASS
+    finally:
+        release.set()
+    await blocked

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.fakes.smtp_listener import listening
+
 from postroom.config.schema import Config
 from postroom.mailbox.accounts import Resolution
 from postroom.mta.inbound.handler import InboundHandler, InboundPolicy
 from postroom.mta.inbound.policy import RelayNetworks
-from postroom.mta.inbound.session import ConnectionLimits, Session
 from postroom.mta.lanes.pools import PoolTable
 
 SECRET = "database password is hunter2"
@@ -32,21 +33,7 @@ async def test_a_failing_lookup_is_a_temporary_failure_that_leaks_nothing() -> N
         pools=PoolTable(config),
         local=BrokenLocalMail(),  # type: ignore[arg-type]
     )
-    limits = ConnectionLimits(max_total=10, max_per_ip=10)
-    server = await asyncio.get_running_loop().create_server(
-        lambda: Session(
-            handler,
-            limits=limits,
-            max_line_length=998,
-            idle_timeout_s=5,
-            data_timeout_s=5,
-            hostname="mx.test",
-        ),
-        "127.0.0.1",
-        0,
-    )
-    port = server.sockets[0].getsockname()[1]
-    try:
+    async with listening(handler) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         replies = [await reader.readline()]
         for command in (
@@ -57,8 +44,6 @@ async def test_a_failing_lookup_is_a_temporary_failure_that_leaks_nothing() -> N
             writer.write(command + b"\r\n")
             replies.append(await asyncio.wait_for(reader.readline(), 5))
         writer.close()
-    finally:
-        server.close()
     assert replies[3].startswith(b"451 4.3.0 "), replies
     assert SECRET.encode() not in b"".join(replies)
     assert b"RuntimeError" not in b"".join(replies)

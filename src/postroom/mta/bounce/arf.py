@@ -62,7 +62,11 @@ def complaint_recipients(report_text: str, original: Message | None) -> list[str
             if found:
                 break
     unique: list[str] = []
+    seen: set[str] = set()
     for address in found:
-        if address.lower() not in (seen.lower() for seen in unique):
+        if address.lower() not in seen:
+            seen.add(address.lower())
             unique.append(address)
-    return unique[:_MAX_RECIPIENTS]
+            if len(unique) >= _MAX_RECIPIENTS:
+                break
+    return unique

@@ -10,8 +10,9 @@ X-Auto-Response-Suppress together with a telltale subject) or just a subject
 Auto-Submitted too, so a message from a mailer daemon or whose subject says
 delivery failed is never taken for an auto-reply.
 
-Inputs: the parsed top-level message (headers only; untrusted). Output: the
-responder's address (its From) when the message is an auto-reply, else None.
+Inputs: the parsed top-level message (headers only; untrusted; fields decoded
+by headers.py within its caps). Output: the responder's address (its From)
+when the message is an auto-reply, else None.
 
 RFCs: RFC 3834 (automatic responses), RFC 2076 (common header fields).
 """
@@ -19,12 +20,12 @@ RFCs: RFC 3834 (automatic responses), RFC 2076 (common header fields).
 from __future__ import annotations
 
 import re
-from email.header import decode_header, make_header
 from email.message import Message
 
+from postroom.mta.bounce.headers import decoded_header
 from postroom.mta.bounce.textscan import ADDRESS
 
-__all__ = ["autoreply_sender", "decoded_header", "is_daemon_sender", "looks_like_bounce_subject"]
+__all__ = ["autoreply_sender", "is_daemon_sender", "looks_like_bounce_subject"]
 
 _VACATION_SUBJECT = re.compile(
     r"^\s*(?:(?:re|aw|fw|fwd)\s*:\s*)?(?:"
@@ -46,17 +47,6 @@ _DAEMON = re.compile(
     r"mail[-_ ]?system|bounce|mdaemon|no[-_]?reply.*(?:mail|deliver)|^root@",
     re.IGNORECASE,
 )
-
-
-def decoded_header(message: Message, name: str) -> str:
-    """A header's value with RFC 2047 words decoded; "" when absent or undecodable."""
-    raw = message.get(name)
-    if raw is None:
-        return ""
-    try:
-        return str(make_header(decode_header(str(raw))))[:2000]
-    except Exception:  # undecodable words: keep the raw text rather than fail
-        return str(raw)[:2000]
 
 
 def is_daemon_sender(message: Message) -> bool:

@@ -46,16 +46,17 @@ class Finding:
 def _groups(text: str) -> list[list[tuple[str, str]]]:
     """Blank-line separated groups of (lower-case name, unfolded value)."""
     groups: list[list[tuple[str, str]]] = []
-    current: list[tuple[str, str]] = []
+    # A field's value is kept as its lines until the group ends: joining them as they
+    # come would copy the value again for every continuation line.
+    current: list[tuple[str, list[str]]] = []
     for line in text.replace("\r\n", "\n").split("\n"):
         if not line.strip():
             if current:
-                groups.append(current)
+                groups.append(_joined(current))
                 current = []
             continue
         if line[0] in " \t" and current:
-            name, value = current[-1]
-            current[-1] = (name, f"{value} {line.strip()}")
+            current[-1][1].append(line.strip())
             continue
         match = _FIELD.match(line)
         if match:
@@ -64,12 +65,16 @@ def _groups(text: str) -> list[list[tuple[str, str]]]:
             if name in ("final-recipient", "original-recipient") and any(
                 seen == name for seen, _ in current
             ):
-                groups.append(current)
+                groups.append(_joined(current))
                 current = []
-            current.append((name, match.group(2).strip()))
+            current.append((name, [match.group(2).strip()]))
     if current:
-        groups.append(current)
+        groups.append(_joined(current))
     return groups
+
+
+def _joined(fields: list[tuple[str, list[str]]]) -> list[tuple[str, str]]:
+    return [(name, " ".join(lines)) for name, lines in fields]
 
 
 def _strip_type(value: str) -> str:

@@ -16,7 +16,8 @@ contact each named delivery went to:
 The delivery comes from the token, not from what the report claims, so a
 report cannot touch any other contact.
 
-Blocking (database): the SMTP session calls it in a thread and says 250 after.
+Blocking (database): the SMTP session runs it on the feedback worker
+(worker.py, whose deadline bounds the parse) and says 250 after.
 Untrusted input: the whole message (parsed by `parse_bounce`).
 """
 
@@ -33,6 +34,7 @@ from postroom.db.models import contact_events, deliveries, messages
 from postroom.mta.bounce.classify import Classifier
 from postroom.mta.bounce.parse import BounceReport, parse_bounce
 from postroom.mta.bounce.verp import PREFIX, Verp
+from postroom.mta.bounce.worker import FeedbackWorker
 from postroom.rating.contacts import Cause, Contacts
 from postroom.rating.observer import project_of_sender
 
@@ -59,9 +61,15 @@ class BounceInbox:
         self.classifier = classifier
 
     def process(
-        self, content: bytes, delivery_ids: Sequence[int], *, feedback: bool
+        self,
+        content: bytes,
+        delivery_ids: Sequence[int],
+        *,
+        feedback: bool,
+        deadline: float | None = None,
     ) -> list[Processed]:
-        report = parse_bounce(content, self.classifier)
+        """Parse (by `deadline`, a time.monotonic() instant) and apply; the outcomes."""
+        report = parse_bounce(content, self.classifier, deadline=deadline)
         ids = list(delivery_ids)
         if feedback:
             # A feedback loop writes to one fixed address; the original's VERP
@@ -145,10 +153,12 @@ FEEDBACK = -1  # the "delivery id" of the feedback address: tokens come from the
 
 @dataclass(frozen=True, slots=True)
 class BounceIntake:
-    """Which RCPT addresses are the inbox's, for the SMTP session."""
+    """Which RCPT addresses are the inbox's, for the SMTP session, and the worker
+    that processes their mail."""
 
     inbox: BounceInbox
     feedback_local_part: str
+    worker: FeedbackWorker
 
     def target(self, address: str) -> int | Reply | None:
         """A delivery id (or FEEDBACK) for an inbox address; a refusal for a bad token

@@ -23,8 +23,14 @@ the whole human-readable text. Hard/soft follows `reasons.is_hard`.
 
 Inputs: the raw message bytes (untrusted, possibly truncated or malformed;
 LF or CRLF). Output: a `BounceReport`. The function is total: garbage gives
-`is_bounce=False` and no recipients, never an exception. Work is bounded by
-`MAX_INPUT_BYTES`, `MAX_PARTS` and the caps of the helper modules.
+`is_bounce=False` and no recipients, never an exception. Its work is linear in
+the input and bounded by the caps of limits.py: the MIME tree is read by
+mime.py (depth, parts, header sections), every text a pattern scans is cut to
+a window, and the time budget (`deadline`) is checked between parts and
+between recipients. A message past a hard cap or the deadline is not read
+further: its verdict is one recipient with reason `undefined` (kind
+"undefined"; a bounce, reason unknown, which changes no rating), and one
+warning names the cap.
 
 RFCs: RFC 3464, RFC 3463, RFC 6522 (multipart/report), RFC 5965, RFC 3834,
 RFC 5321, RFC 2045-2049.
@@ -33,8 +39,6 @@ RFC 5321, RFC 2045-2049.
 from __future__ import annotations
 
 import dataclasses
-import email
-import email.policy
 import functools
 import logging
 import re
@@ -44,10 +48,19 @@ from email.message import Message
 from postroom.mta.bounce import arf, autoreply, dsn_in, prose, ses
 from postroom.mta.bounce.classify import Classifier
 from postroom.mta.bounce.dsn_in import Finding
+from postroom.mta.bounce.headers import decoded_header
+from postroom.mta.bounce.limits import (
+    MAX_INPUT_BYTES,
+    MAX_PART_CHARS,
+    MAX_SCAN_CHARS,
+    PARSE_TIME_LIMIT_S,
+    Budget,
+    CapExceeded,
+)
+from postroom.mta.bounce.mime import MimeReader
 from postroom.mta.bounce.reasons import NON_FAILURE_REASONS, Reason, is_hard
 from postroom.mta.bounce.textscan import (
     ADDRESS,
-    MAX_PART_CHARS,
     dequote,
     find_codes,
     part_text,
@@ -56,20 +69,10 @@ from postroom.mta.bounce.textscan import (
 )
 from postroom.mta.bounce.verdict import judge
 
-__all__ = [
-    "MAX_INPUT_BYTES",
-    "MAX_PARTS",
-    "BounceReport",
-    "BouncedRecipient",
-    "parse_bounce",
-    "shipped_classifier",
-]
+__all__ = ["BounceReport", "BouncedRecipient", "parse_bounce", "shipped_classifier"]
 
 log = logging.getLogger(__name__)
 
-# Real bounces are small; a returned original past this size adds nothing we read.
-MAX_INPUT_BYTES = 4 * 1024 * 1024
-MAX_PARTS = 200
 # mbox: a line "From <sender> <asctime date>" opens the next message (writers escape
 # body lines that begin with "From "; not all of them leave a blank line before it).
 _MBOX_SEPARATOR = re.compile(
@@ -95,7 +98,8 @@ class BouncedRecipient:
 
 @dataclass(frozen=True, slots=True)
 class BounceReport:
-    """kind: "arf", "dsn", "ses", "autoreply", "text" or "none"."""
+    """kind: "arf", "dsn", "ses", "autoreply", "text", "none", or "undefined" (not read
+    past a cap: one recipient without an address, reason undefined)."""
 
     is_bounce: bool
     feedback_type: str | None
@@ -119,17 +123,28 @@ def shipped_classifier() -> Classifier:
     return Classifier.load(())
 
 
-def parse_bounce(data: bytes, classifier: Classifier | None = None) -> BounceReport:
+def parse_bounce(
+    data: bytes, classifier: Classifier | None = None, *, deadline: float | None = None
+) -> BounceReport:
     """Parse one received message; never raises (see the module docstring).
 
-    An mbox of several messages (an operator feeding a saved mailbox) gives the
-    recipients of each, in order, in one report.
+    `deadline` is a `time.monotonic()` instant; without one the parse may take
+    `PARSE_TIME_LIMIT_S`. An mbox of several messages (an operator feeding a saved
+    mailbox) gives the recipients of each, in order, in one report; a cap passed in
+    any of them makes the whole report undefined.
     """
+    budget = Budget(deadline) if deadline is not None else Budget.starting_now(PARSE_TIME_LIMIT_S)
+    classifier = classifier or shipped_classifier()
     data = data[:MAX_INPUT_BYTES]
     messages = _MBOX_SEPARATOR.split(data, MAX_MBOX_MESSAGES - 1) if data[:5] == b"From " else []
-    if len(messages) < 2:
-        return _parse_one(data, classifier)
-    reports = [_parse_one(one, classifier) for one in messages]
+    try:
+        if len(messages) < 2:
+            return _parse_one(data, classifier, budget)
+        reports = [_parse_one(one, classifier, budget) for one in messages]
+    except CapExceeded as cap:
+        log.warning("bounce not read past a cap, verdict undefined: %s", cap)
+        recipient = BouncedRecipient("", "", "", "", Reason.UNDEFINED, False, f"not read: {cap}")
+        return BounceReport(True, None, (recipient,), "undefined")
     recipients = tuple(r for report in reports for r in report.recipients)
     return BounceReport(
         is_bounce=any(report.is_bounce for report in reports),
@@ -139,67 +154,81 @@ def parse_bounce(data: bytes, classifier: Classifier | None = None) -> BounceRep
     )
 
 
-def _parse_one(data: bytes, classifier: Classifier | None) -> BounceReport:
+def _parse_one(data: bytes, classifier: Classifier, budget: Budget) -> BounceReport:
     try:
-        message = email.message_from_bytes(data, policy=email.policy.compat32)
-        return _parse(message, classifier or shipped_classifier())
+        reader = MimeReader(budget)
+        return _parse(reader.read(data), classifier, reader)
+    except CapExceeded:
+        raise
     except Exception:  # untrusted input: a parser bug must cost one message, not the worker
         log.warning("bounce parse failed", exc_info=True)
         return BounceReport(False, None, (), "none")
 
 
-def _walk(message: Message, parts: _Parts, budget: list[int]) -> None:
-    """Collect parts, without descending into returned originals."""
-    budget[0] -= 1
-    if budget[0] < 0:
-        return
-    content_type = message.get_content_type()
-    if content_type in ("message/delivery-status", "message/global-delivery-status"):
-        parts.delivery_status.append(structured_text(message))
-    elif content_type == "message/feedback-report":
-        parts.feedback.append(structured_text(message))
-    elif content_type in ("message/rfc822", "message/global"):
-        payload = message.get_payload()
-        if isinstance(payload, list) and payload and isinstance(payload[0], Message):
-            parts.originals.append(payload[0])
-    elif content_type in ("text/rfc822-headers", "text/global-headers"):
-        parts.originals.append(email.message_from_string(part_text(message)))
-    elif message.get_content_maintype() == "multipart":
-        payload = message.get_payload()
-        if isinstance(payload, str):
-            # The boundary was never found (a mangled or redacted header): read the body
-            # as text, where the delivery-status fields can still be found.
-            parts.human.append(payload[:MAX_PART_CHARS].replace("\r\n", "\n"))
-            return
-        for child in payload if isinstance(payload, list) else []:
-            if isinstance(child, Message):
-                _walk(child, parts, budget)
-    elif message.get_content_maintype() == "text" and not message.get_filename():
-        # Attached text files are content, not the report.
-        parts.human.append(part_text(message))
+def _walk(message: Message, parts: _Parts, reader: MimeReader) -> None:
+    """Collect parts in order, without descending into returned originals.
+
+    Iterative: the depth is capped by the reader, and no recursion is needed.
+    """
+    pending = [message]
+    while pending:
+        reader.budget.check()
+        part = pending.pop()
+        content_type = part.get_content_type()
+        if content_type in ("message/delivery-status", "message/global-delivery-status"):
+            parts.delivery_status.append(structured_text(part))
+        elif content_type == "message/feedback-report":
+            parts.feedback.append(structured_text(part))
+        elif content_type in ("message/rfc822", "message/global"):
+            payload = part.get_payload()
+            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+                parts.originals.append(payload[0])
+        elif content_type in ("text/rfc822-headers", "text/global-headers"):
+            parts.originals.append(reader.read(part_text(part)))
+        elif part.get_content_maintype() == "multipart":
+            payload = part.get_payload()
+            if isinstance(payload, str):
+                # The boundary was never found (a mangled or redacted header): read the
+                # body as text, where the delivery-status fields can still be found.
+                parts.human.append(payload[:MAX_PART_CHARS].replace("\r\n", "\n"))
+                continue
+            children = payload if isinstance(payload, list) else []
+            pending.extend(reversed([child for child in children if isinstance(child, Message)]))
+        elif part.get_content_maintype() == "text" and not _has_filename(part):
+            # Attached text files are content, not the report.
+            parts.human.append(part_text(part))
 
 
-def _parse(message: Message, classifier: Classifier, *, nested: bool = False) -> BounceReport:
+def _has_filename(part: Message) -> bool:
+    try:
+        return bool(part.get_filename())
+    except (LookupError, ValueError):  # an RFC 2231 name in a charset that cannot decode
+        return True
+
+
+def _parse(
+    message: Message, classifier: Classifier, reader: MimeReader, *, nested: bool = False
+) -> BounceReport:
     parts = _Parts()
-    _walk(message, parts, [MAX_PARTS])
+    _walk(message, parts, reader)
     dequoted = [dequote(text) for text in parts.human]
     splits = [split_original(text) for text in dequoted]
-    human = "\n".join(report for report, _ in splits)
+    human = "\n".join(report for report, _ in splits)[:MAX_SCAN_CHARS]
     copies = [copy for _, copy in splits if copy.strip()]
     if parts.originals:
         original: Message | None = parts.originals[0]
     elif copies:
-        original = email.message_from_string(copies[0].lstrip()[:MAX_PART_CHARS])
+        original = reader.read(copies[0].lstrip()[:MAX_PART_CHARS])
     else:
         original = None
 
     complaint_without_arf = (
         not parts.delivery_status
         and original is not None
-        and arf.is_complaint_subject(autoreply.decoded_header(message, "Subject"))
+        and arf.is_complaint_subject(decoded_header(message, "Subject"))
     )
     if parts.feedback or complaint_without_arf:
-        report = "\n\n".join(parts.feedback)
+        report = "\n\n".join(parts.feedback)[:MAX_SCAN_CHARS]
         addresses = arf.complaint_recipients(report, original)
         recipients = tuple(
             BouncedRecipient(address, "", "", "", Reason.FEEDBACK, False, "")
@@ -215,7 +244,7 @@ def _parse(message: Message, classifier: Classifier, *, nested: bool = False) ->
     ):
         # A gateway that re-wraps a bounce it received (a filter appliance, a forwarder)
         # attaches the real report whole and says little itself: read the attached one.
-        inner = _parse(original, classifier, nested=True)
+        inner = _parse(original, classifier, reader, nested=True)
         if inner.recipients:
             return inner
 
@@ -226,9 +255,9 @@ def _parse(message: Message, classifier: Classifier, *, nested: bool = False) ->
         if findings:
             if any(not finding.address for finding in findings):
                 findings = _fill_addresses(findings, human, _senders(message, original), original)
-            return _report(findings, human, classifier, "dsn")
+            return _report(findings, human, classifier, reader.budget, "dsn")
 
-    body = "\n".join(parts.human)
+    body = "\n".join(parts.human)[:MAX_SCAN_CHARS]
     ses_report = (
         ses.ses_report(body) if '"notificationType"' in body or '"eventType"' in body else None
     )
@@ -239,7 +268,7 @@ def _parse(message: Message, classifier: Classifier, *, nested: bool = False) ->
                 for f in ses_report.findings
             )
             return BounceReport(True, ses_report.feedback_type, recipients, "ses")
-        return _report(list(ses_report.findings), "", classifier, "ses")
+        return _report(list(ses_report.findings), "", classifier, reader.budget, "ses")
 
     responder = autoreply.autoreply_sender(message)
     if responder is not None:
@@ -249,7 +278,7 @@ def _parse(message: Message, classifier: Classifier, *, nested: bool = False) ->
     if not _looks_like_bounce(message, human):
         return BounceReport(False, None, (), "none")
     senders = _senders(message, original)
-    findings = list(dsn_in.fields_in_text("\n".join(dequoted))) or list(
+    findings = list(dsn_in.fields_in_text("\n".join(dequoted)[:MAX_SCAN_CHARS])) or list(
         prose.prose_findings(human, senders)
     )
     if not findings and original is not None:
@@ -263,7 +292,7 @@ def _parse(message: Message, classifier: Classifier, *, nested: bool = False) ->
         ]
     if not findings:
         return BounceReport(False, None, (), "none")
-    return _report(findings, human, classifier, "text")
+    return _report(findings, human, classifier, reader.budget, "text")
 
 
 def _fill_addresses(
@@ -296,23 +325,26 @@ def _fill_addresses(
 def _original_recipients(original: Message, senders: set[str]) -> list[str]:
     """Where the returned original was going: its To, else its Received "for" clause."""
     for name in ("To", "Delivered-To", "X-Original-To", "Received"):
-        found = []
+        found: dict[str, None] = {}  # ordered and without repeats
         for value in original.get_all(name) or []:
             text = str(value)
             if name == "Received":
                 text = " ".join(_RECEIVED_FOR.findall(text))
             for match in ADDRESS.finditer(text):
-                if match.group(1).lower() not in senders and match.group(1) not in found:
-                    found.append(match.group(1))
+                if match.group(1).lower() not in senders:
+                    found[match.group(1)] = None
+            if len(found) >= prose.MAX_RECIPIENTS:
+                break
         if found:
-            return found[: prose.MAX_RECIPIENTS]
+            return list(found)[: prose.MAX_RECIPIENTS]
     return []
 
 
 def _looks_like_bounce(message: Message, human: str) -> bool:
     """A daemon sender, a null Return-Path or a bounce subject: prose worth reading."""
-    subject = autoreply.decoded_header(message, "Subject")
-    return_path = (message.get("Return-Path") or "").strip()
+    subject = decoded_header(message, "Subject")
+    # str(): a value with 8-bit bytes comes back as an email.header.Header.
+    return_path = str(message.get("Return-Path") or "").strip()
     return (
         autoreply.is_daemon_sender(message)
         or autoreply.looks_like_bounce_subject(subject)
@@ -338,10 +370,13 @@ def _senders(message: Message, original: Message | None) -> set[str]:
     return found
 
 
-def _report(findings: list[Finding], human: str, classifier: Classifier, kind: str) -> BounceReport:
+def _report(
+    findings: list[Finding], human: str, classifier: Classifier, budget: Budget, kind: str
+) -> BounceReport:
     human_segments = prose.segments(human, [f.address for f in findings if f.address])
     recipients = []
     for finding in findings[: prose.MAX_RECIPIENTS]:
+        budget.check()
         context = human_segments.get(finding.address.lower(), "")
         action, status, reason = judge(finding, context, human, classifier)
         recipients.append(

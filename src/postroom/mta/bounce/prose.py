@@ -18,7 +18,10 @@ into the next.
 
 Inputs: the human-readable text of a bounce, already cut before the returned
 original (untrusted), and addresses to leave out. Output: `Finding` values.
-Bounded: `MAX_RECIPIENTS` recipients, `MAX_SEGMENT_CHARS` of text each.
+Bounded: `MAX_RECIPIENTS` recipients, `MAX_SEGMENT_CHARS` of text each; work
+linear in the text (which the caller cuts to limits.MAX_SCAN_CHARS): the
+patterns' blank runs are possessive, so they cannot be rescanned, and a
+recipient's segments are found in one backward pass over its mentions.
 """
 
 from __future__ import annotations
@@ -35,24 +38,27 @@ MAX_SEGMENT_CHARS = 1500
 
 _A = ADDRESS.pattern
 _STRUCTURAL = [
-    re.compile(rf"^[ \t>]*<{_A}>", re.M),
-    re.compile(rf"^[ \t>*\-]*\"?(?:mailto:)?{_A}\"?[ \t]*[:;,.]?[ \t]*$", re.M),
-    re.compile(rf"^[ \t>]*<?{_A}>?(?:\.\.\.|:|\s+\(|\s+-\s|\s+on\s)", re.M),
+    re.compile(rf"^[ \t>]*+<{_A}>", re.M),
+    # The leading run may give "*" or "-" back: an address may begin with either.
+    re.compile(rf"^[ \t>*\-]*\"?(?:mailto:)?{_A}\"?[ \t]*+[:;,.]?[ \t]*+$", re.M),
+    re.compile(rf"^[ \t>]*+<?{_A}>?(?:\.\.\.|:|\s++\(|\s++-\s|\s++on\s)", re.M),
     # Sendmail's transcript: each failed recipient on a line of its own, behind the
     # reply code it got ("550 5.1.1 <a@b>... User unknown").
-    re.compile(rf"^[ \t]*[245]\d\d(?:[ \-][245]\.\d{{1,3}}\.\d{{1,3}})?[ \t]+<?{_A}>?\.\.\.", re.M),
-    re.compile(rf"rcpt to:?\s*<?{_A}", re.I),
+    re.compile(
+        rf"^[ \t]*+[245]\d\d(?:[ \-][245]\.\d{{1,3}}\.\d{{1,3}})?[ \t]++<?{_A}>?\.\.\.", re.M
+    ),
+    re.compile(rf"rcpt to:?\s*+<?{_A}", re.I),
     re.compile(
         rf"(?:recipient|addressee|address|original[- ]recipient|final[- ]recipient|"
         rf"failed[- ]recipient|mail address|e-?mail|to|destinataire|empf[äa]nger)s?"
-        rf"(?: address)?[ \t]*[:=][ \t]*(?:rfc822;)?[ \t]*\"?<?{_A}",
+        rf"(?: address)?[ \t]*+[:=][ \t]*+(?:rfc822;[ \t]*+)?\"?<?{_A}",
         re.I,
     ),
     re.compile(
         rf"(?:(?:not|n't|failed to) (?:be )?deliver(?:ed|able)? to|(?:your )?message to|"
         rf"delivering (?:your )?(?:mail|message|e-?mail) to|undeliverable to|"
         rf"delivery to|sent to|addressed to|following (?:recipients?|address(?:es)?)"
-        rf"[^:\n]{{0,80}}:)\s*\"?<?{_A}",
+        rf"[^:\n]{{0,80}}:)\s*+\"?<?{_A}",
         re.I,
     ),
 ]
@@ -108,21 +114,28 @@ def segments(text: str, recipients: list[str]) -> dict[str, str]:
         for match in ADDRESS.finditer(text)
         if match.group(1).rstrip(".").lower() in wanted
     ]
+    # Where each mention's segment ends: the next mention of another address, found
+    # for all of them in one pass from the end.
+    ends = [len(text)] * len(mentions)
+    for index in range(len(mentions) - 2, -1, -1):
+        following_start, following_address = mentions[index + 1]
+        same = following_address == mentions[index][1]
+        ends[index] = ends[index + 1] if same else following_start
+    limit = MAX_SEGMENT_CHARS * 2
     result: dict[str, list[str]] = {address.lower(): [] for address in recipients}
-    for index, (start, address) in enumerate(mentions):
-        end = len(text)
-        for later_start, later_address in mentions[index + 1 :]:
-            if later_address != address:
-                end = later_start
-                break
+    seen: dict[str, set[str]] = {address: set() for address in result}
+    joined_sizes = dict.fromkeys(result, -1)  # len("\n".join(pieces)) so far
+    for (start, address), end in zip(mentions, ends, strict=True):
+        if joined_sizes[address] >= limit:
+            continue  # later pieces would fall past the cut below
         # From the start of the line: some servers write "reason: address".
         line_start = text.rfind("\n", 0, start) + 1
         piece = text[line_start : min(end, start + MAX_SEGMENT_CHARS)]
-        if piece not in result[address]:
+        if piece not in seen[address]:
+            seen[address].add(piece)
             result[address].append(piece)
-    return {
-        address: "\n".join(pieces)[: MAX_SEGMENT_CHARS * 2] for address, pieces in result.items()
-    }
+            joined_sizes[address] += len(piece) + 1
+    return {address: "\n".join(pieces)[:limit] for address, pieces in result.items()}
 
 
 def prose_findings(text: str, exclude: set[str]) -> tuple[Finding, ...]:

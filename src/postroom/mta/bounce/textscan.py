@@ -7,8 +7,11 @@ a plain-text bounce where the returned copy of the original message begins.
 
 Inputs: `email.message.Message` parts and strings from an untrusted bounce.
 Outputs: plain strings and tuples. Every function is total: malformed input
-gives an empty result, never an exception. Work is bounded by the callers'
-text caps (`MAX_PART_CHARS`).
+gives an empty result, never an exception. Work is linear in the text, which
+the callers cut to limits.py's windows (a part's text to `MAX_PART_CHARS`):
+no pattern here can backtrack over the same characters twice, tags are
+stripped in one pass, and the search for an address before a returned header
+block is made once, not once per block.
 
 RFCs: RFC 3463 (status codes), RFC 5321 (reply codes), RFC 2045-2047 (MIME).
 """
@@ -19,11 +22,13 @@ import html
 import re
 from email.message import Message
 
+from postroom.mta.bounce.limits import MAX_PART_CHARS
+
 __all__ = [
     "ADDRESS",
-    "MAX_PART_CHARS",
     "addresses_in",
     "cut_original",
+    "decode_bytes",
     "dequote",
     "find_codes",
     "normalise_address",
@@ -31,9 +36,6 @@ __all__ = [
     "split_original",
     "structured_text",
 ]
-
-# A bounce's human-readable text is a few kilobytes; anything past this is a returned copy.
-MAX_PART_CHARS = 64_000
 
 # Deliberately looser than RFC 5322: bounces quote addresses as they met them. A local
 # part may not open with an apostrophe: prose quotes addresses in single quotes far
@@ -46,13 +48,19 @@ _PAIR = re.compile(r"(?<![\w.])([245]\d\d)[ \-]#?([245]\.\d{1,3}\.\d{1,3})(?![\w
 _STATUS = re.compile(r"(?<![\w.])#?([245]\.\d{1,3}\.\d{1,3})(?![.\d]*\d)")
 _REPLY = re.compile(r"(?:^|[\s:;(\[<>\"'])([245][0-5]\d)(?=[ \-][^\d]|[ \-]?$|\])", re.MULTILINE)
 _QUOTE = re.compile(r"^> ?")
-_TAGS = re.compile(r"<(?:script|style)\b.*?</(?:script|style)>|<[^>]{0,2000}>", re.S | re.I)
+_LINE_BREAK_TAGS = re.compile(r"(?i)<br\s*/?>|</p>|</div>|</tr>")
+_SCRIPT_OPEN = re.compile(r"<(?:script|style)\b", re.I)
+_SCRIPT_CLOSE = re.compile(r"</(?:script|style)>", re.I)
+# A "<" opens a tag when a ">" follows within this many characters.
+_MAX_TAG_CHARS = 2000
+# Mislabelled Japanese and Windows text is common in bounces; the superset decodes both.
+_CHARSET_ALIASES = {"iso-2022-jp": "iso2022_jp_ext", "shift_jis": "cp932", "us-ascii": "utf-8"}
 
 _ORIGINAL_MARKERS = re.compile(
-    r"^[ \t>]*(?:-{2,}|={2,}|\*{2,})?[ \t]*(?:"
+    r"^[ \t>]*+(?:-{2,}+|={2,}+|\*{2,}+)?[ \t]*+(?:"
     r"below this line is a copy of the message"
     r"|this is a copy of the (?:original )?message"
-    r"|(?:the )?original message (?:follows|headers|was)?[ \t]*(?:-|=|:|$)"
+    r"|(?:the )?original message (?:follows|headers|was)?[ \t]*+(?:-|=|:|$)"
     r"|original message (?:header|text)s?"
     r"|(?:returned|undelivered|unsent|original|bounced) (?:mail|message|e-?mail)\b"
     r"|message (?:text|headers?) follows"
@@ -111,15 +119,66 @@ def part_text(part: Message) -> str:
         raw = part.get_payload()
         text = raw if isinstance(raw, str) else ""
     else:
-        charset = _safe_charset(part)
-        try:
-            text = payload.decode(charset, errors="replace")
-        except LookupError:
-            text = payload.decode("utf-8", errors="replace")
+        text = decode_bytes(payload[: MAX_PART_CHARS * 4], _part_charset(part))
     text = text[:MAX_PART_CHARS].replace("\r\n", "\n").replace("\r", "\n")
     if part.get_content_type() == "text/html":
-        text = html.unescape(_TAGS.sub(" ", re.sub(r"(?i)<br\s*/?>|</p>|</div>|</tr>", "\n", text)))
+        text = _html_text(text)
     return text
+
+
+def decode_bytes(raw: bytes, charset: str) -> str:
+    """`raw` in its declared charset, else as UTF-8; bad bytes become U+FFFD."""
+    name = _CHARSET_ALIASES.get(charset.lower(), charset)
+    try:
+        return raw.decode(name, errors="replace")
+    except (LookupError, ValueError):  # unknown, not a text codec, or refusing "replace"
+        return raw.decode("utf-8", errors="replace")
+
+
+def _html_text(text: str) -> str:
+    """The text of an HTML part: line-breaking tags as newlines, tags and scripts dropped."""
+    stripped = _strip_tags(_LINE_BREAK_TAGS.sub("\n", text))
+    try:
+        return html.unescape(stripped)
+    except ValueError:  # a decimal character reference too long for int(): keep the text
+        return stripped
+
+
+def _strip_tags(text: str) -> str:
+    """Each script or style element, and each tag, replaced by a space, in one pass.
+
+    A `<script` or `<style` runs to the next `</script>` or `</style>`; any other
+    `<` opens a tag when a `>` follows within _MAX_TAG_CHARS, and is kept when none
+    does. Both "next" positions only move forward, so the work is linear (a
+    regular expression with a lazy `.*?` rescanned the rest of the text for every
+    unclosed `<script`).
+    """
+    closes = [(found.start(), found.end()) for found in _SCRIPT_CLOSE.finditer(text)]
+    next_close = 0
+    next_gt = text.find(">")
+    pieces: list[str] = []
+    kept_from = cursor = 0
+    while (lt := text.find("<", cursor)) >= 0:
+        end = -1
+        opening = _SCRIPT_OPEN.match(text, lt)
+        if opening is not None:
+            while next_close < len(closes) and closes[next_close][0] < opening.end():
+                next_close += 1
+            if next_close < len(closes):
+                end = closes[next_close][1]
+        if end < 0:
+            if 0 <= next_gt < lt:
+                next_gt = text.find(">", lt)
+            if next_gt >= 0 and next_gt - lt - 1 <= _MAX_TAG_CHARS:
+                end = next_gt + 1
+        if end < 0:
+            cursor = lt + 1
+            continue
+        pieces.append(text[kept_from:lt])
+        pieces.append(" ")
+        kept_from = cursor = end
+    pieces.append(text[kept_from:])
+    return "".join(pieces)
 
 
 def structured_text(part: Message) -> str:
@@ -142,14 +201,11 @@ def structured_text(part: Message) -> str:
     return part_text(part)
 
 
-def _safe_charset(part: Message) -> str:
+def _part_charset(part: Message) -> str:
     try:
-        charset = part.get_content_charset() or "utf-8"
-    except Exception:
+        return part.get_content_charset() or "utf-8"
+    except Exception:  # a malformed RFC 2231 charset parameter: read the part as UTF-8
         return "utf-8"
-    # Mislabelled Japanese and Windows text is common in bounces; the superset decodes both.
-    aliases = {"iso-2022-jp": "iso2022_jp_ext", "shift_jis": "cp932", "us-ascii": "utf-8"}
-    return aliases.get(charset.lower(), charset)
 
 
 def cut_original(text: str) -> str:
@@ -163,19 +219,24 @@ def split_original(text: str) -> tuple[str, str]:
     end = marker.start() if marker else len(text)
     # A header block (three header lines in a row after a blank line) is the copy too.
     # Only after an address: a forwarded bounce opens with the forwarded message's headers.
-    # The address search, which rescans from the start, is the last test: it runs only
-    # where a header block begins, not on every line.
+    # The first address is searched for once, where the first header block begins (an
+    # address cannot span the line break before a block, so "one starts before the
+    # block" is "one lies before it").
     lines = text[:end].split("\n")
     offset = 0
+    first_address: int | None = None
     for index, line in enumerate(lines):
         if (
             index > 0
             and not lines[index - 1].strip()
             and _HEADER_LINE.match(line)
             and sum(1 for following in lines[index : index + 3] if _looks_header(following)) == 3
-            and ADDRESS.search(text, 0, offset) is not None
         ):
-            return text[:offset], text[offset:]
+            if first_address is None:
+                found = ADDRESS.search(text, 0, end)
+                first_address = found.start() if found else end
+            if first_address < offset:
+                return text[:offset], text[offset:]
         offset += len(line) + 1
     if not marker:
         return text, ""

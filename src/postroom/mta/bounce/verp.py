@@ -11,7 +11,8 @@ appliance secret (`SecretBox.derive(VERP_KEY_INFO)`).
 `address(delivery_id)` builds one; `delivery_id(address)` checks one (None when
 it is not a valid token of ours); `find(data)` collects the valid tokens named
 anywhere in a message (a complaint report quotes the original Return-Path).
-Untrusted input: addresses and message bytes (bounded regex scan).
+Untrusted input: addresses and message bytes (a linear regex scan of the first
+`limits.MAX_MESSAGE_BYTES`, what the bounce parser reads too).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import base64
 import hashlib
 import hmac
 import re
+
+from postroom.mta.bounce.limits import MAX_MESSAGE_BYTES
 
 PREFIX = "bounce+"
 VERP_KEY_INFO = b"postroom verp"  # the SecretBox sub-key that signs tokens
@@ -49,7 +52,7 @@ class Verp:
     def find(self, data: bytes) -> list[int]:
         """Valid delivery ids named in `data`, in order, without repeats."""
         found: list[int] = []
-        for match in _TOKEN_IN_TEXT.finditer(data):
+        for match in _TOKEN_IN_TEXT.finditer(data, 0, MAX_MESSAGE_BYTES):
             delivery_id = self._check(match.group(1).decode("ascii"))
             if delivery_id is not None and delivery_id not in found:
                 found.append(delivery_id)

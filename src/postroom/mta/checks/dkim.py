@@ -19,6 +19,13 @@ No signature at all is an empty list (A-R then says `dkim=none`).
 
 Untrusted input: the message and the key records. dkimpy's own log lines
 are kept out of ours (its logger is quieted): each verdict carries the reason.
+Its work is bounded: the message is parsed by `signing.dkim.parse_message`
+(linear; dkimpy's own parse is quadratic in folded lines), and a signature is
+`permerror` without being checked when its field is longer than
+`MAX_SIGNATURE_FIELD_BYTES`, holds a run of white space longer than
+`MAX_BLANK_RUN` (dkimpy's b= and h= patterns backtrack over such runs in time
+quadratic in their length), or names more than `MAX_SIGNED_FIELDS` fields in
+h= (dkimpy looks each one up through the whole header section).
 """
 
 from __future__ import annotations
@@ -33,8 +40,14 @@ import dkim.util
 
 from postroom.core.dns import DnsTemporaryError
 from postroom.mta.checks.lookup import DnsLookup, KeyRecordLookup
+from postroom.mta.signing.dkim import Headers, SigningError, parse_message
 
 MAX_SIGNATURES = 10
+# Real signature fields are under 2 KB (an RSA-4096 b= is 684 characters), name a few
+# dozen fields in h= at most, and fold with a few blanks at a time.
+MAX_SIGNATURE_FIELD_BYTES = 8192
+MAX_SIGNED_FIELDS = 100
+MAX_BLANK_RUN = 256
 _MAX_TAG_TEXT = 64
 
 # dkimpy logs every failure at error level; each verdict carries its reason instead.
@@ -43,6 +56,7 @@ quiet_dkimpy.setLevel(logging.CRITICAL)
 
 _WHITESPACE = re.compile(rb"\s+")
 _BASE64_PREFIX = re.compile(r"[A-Za-z0-9+/=]{1,8}")
+_LONG_BLANK_RUN = re.compile(rb"\s{%d}" % (MAX_BLANK_RUN + 1))
 
 
 class DkimResult(StrEnum):
@@ -66,18 +80,23 @@ class DkimVerdict:
 
 def verify_dkim(lookup: DnsLookup, message: bytes) -> list[DkimVerdict]:
     try:
-        verifier = dkim.DKIM(message, logger=quiet_dkimpy, minkey=1024)
-    except dkim.DKIMException as error:
+        headers, body = parse_message(message)
+    except SigningError as error:
         # The header section itself cannot be parsed: any signature in it is unusable.
         if b"dkim-signature" not in message.lower():
             return []
         return [DkimVerdict(DkimResult.PERMERROR, "", "", "", "", _one_line(error))]
-    fields = [value for name, value in verifier.headers if name.lower() == b"dkim-signature"]
+    verifier = dkim_over(dkim.DKIM, headers, body)
+    fields = [value for name, value in headers if name.lower() == b"dkim-signature"]
     verdicts = []
     for index, value in enumerate(fields):
-        tags = _tags(value)
+        tags = signature_tags(value)
         if index >= MAX_SIGNATURES:
             verdicts.append(_verdict(DkimResult.POLICY, tags, "too many signatures, not checked"))
+            continue
+        problem = unreadable_field(value, tags)
+        if problem:
+            verdicts.append(_verdict(DkimResult.PERMERROR, tags, problem))
             continue
         if tags.get(b"a", b"").strip().lower() == b"rsa-sha1":
             # RFC 8301 3.1: rsa-sha1 must not be used for verifying; such signatures
@@ -114,7 +133,28 @@ def _verify_one(
     return _verdict(DkimResult.FAIL, tags, "signature did not verify")
 
 
-def _tags(value: bytes) -> dict[bytes, bytes]:
+def dkim_over(kind: type[dkim.DomainSigner], headers: Headers, body: bytes) -> dkim.DomainSigner:
+    """A dkimpy verifier (DKIM or ARC) over an already parsed message: it would parse
+    the message again, in time quadratic in its folded lines."""
+    verifier = kind(None, logger=quiet_dkimpy, minkey=1024)
+    verifier.headers, verifier.body = headers, body
+    return verifier
+
+
+def unreadable_field(value: bytes, tags: dict[bytes, bytes]) -> str:
+    """Why dkimpy must not be given this signature field ("" when it may): see the
+    module docstring. `tags` are the field's, parsed."""
+    if len(value) > MAX_SIGNATURE_FIELD_BYTES:
+        return f"signature field over {MAX_SIGNATURE_FIELD_BYTES} bytes, not checked"
+    if _LONG_BLANK_RUN.search(value):
+        return f"white space run over {MAX_BLANK_RUN} characters, not checked"
+    if tags.get(b"h", b"").count(b":") >= MAX_SIGNED_FIELDS:
+        return f"more than {MAX_SIGNED_FIELDS} signed fields, not checked"
+    return ""
+
+
+def signature_tags(value: bytes) -> dict[bytes, bytes]:
+    """A signature field's tags ({} when they do not parse)."""
     try:
         return dkim.util.parse_tag_value(value)
     except dkim.util.InvalidTagValueList:

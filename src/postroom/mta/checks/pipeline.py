@@ -8,9 +8,14 @@ sender, RFC 7489 4.1) and the d= of each DKIM result. It returns
 `AuthVerdicts`; nothing here decides.
 
 `InboundChecks.check(...)` is what the port 25 session awaits: the same run in
-a worker thread over the process's resolver (shared cache), then the
-`[checks]` table (`policy.decide`) and the Authentication-Results field
-(`results.authentication_results`), as one `CheckOutcome`.
+a thread of the checks' own pool (`CHECK_THREADS`) over the process's resolver
+(shared cache), then the `[checks]` table (`policy.decide`) and the
+Authentication-Results field (`results.authentication_results`), as one
+`CheckOutcome`. The checks wait on DNS — dozens of lookups per message, each up
+to [dns] timeout, and a sender decides how slowly its own records answer — so
+they do not run on the event loop's default executor, whose threads RCPT
+lookups, AUTH and Maildir writes need: a burst of slow checks makes only other
+checks wait.
 
 `AuthVerdicts.sender_verified` says whether the envelope sender's own domain
 authenticated the message (SPF pass for it, or a passing DKIM signature
@@ -21,6 +26,8 @@ so a forged envelope sender cannot lift a blocked address.
 from __future__ import annotations
 
 import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from postroom.config.schema import ChecksConfig
@@ -41,6 +48,9 @@ from postroom.mta.checks.policy import Decision, decide
 from postroom.mta.checks.results import authentication_results
 from postroom.mta.checks.spf import SpfResult, SpfVerdicts, check_spf
 from postroom.mta.signing.dkim import SigningError, field_values, parse_message
+
+# Checks of as many messages at once; more wait for a thread (their sessions, not others').
+CHECK_THREADS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,13 +133,18 @@ class InboundChecks:
         self.resolver = resolver
         self.config = config
         self.authserv_id = authserv_id
+        self._threads = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="checks")
 
     async def check(
         self, message: bytes, *, client_ip: str, helo: str, mail_from: str
     ) -> CheckOutcome:
-        lookup = BlockingLookup(self.resolver, asyncio.get_running_loop())
-        verdicts = await asyncio.to_thread(
-            run_checks, lookup, message, client_ip=client_ip, helo=helo, mail_from=mail_from
+        loop = asyncio.get_running_loop()
+        lookup = BlockingLookup(self.resolver, loop)
+        verdicts = await loop.run_in_executor(
+            self._threads,
+            functools.partial(
+                run_checks, lookup, message, client_ip=client_ip, helo=helo, mail_from=mail_from
+            ),
         )
         return CheckOutcome(
             verdicts,

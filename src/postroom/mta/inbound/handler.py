@@ -15,7 +15,8 @@ Authentication-Results claiming our authserv-id is removed and ours is put on
 top. It is stamped with a Received header and handed to the router, which
 answers only after the Maildir fsync and the queue's commit: the 250 carries
 the queue id. Errors inside become 451 4.3.0 with the session's queue id, never
-a traceback on the wire.
+a traceback on the wire. Mail for the bounce inbox is processed on the feedback
+worker (mta/bounce/worker.py: 451 4.3.2 when full, 451 4.4.5 past its time limit).
 
 Untrusted input: the envelope and the message bytes.
 Config keys: [server] hostname; [smtp.inbound] relay_networks, max_recipients, max_hops;
@@ -207,10 +208,20 @@ class InboundHandler:
         envelope.rcpt_options.extend(options)
         return Reply(250, "2.1.5", "Ok").wire()
 
-    def _process_bounce(self, content: bytes, inbox: dict[str, int]) -> None:
-        assert self.bounces is not None
+    async def _process_bounce(
+        self, content: bytes, inbox: dict[str, int], queue_id: str
+    ) -> Reply | None:
+        """Processed on the feedback worker: None when done, else a temporary refusal."""
+        intake = self.bounces
+        assert intake is not None
         ids = [target for target in inbox.values() if target != FEEDBACK]
-        self.bounces.inbox.process(content, ids, feedback=FEEDBACK in inbox.values())
+        feedback = FEEDBACK in inbox.values()
+        return await intake.worker.refusal(
+            lambda deadline: intake.inbox.process(
+                content, ids, feedback=feedback, deadline=deadline
+            ),
+            queue_id,
+        )
 
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
         queue_id: str = envelope.queue_id
@@ -281,13 +292,9 @@ class InboundHandler:
                 )
         content = received + headers + body
         if inbox:
-            try:
-                await asyncio.to_thread(self._process_bounce, content, inbox)
-            except Exception:
-                log.exception("bounce processing failed queue_id=%s", queue_id)
-                return Reply.temporary_failure(
-                    f"Bounce processing failed, try again later ({queue_id})"
-                ).wire()
+            refusal = await self._process_bounce(content, inbox, queue_id)
+            if refusal is not None:
+                return refusal.wire()
             if len(inbox) == len(envelope.rcpt_tos):
                 return Reply.ok(f"Ok: processed as {queue_id}").wire()
         message = NewMessage(
