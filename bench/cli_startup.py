@@ -12,8 +12,9 @@ inflate the other figures: the sum of the top-level imports' cumulative times). 
 in a private PYTHONPYCACHEPREFIX, written by an uncounted first run, as an
 installed package has it (even where PYTHONDONTWRITEBYTECODE is set). The
 target: import time well under 200 ms for `--help` and `queue stats`.
-`queue stats` needs SQLAlchemy Core, so `python -c "import sqlalchemy"` is
-measured the same way: the floor of that figure on this machine. Peer:
+`python -c "import sqlalchemy"` is measured the same way, for scale: what a
+command that opens the database through SQLAlchemy pays before its work
+(`queue stats` on SQLite at the current schema does not: db/readonly.py). Peer:
 Postfix's `postconf -h mail_version` (reads main.cf and prints one value: the
 start of a Postfix CLI call); the ratio is postroom's median wall time over
 postconf's.

@@ -7,7 +7,7 @@ what lets the SMTP session say 250 right after the queue's group commit.
 PostgreSQL keeps its own defaults (`synchronous_commit=on`).
 The SQLite file is created by `core.statefiles.prepare_sqlite_file` (0640 in a
 0750 directory, whatever the umask) before SQLite opens it; when it cannot be,
-`StartupError` names the path and the reason (one line, exit 1, at any command).
+`StartupError` names the path and the reason (one line, exit 2, at any command).
 """
 
 from __future__ import annotations

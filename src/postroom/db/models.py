@@ -8,7 +8,8 @@ numbers and both SQLite and PostgreSQL store them the same way.
 Queue tables:
 - `messages`: bytes stored once with their envelope sender, pool and origin.
 - `deliveries`: one row per recipient, with its state (see `DeliveryState`),
-  attempts, next attempt time, lease, and the last remote reply kept verbatim.
+  attempts, next attempt time, lease, and the last remote reply kept verbatim
+  (`DeliveryState` lives in `postroom.db.states`, readable without SQLAlchemy).
 
 Tenant tables (linked domains and mailboxes):
 - `projects`: a tenant with its message limit (NULL = unlimited).
@@ -60,18 +61,6 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
-
-
-class DeliveryState(StrEnum):
-    QUEUED = "queued"  # ready, never tried (or returned by an expired lease)
-    INFLIGHT = "inflight"  # claimed by a node, lease_until bounds the claim
-    DEFERRED = "deferred"  # temporary failure, waits for next_attempt_at
-    HELD = "held"  # an operator holds it; never tried until released
-    DELIVERED = "delivered"
-    FAILED = "failed"  # permanent failure or expiry; a DSN went to the sender
-
-
-FINAL_STATES = (DeliveryState.DELIVERED, DeliveryState.FAILED)
 
 
 class MessageOrigin(StrEnum):

@@ -36,7 +36,7 @@ HEAVY = (
     "asyncio",
     "tomllib",
 )
-# The migrated database needs neither Alembic nor the ORM, nor any part of the mail flow.
+# A migrated database needs neither Alembic nor SQLAlchemy, nor any part of the mail flow.
 NOT_FOR_QUEUE_STATS = (
     "alembic",
     "sqlalchemy.orm",
@@ -90,12 +90,18 @@ def test_help_of_a_verb_imports_nothing_heavy(verb: str) -> None:
     assert loaded(imported_modules(verb, "--help"), HEAVY) == []
 
 
-def test_queue_stats_on_a_migrated_database_needs_sqlalchemy_core_only(tmp_path: Path) -> None:
+def test_queue_stats_on_a_migrated_sqlite_database_needs_no_sqlalchemy(tmp_path: Path) -> None:
     config = str(write_config(tmp_path))
     assert main(["-c", config, "db", "upgrade"]) == 0
     modules = imported_modules("-c", config, "queue", "stats")
-    assert "sqlalchemy.engine" in modules  # the guard below is not vacuous
-    assert loaded(modules, NOT_FOR_QUEUE_STATS) == []
+    assert "sqlite3" in modules  # the guard below is not vacuous
+    assert loaded(modules, ("sqlalchemy", *NOT_FOR_QUEUE_STATS)) == []
+
+
+def test_queue_stats_before_the_first_migration_takes_the_full_path(tmp_path: Path) -> None:
+    # No database yet: the read-only path declines, SQLAlchemy and Alembic create it.
+    modules = imported_modules("-c", str(write_config(tmp_path)), "queue", "stats")
+    assert "sqlalchemy.engine" in modules and "alembic" in modules
 
 
 def test_config_check_needs_no_database(tmp_path: Path) -> None:

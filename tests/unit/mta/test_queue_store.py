@@ -15,7 +15,9 @@ from sqlalchemy import Engine, func, select, update
 
 from postroom.db.engine import make_engine
 from postroom.db.migrate import upgrade
-from postroom.db.models import DeliveryState, MessageOrigin, deliveries, messages
+from postroom.db.models import MessageOrigin, deliveries, messages
+from postroom.db.readonly import sqlite_rows
+from postroom.db.states import DeliveryState
 from postroom.mta.queue.admin import NoSuchMessage, QueueAdmin
 from postroom.mta.queue.ids import new_queue_id
 from postroom.mta.queue.records import (
@@ -25,6 +27,7 @@ from postroom.mta.queue.records import (
     NewMessage,
     OriginalMessage,
 )
+from postroom.mta.queue.stats import queue_stats
 from postroom.mta.queue.store import KEEP_IN_MEMORY_BYTES, QueueStore, RetryPolicy
 
 LEASE_S = 600.0
@@ -683,6 +686,26 @@ async def test_admin_stats(
     assert stats["by_pool"] == {"transactional": 3}
     assert stats["by_destination"] == {"x.test": 1, "y.test": 1, "sender.test": 1}
     assert 3595 < stats["oldest_age_s"] < 3700
+    # The CLI's fast path reads the same file without SQLAlchemy, with the same answer.
+    rows = sqlite_rows(engine.url.render_as_string())
+    assert rows is not None
+    fast = queue_stats(rows, time.time())
+    assert fast["oldest_age_s"] == pytest.approx(stats["oldest_age_s"], abs=5)
+    assert {**fast, "oldest_age_s": None} == {**stats, "oldest_age_s": None}
+
+
+def test_the_read_only_path_declines_what_it_cannot_read_as_it_is(
+    tmp_path: Path, engine: Engine
+) -> None:
+    url = engine.url.render_as_string()
+    assert sqlite_rows(url) is not None
+    assert sqlite_rows(f"sqlite:///{tmp_path}/missing.db") is None  # nothing is created
+    assert not (tmp_path / "missing.db").exists()
+    assert sqlite_rows(url + "?timeout=5") is None  # options: SQLAlchemy's business
+    assert sqlite_rows("postgresql://db.test/postroom") is None
+    with engine.begin() as conn:  # behind the code: the full path migrates it
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0001'")
+    assert sqlite_rows(url) is None
 
 
 async def test_admin_sees_writes_of_the_store_and_the_store_sees_the_admins(

@@ -16,7 +16,9 @@ from typing import Any
 
 from sqlalchemy import Engine, case, delete, func, select, update
 
-from postroom.db.models import FINAL_STATES, DeliveryState, deliveries, messages
+from postroom.db.models import deliveries, messages
+from postroom.db.states import FINAL_STATES, DeliveryState
+from postroom.mta.queue.stats import queue_stats
 
 _NOT_FINAL = deliveries.c.state.not_in([state.value for state in FINAL_STATES])
 
@@ -120,38 +122,7 @@ class QueueAdmin:
 
     def stats(self) -> dict[str, Any]:
         with self.engine.connect() as conn:
-            by_state = dict(
-                conn.execute(
-                    select(deliveries.c.state, func.count()).group_by(deliveries.c.state)
-                ).all()
-            )
-            pending_join = deliveries.join(messages, messages.c.id == deliveries.c.message_id)
-            by_pool = dict(
-                conn.execute(
-                    select(messages.c.pool, func.count())
-                    .select_from(pending_join)
-                    .where(_NOT_FINAL)
-                    .group_by(messages.c.pool)
-                ).all()
-            )
-            by_destination = dict(
-                conn.execute(
-                    select(deliveries.c.domain, func.count())
-                    .where(_NOT_FINAL)
-                    .group_by(deliveries.c.domain)
-                    .order_by(func.count().desc())
-                    .limit(20)
-                ).all()
-            )
-            oldest = conn.execute(
-                select(func.min(messages.c.created_at)).select_from(pending_join).where(_NOT_FINAL)
-            ).scalar_one_or_none()
-        return {
-            "by_state": {state.value: by_state.get(state.value, 0) for state in DeliveryState},
-            "by_pool": by_pool,
-            "by_destination": by_destination,
-            "oldest_age_s": round(time.time() - oldest, 1) if oldest is not None else None,
-        }
+            return queue_stats(lambda sql: conn.exec_driver_sql(sql).all(), time.time())
 
     def _require(self, queue_id: str) -> None:
         with self.engine.connect() as conn:

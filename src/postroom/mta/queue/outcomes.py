@@ -24,7 +24,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
-from postroom.db.models import FINAL_STATES, DeliveryState, deliveries, messages
+from postroom.db.models import deliveries, messages
+from postroom.db.states import FINAL_STATES, DeliveryState
 from postroom.mta.queue.records import DeliveryResult, FailedDelivery, Job, OriginalMessage
 from postroom.mta.queue.retry import is_expired, next_attempt_at
 

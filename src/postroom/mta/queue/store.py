@@ -43,7 +43,8 @@ from sqlalchemy import (
 )
 
 from postroom.db.engine import is_postgresql
-from postroom.db.models import FINAL_STATES, DeliveryState, deliveries, messages
+from postroom.db.models import deliveries, messages
+from postroom.db.states import FINAL_STATES, DeliveryState
 from postroom.mta.queue.groupcommit import BatchOperation, GroupCommitter
 from postroom.mta.queue.outcomes import OutcomeRecording
 from postroom.mta.queue.records import (
