@@ -29,7 +29,7 @@ from postroom.core.errors import StartupError
 from postroom.core.refresh import keep_fresh
 from postroom.core.secretbox import SecretBox, SecretKeyError
 from postroom.db.engine import make_engine
-from postroom.db.migrate import upgrade
+from postroom.db.migrate import ensure_current
 from postroom.mailbox.accounts import Accounts
 from postroom.mailbox.directory import Directory
 from postroom.mailbox.keyring import Keyring, refresh_periodically
@@ -123,7 +123,7 @@ async def serve(config_path: str) -> int:
     config = load_config(config_path)
     pools = PoolTable(config)
     engine = make_engine(config.database_url)
-    upgrade(engine)
+    ensure_current(engine)  # Alembic runs (and logs each step) only when behind
     rating = build_rating(config, engine)
     store = build_store(config, pools, engine, rating.observer)
     store.start()

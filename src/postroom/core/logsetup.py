@@ -78,3 +78,6 @@ def setup_logging(config: LoggingConfig) -> None:
     root.handlers[:] = [handler]
     root.setLevel(config.level.upper())
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    # Alembic announces each of its plugins at INFO whenever it loads; its migration
+    # steps ("Running upgrade 0004 -> 0005") come from another logger and stay.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
