@@ -95,6 +95,22 @@ async def test_a_refused_data_gives_its_reservations_back(
         assert (rig.used(), rig.queued()) == (3, 3)
 
 
+async def test_a_data_the_session_refuses_gives_its_reservations_back(
+    tmp_path: Path, password_hash: str
+) -> None:
+    """A message the session itself refuses (here a line over 998 octets: 500 before
+    the handler hears of the DATA) ends the transaction like any other refusal."""
+    async with submission_rig(tmp_path, message_limit=10, password_hash=password_hash) as rig:
+        client = await rig.logged_in()
+        await client.transaction(RECIPIENTS[:2])
+        assert rig.used() == 2
+        reply = await client.data(message() + b"x" * 5000 + b"\r\n")
+        assert reply.startswith(b"500 5.5.2"), reply
+        client.hang_up()
+        await rig.settle()
+        assert (rig.used(), rig.queued()) == (0, 0)
+
+
 async def test_the_router_finishes_an_accept_whose_caller_was_cancelled(
     tmp_path: Path, password_hash: str
 ) -> None:

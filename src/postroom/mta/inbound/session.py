@@ -171,11 +171,13 @@ class Session(SMTP):
         if not self._lost:
             super()._reset_timeout(duration)
 
-    def _set_rset_state(self) -> None:
-        # RSET, HELO/EHLO and STARTTLS start over; aiosmtpd hands the handler's RSET
-        # hook the new envelope, so the old one is announced here.
+    def _set_post_data_state(self) -> None:
+        # Every path that drops an envelope comes here: the end of DATA (delivered, or
+        # refused by the handler or by this session before the handler saw it) and,
+        # through `_set_rset_state`, RSET, HELO/EHLO and STARTTLS. aiosmtpd hands the
+        # handler's hooks only the new envelope, so the old one is announced here.
         self._abandon_transaction()
-        super()._set_rset_state()
+        super()._set_post_data_state()
 
     def _abandon_transaction(self) -> None:
         """A handler that holds something per transaction (submission: the project's

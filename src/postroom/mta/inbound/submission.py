@@ -302,8 +302,9 @@ class SubmissionHandler(InboundHandler):
         return reply
 
     def transaction_abandoned(self, envelope: Envelope) -> None:
-        """RSET, a new EHLO or a dropped connection: the transaction gives back what
-        it holds (nothing once its DATA began)."""
+        """RSET, a new EHLO, a DATA the session refused before this handler saw it, or a
+        dropped connection: the transaction gives back what it holds (nothing once
+        `handle_DATA` took it over)."""
         reservations: TransactionReservations | None = getattr(envelope, "reservations", None)
         if reservations is not None:
             reservations.abandon()
