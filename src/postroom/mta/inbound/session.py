@@ -66,8 +66,6 @@ TOO_MANY_ERRORS = Reply(421, "4.7.0", "Error: too many errors, closing connectio
 NON_SMTP = Reply(421, "4.7.0", "Error: not an SMTP command, closing connection")
 # The client left: its task ends quietly.
 _CLIENT_GONE = (ConnectionError, asyncio.IncompleteReadError)
-# What aiosmtpd's MAIL and RCPT answer when `_getaddr` finds no path.
-_MALFORMED_PATH = b"553 5.1.3 Error: malformed address"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +133,9 @@ class Session(SMTP):
         self._plain_reply = False
         self._greeted = False
         self._verb = ""  # of the command being executed
+        # Set by `_getaddr` when it refuses a path: aiosmtpd's MAIL and RCPT push their
+        # one "malformed address" reply next, which `push` replaces with ours.
+        self._path_refusal: Reply | None = None
         self._errors = 0
         self._junk = 0
         self._inside_bare_line = False  # the last line ended with a bare LF
@@ -294,8 +295,8 @@ class Session(SMTP):
         if not self._greeted:  # the 220 greeting carries no enhanced code
             self._greeted = True
         elif not self._plain_reply:
-            if response == _MALFORMED_PATH:
-                response = ARGUMENT_REFUSALS[self._verb].wire().encode()
+            if self._path_refusal is not None:
+                response, self._path_refusal = self._path_refusal.wire().encode(), None
             response = add_enhanced_code(response)
         if response[:1] in (b"4", b"5"):
             self._errors += 1
@@ -335,6 +336,7 @@ class Session(SMTP):
         parsed = parse_path(arg, null_allowed=self._verb == "MAIL")
         if parsed is None:
             self._log_client("%s refused: bad address syntax: %s", self._verb, arg)
+            self._path_refusal = ARGUMENT_REFUSALS[self._verb]
             return None, None
         return parsed
 
