@@ -199,6 +199,9 @@ async def serve(config_path: str) -> int:
         await asyncio.wait_for(delivery_task, max(0.0, drain_until - loop.time()))
     except TimeoutError:
         log.warning("drain timeout: unfinished deliveries return to the queue at next start")
+    for inbound in handlers:
+        if inbound.checks is not None:
+            inbound.checks.close()
     await store.close()
     log.info("stopped")
     return 0

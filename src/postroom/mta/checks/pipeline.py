@@ -151,3 +151,8 @@ class InboundChecks:
             decide(verdicts, self.config),
             authentication_results(self.authserv_id, verdicts),
         )
+
+    def close(self) -> None:
+        """At shutdown: checks not yet started are dropped (their sessions are gone with
+        the listeners); running ones end by their DNS timeouts without being waited for."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
