@@ -71,6 +71,7 @@ from postroom.mta.inbound.policy import normalise_sender
 from postroom.mta.inbound.ratelimit import RateLimiter
 from postroom.mta.inbound.reservations import TransactionReservations
 from postroom.mta.inbound.throttle import AuthThrottle
+from postroom.mta.signing.dkim import SigningError, field_values, parse_message
 
 log = logging.getLogger("postroom.submission")
 
@@ -263,9 +264,15 @@ class SubmissionHandler(InboundHandler):
         self, session: SmtpSession, envelope: Envelope, headers: bytes
     ) -> bytes | Reply:
         account: SmtpAccount = session.auth_data
+        try:
+            # Read as DKIM and DMARC read it (downstream judges these same fields).
+            fields, _ = parse_message(headers)
+        except SigningError as error:
+            log.info("data refused user=<%s>: %s", account.address, error)
+            return Reply(550, "5.6.0", f"Malformed header section: {error}")
         refusal = author_refusal(
-            _field_values(headers, b"from"),
-            _field_values(headers, b"sender"),
+            field_values(fields, b"from"),
+            field_values(fields, b"sender"),
             account.address,
             account.may_send_as,
         )
@@ -273,9 +280,9 @@ class SubmissionHandler(InboundHandler):
             log.info("data refused user=<%s>: %s", account.address, refusal.text)
             return refusal
         added = b""
-        if not _field_values(headers, b"date"):
+        if not field_values(fields, b"date"):
             added += f"Date: {formatdate(usegmt=True)}\r\n".encode()
-        if not _field_values(headers, b"message-id"):
+        if not field_values(fields, b"message-id"):
             added += f"Message-ID: <{envelope.queue_id}@{self.policy.hostname}>\r\n".encode()
         return headers + added  # the section ends with its last field's CRLF
 
@@ -327,16 +334,6 @@ class SubmissionHandler(InboundHandler):
 
 def _rate_exceeded(reason: str) -> Reply:
     return Reply(451, "4.7.1", f"Sending rate exceeded: {reason}, try again later")
-
-
-def _field_values(headers: bytes, name: bytes) -> list[str]:
-    """The unfolded values of every `name` field of a header section."""
-    values = []
-    for field in headers.replace(b"\r\n ", b" ").replace(b"\r\n\t", b" ").split(b"\r\n"):
-        field_name, colon, value = field.partition(b":")
-        if colon and field_name.strip().lower() == name:
-            values.append(value.strip().decode("utf-8", "replace"))
-    return values
 
 
 async def _read_credentials(
