@@ -145,13 +145,14 @@ def human_size(size_bytes: int) -> str:
     return f"{shown} {unit}"
 
 
-def utc_date(timestamp: object) -> str:
-    """`2026-11-27 14:05 UTC` for Unix seconds; "-" for none."""
+def utc_date(timestamp: object, *, seconds: bool = False) -> str:
+    """`2026-11-27 14:05 UTC` (or `14:05:09` with `seconds`) for Unix seconds; "-" for none."""
     from datetime import UTC, datetime
 
     if not isinstance(timestamp, int | float):
         return "-"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    time_format = "%H:%M:%S" if seconds else "%H:%M"
+    return datetime.fromtimestamp(timestamp, UTC).strftime(f"%Y-%m-%d {time_format} UTC")
 
 
 def print_json(value: Any) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from postroom.cli.common import (
@@ -13,6 +12,7 @@ from postroom.cli.common import (
     human_size,
     open_database,
     print_json,
+    utc_date,
 )
 from postroom.cli.table import print_table
 
@@ -102,7 +102,7 @@ def _show(admin: QueueAdmin, args: argparse.Namespace) -> int:
         print_json(message)
         return 0
     print(f"queue id:   {message['id']}")
-    print(f"arrived:    {_when(message['created_at'])}")
+    print(f"arrived:    {utc_date(message['created_at'], seconds=True)}")
     print(f"sender:     <{message['mail_from']}>")
     print(f"pool:       {message['pool']}  origin: {message['origin']}")
     print(f"client:     {message['client_ip'] or '-'}")
@@ -110,7 +110,8 @@ def _show(admin: QueueAdmin, args: argparse.Namespace) -> int:
     for delivery in message["deliveries"]:
         print(
             f"  <{delivery['recipient']}>  {delivery['state']}  attempts={delivery['attempts']}"
-            f"  next={_when(delivery['next_attempt_at'])}  status={delivery['last_status'] or '-'}"
+            f"  next={utc_date(delivery['next_attempt_at'], seconds=True)}"
+            f"  status={delivery['last_status'] or '-'}"
         )
         if delivery["last_reply"]:
             print(f"      {delivery['remote_mta'] or '-'}: {delivery['last_reply']}")
@@ -178,9 +179,3 @@ def _age(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds / size:.1f}{unit}"
     return f"{seconds:.0f}s"
-
-
-def _when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "-"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

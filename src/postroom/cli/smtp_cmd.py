@@ -27,10 +27,16 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from postroom.cli.common import CliError, add_action, add_group, open_database, print_json
+from postroom.cli.common import (
+    CliError,
+    add_action,
+    add_group,
+    open_database,
+    print_json,
+    utc_date,
+)
 from postroom.cli.table import print_table
 
 if TYPE_CHECKING:
@@ -220,9 +226,9 @@ def _print_info(ctx: Context, account: SmtpAccount) -> None:
         if account.volume is not None:
             rows.append(("volume", f"{account.volume} messages per day"))
         if account.requested_at is not None:
-            rows.append(("requested", _date(account.requested_at)))
+            rows.append(("requested", utc_date(account.requested_at)))
         if account.state is SmtpState.REJECTED:
-            rows.append(("rejected", _date(account.decided_at)))
+            rows.append(("rejected", utc_date(account.decided_at)))
         if account.reason:
             # Also after a new request: the requester sees what to address.
             rows.append(("reason", account.reason))
@@ -370,9 +376,3 @@ def _limits_text(config: Config, account: SmtpAccount) -> str:
         amount = f"{value} {unit}" if value is not None else f"no limit {unit}"
         parts.append(f"{amount} ({'set for this mailbox' if override else 'default'})")
     return ", ".join(parts)
-
-
-def _date(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "-"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -41,6 +41,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from postroom.core.statefiles import make_directories
+
 log = logging.getLogger(__name__)
 
 SUBDIRECTORIES = ("cur", "new", "tmp")
@@ -89,16 +91,8 @@ class Usage:
 def ensure_maildir(path: Path) -> None:
     """Create `path` with cur/, new/ and tmp/; existing directories are kept as they are."""
     try:
-        # os.makedirs no longer applies its mode to intermediate directories, so
-        # missing parents are created one by one, outermost first. The umask can
-        # only remove bits, never widen 0o700.
-        missing = [p for p in (path, *path.parents) if not p.exists()]
-        for directory in [*reversed(missing), *(path / name for name in SUBDIRECTORIES)]:
-            try:
-                os.mkdir(directory, DIRECTORY_MODE)
-            except FileExistsError:
-                if not directory.is_dir():
-                    raise
+        for name in SUBDIRECTORIES:  # with `path` and its missing parents, each 0700
+            make_directories(path / name, DIRECTORY_MODE)
     except OSError as exc:
         raise MaildirError("cannot create Maildir", path=path, cause=exc) from exc
 
