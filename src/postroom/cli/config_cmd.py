@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import sys
 from pathlib import Path
@@ -57,6 +56,8 @@ def init_config(args: argparse.Namespace) -> int:
     then, either way, what `make run` shows before serving."""
     from postroom.cli import trial
     from postroom.config import load_config
+    from postroom.core.errors import cannot
+    from postroom.core.statefiles import create_file
 
     path = Path(args.config).absolute()
     if path.exists():
@@ -70,12 +71,9 @@ def init_config(args: argparse.Namespace) -> int:
             text = trial.trial_config_text(hostname, state_dir, cert, key)
             # 0640 like /etc/postroom/postroom.toml: a config grows secrets (a database URL
             # with its password), and the umask must not make it world-readable.
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                os.fchmod(handle.fileno(), 0o640)
-                handle.write(text)
+            create_file(path, text.encode("utf-8"))
         except OSError as error:
-            raise CliError(f"{error.filename or path}: cannot write: {error.strerror}") from None
+            raise CliError(cannot(error.filename or path, "write", error)) from None
         print(f"{path}: written")
     config = load_config(path)  # what we wrote must pass our own check
     print(trial.trial_notes(path, config, trial.scripts_dir_off_path()), end="")

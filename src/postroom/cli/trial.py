@@ -83,7 +83,7 @@ def write_trial_certificate(directory: Path, hostname: str) -> tuple[Path, Path]
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    from postroom.core.statefiles import FILE_MODE, make_directories
+    from postroom.core.statefiles import create_file, make_directories
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
@@ -118,13 +118,11 @@ def write_trial_certificate(directory: Path, hostname: str) -> tuple[Path, Path]
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    # Created 0600 (O_EXCL after removing an old one), never readable by others in between.
+    # An older pair (of a config since deleted) is replaced: new files, exact modes.
     key_path.unlink(missing_ok=True)
-    descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as key_file:
-        key_file.write(key_pem)
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    cert_path.chmod(FILE_MODE)  # public, but every file of the state directory is 0640
+    create_file(key_path, key_pem, 0o600)
+    cert_path.unlink(missing_ok=True)
+    create_file(cert_path, certificate.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path
 
 

@@ -8,6 +8,8 @@ every local user. So postroom sets these modes itself, whatever the umask:
 - `make_directories(path)`: `path` and its missing parents, each created with
   exactly 0750 (the owner; the group for tools an operator adds to it).
   Existing directories are left as they are: never loosened, never changed.
+- `create_file(path, data, mode)`: a new file with exactly `mode` (0640 by
+  default) from the start; what postroom writes into its state and config.
 - `prepare_sqlite_file(path)`: the database file is created empty with exactly
   0640 before SQLite opens it, because SQLite gives the -wal and -shm files it
   creates later the database file's mode. An existing database, -wal or -shm
@@ -54,19 +56,24 @@ def make_directories(path: Path, mode: int = DIRECTORY_MODE) -> None:
         os.chmod(directory, mode)  # the umask may have taken bits away
 
 
+def create_file(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
+    """A new file holding `data` with exactly `mode` from its first byte (never readable
+    by others in between, whatever the umask); FileExistsError if `path` exists."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    with os.fdopen(descriptor, "wb") as handle:
+        os.fchmod(handle.fileno(), mode)  # the umask may have taken bits away
+        handle.write(data)
+
+
 def prepare_sqlite_file(path: Path) -> None:
     """Make sure the SQLite database at `path` exists with a private mode (see above)."""
     make_directories(path.parent)
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+        create_file(path, b"")
     except FileExistsError:
         for existing in (path, *(Path(f"{path}{suffix}") for suffix in SQLITE_COMPANIONS)):
             _drop_access_of_others(existing)
         return
-    try:
-        os.fchmod(descriptor, FILE_MODE)
-    finally:
-        os.close(descriptor)
     hand_to_state_owner([path], path.parent)
 
 
