@@ -12,8 +12,9 @@ Should it ever lag, the schema is still right: a mismatch always runs Alembic.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -47,15 +48,20 @@ def ensure_current(engine: Engine) -> None:
 def schema_revision(engine: Engine) -> str | None:
     """The one revision in `alembic_version`, or None (no table, no row, several heads,
     or the database cannot be read: Alembic then runs and reports any real failure)."""
-    from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
 
     try:
         with engine.connect() as connection:
-            rows = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+            return revision_read_by(lambda sql: connection.exec_driver_sql(sql).all())
     except DBAPIError:
         return None
-    return str(rows[0][0]) if len(rows) == 1 else None
+
+
+def revision_read_by(rows: Callable[[str], Sequence[Sequence[Any]]]) -> str | None:
+    """The one revision in `alembic_version` as `rows(sql)` reads it (any DB-API or
+    SQLAlchemy reader), or None when there is no row or there are several heads."""
+    found = rows("SELECT version_num FROM alembic_version")
+    return str(found[0][0]) if len(found) == 1 else None
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from postroom.db.migrate import HEAD_REVISION
+from postroom.db.migrate import HEAD_REVISION, revision_read_by
 
 _PREFIX = "sqlite:///"
 
@@ -40,11 +40,15 @@ def sqlite_rows(url: str) -> Rows | None:
         connection = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30)
     except sqlite3.Error:
         return None
+
+    def rows(sql: str) -> list[Any]:
+        return connection.execute(sql).fetchall()
+
     try:
-        revision = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+        revision = revision_read_by(rows)
     except sqlite3.Error:
         revision = None
-    if revision != [(HEAD_REVISION,)]:
+    if revision != HEAD_REVISION:
         connection.close()
         return None
-    return lambda sql: connection.execute(sql).fetchall()
+    return rows
