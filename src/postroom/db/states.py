@@ -1,8 +1,8 @@
 """The states of a delivery: the queue's vocabulary, without SQLAlchemy.
 
-`postroom.db.models` re-exports them next to the tables that store them; they
-live here so that what only reads the queue (`postroom queue stats` on its
-fast path) can name them without importing SQLAlchemy.
+They live apart from the tables that store them (`postroom.db.models`) so that
+what only reads the queue (`postroom queue stats` on its fast path) can name
+them without importing SQLAlchemy.
 """
 
 from __future__ import annotations
