@@ -1,6 +1,7 @@
 """ARC chain validation of a received message (RFC 8617), with dkimpy.
 
-`verify_arc(lookup, message)` returns an `ArcVerdict`: `none` when the message
+`verify_arc(lookup, message)` (or `verify_parsed_arc` of a message already
+parsed) returns an `ArcVerdict`: `none` when the message
 carries no ARC set, `pass` when every ARC-Seal and the newest
 ARC-Message-Signature verify and the chain states are consistent, `fail`
 otherwise, and `temperror` when a failure coincided with DNS trouble on a key
@@ -26,7 +27,7 @@ import dkim
 
 from postroom.mta.checks.dkim import dkim_over, signature_tags, unreadable_field
 from postroom.mta.checks.lookup import DnsLookup, KeyRecordLookup
-from postroom.mta.signing.dkim import SigningError, parse_message
+from postroom.mta.signing.dkim import Headers, SigningError, parse_message
 
 MAX_INSTANCES = 10
 
@@ -52,7 +53,16 @@ def verify_arc(lookup: DnsLookup, message: bytes) -> ArcVerdict:
     try:
         headers, body = parse_message(message)
     except SigningError as error:
-        return ArcVerdict(ArcResult.FAIL, 0, "", f"unparsable header section ({error})")
+        return arc_of_unparsable(error)
+    return verify_parsed_arc(lookup, headers, body)
+
+
+def arc_of_unparsable(error: SigningError) -> ArcVerdict:
+    return ArcVerdict(ArcResult.FAIL, 0, "", f"unparsable header section ({error})")
+
+
+def verify_parsed_arc(lookup: DnsLookup, headers: Headers, body: bytes) -> ArcVerdict:
+    """`verify_arc` of a message already split by `parse_message`."""
     seals = [value for name, value in headers if name.lower() == b"arc-seal"]
     if not seals and not any(name.lower().startswith(b"arc-") for name, _ in headers):
         return ArcVerdict(ArcResult.NONE, 0, "", "no ARC sets")

@@ -1,6 +1,7 @@
 """DKIM verification of every signature of a received message (RFC 6376, RFC 8463).
 
-`verify_dkim(lookup, message)` returns one `DkimVerdict` per DKIM-Signature
+`verify_dkim(lookup, message)` (or `verify_parsed_dkim` of a message already
+parsed) returns one `DkimVerdict` per DKIM-Signature
 field, top to bottom (at most `MAX_SIGNATURES`; the rest are reported as
 `policy`, so a message cannot make us do unbounded DNS and RSA work).
 dkimpy does the verifying — canonicalisation, body hash, key record, RSA or
@@ -82,10 +83,20 @@ def verify_dkim(lookup: DnsLookup, message: bytes) -> list[DkimVerdict]:
     try:
         headers, body = parse_message(message)
     except SigningError as error:
-        # The header section itself cannot be parsed: any signature in it is unusable.
-        if b"dkim-signature" not in message.lower():
-            return []
-        return [DkimVerdict(DkimResult.PERMERROR, "", "", "", "", _one_line(error))]
+        return dkim_of_unparsable(message, error)
+    return verify_parsed_dkim(lookup, headers, body)
+
+
+def dkim_of_unparsable(message: bytes, error: SigningError) -> list[DkimVerdict]:
+    """The header section itself cannot be parsed: any signature in it is unusable."""
+    if b"dkim-signature" not in message.lower():
+        return []
+    return [DkimVerdict(DkimResult.PERMERROR, "", "", "", "", _one_line(error))]
+
+
+def verify_parsed_dkim(lookup: DnsLookup, headers: Headers, body: bytes) -> list[DkimVerdict]:
+    """`verify_dkim` of a message already split by `parse_message` (the pipeline
+    parses once for DKIM, ARC and DMARC's From)."""
     verifier = dkim_over(dkim.DKIM, headers, body)
     fields = [value for name, value in headers if name.lower() == b"dkim-signature"]
     verdicts = []

@@ -32,8 +32,13 @@ from dataclasses import dataclass
 
 from postroom.config.schema import ChecksConfig
 from postroom.core.dns import Resolver
-from postroom.mta.checks.arc import ArcVerdict, verify_arc
-from postroom.mta.checks.dkim import DkimResult, DkimVerdict, verify_dkim
+from postroom.mta.checks.arc import ArcVerdict, arc_of_unparsable, verify_parsed_arc
+from postroom.mta.checks.dkim import (
+    DkimResult,
+    DkimVerdict,
+    dkim_of_unparsable,
+    verify_parsed_dkim,
+)
 from postroom.mta.checks.dmarc import (
     AuthenticatedIdentifier,
     DmarcPolicy,
@@ -86,9 +91,16 @@ def run_checks(
     lookup: DnsLookup, message: bytes, *, client_ip: str, helo: str, mail_from: str
 ) -> AuthVerdicts:
     spf = check_spf(lookup, client_ip, mail_from, helo)
-    signatures = tuple(verify_dkim(lookup, message))
-    arc = verify_arc(lookup, message)
-    from_values = _from_values(message)
+    try:
+        headers, body = parse_message(message)  # once, for DKIM, ARC and the From field
+    except SigningError as error:
+        signatures = tuple(dkim_of_unparsable(message, error))
+        arc = arc_of_unparsable(error)
+        from_values: list[str] = []
+    else:
+        signatures = tuple(verify_parsed_dkim(lookup, headers, body))
+        arc = verify_parsed_arc(lookup, headers, body)
+        from_values = field_values(headers, b"from")
     domain = from_domain(from_values[0]) if len(from_values) == 1 else None
     if domain is None:
         dmarc = DmarcVerdict(
@@ -118,14 +130,6 @@ def run_checks(
             ],
         )
     return AuthVerdicts(spf, signatures, dmarc, arc, len(from_values))
-
-
-def _from_values(message: bytes) -> list[str]:
-    try:
-        headers, _ = parse_message(message)
-    except SigningError:
-        return []
-    return field_values(headers, b"from")
 
 
 class InboundChecks:
