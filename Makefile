@@ -38,7 +38,7 @@ BENCH_DEBS = libsisimai-perl
 
 # Real peers of the flow tests (ARCHITECTURE.md, "Testing with real peers").
 TEST_DEBS = postfix swaks nsd bind9-utils postgresql openssl systemd util-linux dovecot-imapd \
-            libmail-dkim-perl opendkim-tools
+            libmail-dkim-perl opendkim-tools chromium fonts-dejavu-core libemail-mime-perl
 
 .PHONY: run test venv develop install-test install uninstall test-debs debs apt-update lint bench clean
 

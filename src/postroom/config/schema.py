@@ -2,8 +2,8 @@
 
 Every field has a default and a docstring-like comment; sections follow the
 flow of a message (server, state, database, smtp.inbound, smtp.submission, tls,
-dns, checks, dkim, delivery, egress, pool, bounce, rating, addresses, http, mailbox,
-logging; the tenant sections live in `tenancy.py`). `validate(path)` methods
+dns, checks, dkim, delivery, egress, pool, bounce, rating, addresses, campaign,
+http, mailbox, logging; the tenant sections live in `tenancy.py`). `validate(path)` methods
 check what a single type cannot (addresses, references between sections) and
 raise `ConfigError` naming the key path. The TOML keys are part of the public
 contract in ARCHITECTURE.md: extend, never rename.
@@ -19,6 +19,7 @@ from postroom.config.loader import ConfigError, Duration, Size
 from postroom.config.tenancy import (
     AddressesConfig,
     BounceConfig,
+    CampaignConfig,
     DkimConfig,
     MailboxConfig,
     RatingConfig,
@@ -375,9 +376,16 @@ class PoolConfig:
 @dataclass(frozen=True, slots=True)
 class HttpConfig:
     listen: tuple[str, ...] = ()
+    public_url: str = ""
+    """Base of the links in mail (unsubscribe, ...): "https://HOST[/PATH]"; empty =
+    https://<server.hostname>."""
 
     def validate(self, path: str) -> None:
         _check_listen(self.listen, f"{path}.listen")
+        if self.public_url and not self.public_url.startswith(("https://", "http://")):
+            raise ConfigError(
+                f"{path}.public_url", f"expected https://HOST, got {self.public_url!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,6 +418,7 @@ class Config:
     bounce: BounceConfig = field(default_factory=BounceConfig)
     rating: RatingConfig = field(default_factory=RatingConfig)
     addresses: AddressesConfig = field(default_factory=AddressesConfig)
+    campaign: CampaignConfig = field(default_factory=CampaignConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     mailbox: MailboxConfig = field(default_factory=MailboxConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -437,6 +446,18 @@ class Config:
     @property
     def bounce_domain(self) -> str:
         return (self.bounce.domain or self.server.hostname).lower().rstrip(".")
+
+    @property
+    def public_url(self) -> str:
+        return (self.http.public_url or f"https://{self.server.hostname}").rstrip("/")
+
+    @property
+    def transactional_pool(self) -> str:
+        if self.campaign.transactional_pool:
+            return self.campaign.transactional_pool
+        if any(pool.name == "transactional" for pool in self.pool):
+            return "transactional"
+        return self.default_pool
 
     @property
     def authserv_id(self) -> str:
@@ -470,6 +491,9 @@ class Config:
         submission_pool = self.smtp.submission.pool
         if submission_pool and submission_pool not in pool_names:
             raise ConfigError("smtp.submission.pool", f"no [[pool]] named {submission_pool!r}")
+        campaign_pool = self.campaign.transactional_pool
+        if campaign_pool and campaign_pool not in pool_names:
+            raise ConfigError("campaign.transactional_pool", f"no [[pool]] named {campaign_pool!r}")
         if self.delivery.default_pool and self.delivery.default_pool not in pool_names:
             raise ConfigError("delivery.default_pool", f"no [[pool]] named {self.default_pool!r}")
         for index, rule in enumerate(self.delivery.rule):

@@ -165,3 +165,22 @@ class AddressesConfig:
     """Temporary-mailbox domains to refuse besides the shipped list."""
     role_local_parts: tuple[str, ...] = ()
     """Local parts to treat as role accounts (risky) besides the shipped list."""
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignConfig:
+    """Campaigns: senders' confirmation and the mail campaigns send."""
+
+    transactional_pool: str = ""
+    """Pool of one-off mail such as sender confirmation codes; empty = the pool named
+    "transactional" when there is one, else [delivery] default_pool."""
+    code_lifetime: Duration = Duration(24 * 3600)
+    """How long a sender's confirmation code stays valid."""
+    code_max_failures: int = 5
+    """Wrong codes a sender may try; then only a new code (`sender resend-code`) helps."""
+
+    def validate(self, path: str) -> None:
+        if self.code_lifetime <= 0:
+            raise ConfigError(f"{path}.code_lifetime", "must be positive")
+        if self.code_max_failures < 1:
+            raise ConfigError(f"{path}.code_max_failures", "at least 1")

@@ -27,10 +27,32 @@ Tenant tables (linked domains and mailboxes):
 - `project_usage`: messages (accepted recipients) a project sent per UTC calendar
   month ("YYYY-MM"), counted against its message limit (`postroom.mailbox.usage`).
 
-Contacts (the rating engine, `postroom.rating`):
-- `contacts`: an address known to a project, its rating, blocked flag and why.
+Contacts (the rating engine, `postroom.rating`; campaigns filter on them):
+- `contacts`: an address known to a project, its rating, blocked flag and why;
+  its CRM stage, its state (the funnel step it is in, filled by automations),
+  its registration date, and when it unsubscribed from the project's campaigns.
+  `variables` (a JSON object of strings) is what templates see.
+- `contact_variables`: the same variables in a form SQL filters on: the text,
+  and the number or date it reads as (NULL when it does not). Written only with
+  `variables`, in the same transaction (`postroom.campaign.contact_fields`).
+- `contact_channels`: the channels a contact is connected on (email, telegram, ...).
 - `contact_events`: every change and what caused it (message, delivery, reason).
 - `lists` / `list_members`: named sets of a project's contacts (audiences).
+
+Campaigns (`postroom.campaign`):
+- `channels`: a project's own channels by name (a button may point at one).
+- `senders`: an address a project's campaigns send from ("email bot"), with its
+  display name, `SenderState`, and the one-time confirmation code's HMAC,
+  expiry and wrong tries.
+- `templates`: a project's message design: subject, HTML, optional text, and
+  the buttons (a JSON list of {name, text, url | channel, colour}).
+- `campaigns`: sender + template + audience (a JSON filter, see
+  `postroom.campaign.audience`) and its state (`CampaignState`); a campaign made
+  from a CSV file has its own list; `content` is the template as sent (a JSON
+  snapshot taken at launch, so that a copy or a resend survives template edits).
+- `campaign_sends`: one row per message a campaign sent to a contact (the
+  campaign itself, a test copy or a resend), with its queue id: the contact's
+  history and, later, the campaign's counters.
 """
 
 from __future__ import annotations
@@ -68,6 +90,22 @@ class MessageOrigin(StrEnum):
     SUBMISSION = "submission"
     DSN = "dsn"  # a delivery status notification we generated
     CAMPAIGN = "campaign"
+
+
+class SenderState(StrEnum):
+    UNCONFIRMED = "unconfirmed"
+    CONFIRMED = "confirmed"
+
+
+class CampaignState(StrEnum):
+    """Part 1 makes drafts; launching (part 2) moves them on."""
+
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    PAUSED = "paused"
+    SENT = "sent"
+    CANCELLED = "cancelled"
 
 
 class DomainState(StrEnum):
@@ -225,7 +263,31 @@ contacts = Table(
     Column("name", Text, nullable=False, server_default=text("''")),
     # Template variables from an import (JSON object of strings).
     Column("variables", Text, nullable=False, server_default="{}"),
+    Column("stage", String(64), nullable=False, server_default=text("''")),
+    Column("state", String(64), nullable=False, server_default=text("''")),
+    Column("registered_at", Float, nullable=True),
+    Column("unsubscribed_at", Float, nullable=True),
     UniqueConstraint("project_id", "address"),
+    Index("ix_contacts_project_stage", "project_id", "stage"),
+    Index("ix_contacts_project_registered", "project_id", "registered_at"),
+)
+
+contact_variables = Table(
+    "contact_variables",
+    metadata,
+    Column("contact_id", Integer, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("number", Float, nullable=True),
+    Column("moment", Float, nullable=True),  # a date or date-time, Unix seconds UTC
+)
+
+contact_channels = Table(
+    "contact_channels",
+    metadata,
+    Column("contact_id", Integer, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("channel", String(32), primary_key=True),
+    Index("ix_contact_channels_channel", "channel", "contact_id"),
 )
 
 contact_events = Table(
@@ -261,4 +323,82 @@ list_members = Table(
     metadata,
     Column("list_id", Integer, ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True),
     Column("contact_id", Integer, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_list_members_contact", "contact_id"),
+)
+
+channels = Table(
+    "channels",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("project_id", "name"),
+)
+
+senders = Table(
+    "senders",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("address", String(320), nullable=False),
+    Column("display_name", Text, nullable=False, server_default=text("''")),
+    Column("state", String(16), nullable=False),
+    Column("code_hmac", String(64), nullable=True),  # NULL: no code outstanding
+    Column("code_expires_at", Float, nullable=True),
+    Column("code_failures", Integer, nullable=False, server_default=text("0")),
+    Column("code_message_id", String(32), nullable=True),  # the queue id of the code mail
+    Column("created_at", Float, nullable=False),
+    Column("confirmed_at", Float, nullable=True),
+    UniqueConstraint("project_id", "address"),
+)
+
+templates = Table(
+    "templates",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("text", Text, nullable=True),  # NULL: derived from the HTML
+    Column("buttons", Text, nullable=False, server_default="[]"),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("project_id", "name"),
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("sender_id", Integer, ForeignKey("senders.id"), nullable=False),
+    Column("template_id", Integer, ForeignKey("templates.id", ondelete="SET NULL"), nullable=True),
+    Column("audience", Text, nullable=False, server_default="{}"),
+    Column("list_id", Integer, ForeignKey("lists.id", ondelete="SET NULL"), nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("content", Text, nullable=True),
+    Column("copied_from", Integer, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_campaigns_project_state", "project_id", "state"),
+)
+
+campaign_sends = Table(
+    "campaign_sends",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
+    # NULL for a test copy to an address that is not a contact.
+    Column("contact_id", Integer, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=True),
+    Column("recipient", String(320), nullable=False),
+    Column("kind", String(16), nullable=False),  # campaign | test | resend
+    Column("subject", Text, nullable=False),
+    Column("message_id", String(32), nullable=False),  # the queue id
+    Column("created_at", Float, nullable=False),
+    Index("ix_campaign_sends_contact", "contact_id", "created_at"),
+    Index("ix_campaign_sends_campaign", "campaign_id"),
 )

@@ -589,6 +589,7 @@ def test_reference_config_sections_follow_the_flow() -> None:
         "[bounce]",
         "[rating]",
         "[addresses]",
+        "[campaign]",
         "[http]",
         "[mailbox]",
         "[logging]",
