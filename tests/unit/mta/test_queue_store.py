@@ -808,3 +808,32 @@ async def test_a_failing_observer_never_costs_the_queue_its_change(
     assert row.state == DeliveryState.FAILED  # the outcome committed
     assert message_row(engine, message.queue_id).envelope_id == ""  # its writes undone
     assert caplog.text.count("queue observer failed") == 2
+
+
+async def test_mail_queued_outside_serve_is_claimed_by_the_engine(
+    engine: Engine, store: QueueStore
+) -> None:
+    from postroom.mta.queue.outbox import store_queued
+
+    with engine.begin() as conn:
+        queue_id = store_queued(
+            conn,
+            "bot@sender.test",
+            ["a@dest.test", "b@dest.test"],
+            BODY,
+            "default",
+            MessageOrigin.CAMPAIGN,
+        )
+    shown = QueueAdmin(engine).show(queue_id)
+    assert [row["state"] for row in shown["deliveries"]] == ["queued", "queued"]
+    jobs = await store.claim_due(10)
+    assert [job.message_id for job in jobs] == [queue_id]
+    assert sorted(d.recipient for d in jobs[0].deliveries) == ["a@dest.test", "b@dest.test"]
+    assert jobs[0].origin == "campaign"
+
+
+def test_a_message_without_recipients_is_not_queued(engine: Engine) -> None:
+    from postroom.mta.queue.outbox import store_queued
+
+    with engine.begin() as conn, pytest.raises(ValueError):
+        store_queued(conn, "bot@sender.test", [], BODY, "default", MessageOrigin.CAMPAIGN)

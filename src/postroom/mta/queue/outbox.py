@@ -1,0 +1,102 @@
+"""Queueing a message from outside `serve`: the CLI's own mail.
+
+Sender confirmation codes, campaign test copies and resends are made by a CLI
+command while `serve` runs in another process (or later). `Outbox(engine,
+config).send(...)` DKIM-signs the message exactly as submitted mail is signed
+(`OutboundSigner`, keys of verified linked domains) and stores it with one
+`queued` delivery per recipient, due now, in one transaction: when `send`
+returns, the message is durable, and the delivery engine of any node claims it
+within its claim interval (a second). Nothing is sent from the CLI process.
+
+Config keys: [secrets] key_file, [dkim] sign_presigned (through the signer).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, insert
+
+from postroom.config import Config
+from postroom.db.models import MessageOrigin, deliveries, messages
+from postroom.db.states import DeliveryState
+from postroom.mailbox.directory import Directory
+from postroom.mta.queue.ids import new_queue_id
+from postroom.mta.queue.records import recipient_domain
+from postroom.mta.signing.keys import SigningKeys
+from postroom.mta.signing.outbound import OutboundSigner
+
+
+class Outbox:
+    def __init__(self, engine: Engine, config: Config) -> None:
+        self.engine = engine
+        keys = SigningKeys(Directory(engine), Path(config.secret_key_file))
+        keys.load()
+        self.signer = OutboundSigner(keys, config.dkim.sign_presigned)
+
+    def sign(self, body: bytes) -> bytes:
+        """`body` as it will be queued (signed when its From domain has a key)."""
+        return self.signer.sign(body)
+
+    def send(
+        self,
+        *,
+        mail_from: str,
+        recipients: Sequence[str],
+        body: bytes,
+        pool: str,
+        origin: MessageOrigin,
+        conn: Connection | None = None,
+    ) -> str:
+        """Sign and queue `body`; the queue id. With `conn`, the rows join the caller's
+        transaction (so a confirmation code and the mail carrying it commit together)."""
+        signed = self.sign(body)
+        if conn is not None:
+            return store_queued(conn, mail_from, recipients, signed, pool, origin)
+        with self.engine.begin() as own:
+            return store_queued(own, mail_from, recipients, signed, pool, origin)
+
+
+def store_queued(
+    conn: Connection,
+    mail_from: str,
+    recipients: Sequence[str],
+    body: bytes,
+    pool: str,
+    origin: MessageOrigin,
+) -> str:
+    if not recipients:
+        raise ValueError("a message needs at least one recipient")
+    now = time.time()
+    queue_id = new_queue_id(now)
+    conn.execute(
+        insert(messages).values(
+            id=queue_id,
+            created_at=now,
+            mail_from=mail_from,
+            pool=pool,
+            origin=origin.value,
+            client_ip="",
+            size_bytes=len(body),
+            envelope_id="",
+            body=body,
+        )
+    )
+    conn.execute(
+        insert(deliveries),
+        [
+            {
+                "message_id": queue_id,
+                "recipient": recipient,
+                "domain": recipient_domain(recipient),
+                "state": DeliveryState.QUEUED.value,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "updated_at": now,
+            }
+            for recipient in recipients
+        ],
+    )
+    return queue_id
