@@ -811,7 +811,7 @@ async def test_a_failing_observer_never_costs_the_queue_its_change(
 
 
 async def test_mail_queued_outside_serve_is_claimed_by_the_engine(
-    engine: Engine, store: QueueStore
+    engine: Engine, store: QueueStore, clock: FakeClock
 ) -> None:
     from postroom.mta.queue.outbox import store_queued
 
@@ -826,6 +826,7 @@ async def test_mail_queued_outside_serve_is_claimed_by_the_engine(
         )
     shown = QueueAdmin(engine).show(queue_id)
     assert [row["state"] for row in shown["deliveries"]] == ["queued", "queued"]
+    clock.advance(1)  # the fake clock was read before the message was queued
     jobs = await store.claim_due(10)
     assert [job.message_id for job in jobs] == [queue_id]
     assert sorted(d.recipient for d in jobs[0].deliveries) == ["a@dest.test", "b@dest.test"]
