@@ -21,7 +21,8 @@ Verbs (the contract in ARCHITECTURE.md; extend, never rename):
   domain dkim rotate | list | refresh · dns self ·
   mailbox add | list | passwd | delete · alias add | list | delete · dovecot config | passwd ·
   smtp request | approve | reject | info | list | limits | senders ·
-  contact add | show | block | unblock | set-rating | import | template · rating gate ·
+  contact add | show | block | unblock | set-rating | import | template | history · rating gate ·
+  campaign create | edit | show | list | delete | copy | audience | preview | test | resend ·
   bounce parse · address check · auth check
 """
 
@@ -35,6 +36,7 @@ from collections.abc import Callable, Sequence
 from postroom.cli import (
     audience_cmd,
     auth_cmd,
+    campaign_cmd,
     config_cmd,
     domain_cmd,
     mailbox_cmd,
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     rating_cmd.register(verbs)
     audience_cmd.register_address(verbs)
     auth_cmd.register(verbs)
+    campaign_cmd.register(verbs)
     return parser
 
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from postroom.cli import audience_cmd
+from postroom.cli import audience_cmd, campaign_cmd
 from postroom.cli.common import (
     CliError,
     add_config_option,
@@ -60,6 +60,7 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             parser.add_argument("rating", type=int, metavar="RATING", help="1 to 10 (1 blocks)")
         parser.set_defaults(handler=_contact, action=name)
     audience_cmd.register_contact_verbs(actions)
+    campaign_cmd.register_contact_verbs(actions)
 
     rating_actions = add_group(verbs, "rating", "the rating engine")
     gate_help = "may a campaign to this audience launch? (exit 1 when refused)"
@@ -94,7 +95,7 @@ def _contact(args: argparse.Namespace) -> int:
         # A contact added by hand goes through the one validator, like an import.
         address = audience_cmd.checked_address(args, args.address, accept_risky=args.accept_risky)
     else:
-        address = _contact_address(args.address)
+        address = contact_address(args.address)
     contacts = _contacts(args)
     try:
         if args.action == "add":
@@ -113,7 +114,7 @@ def _contact(args: argparse.Namespace) -> int:
     return 0
 
 
-def _contact_address(text: str) -> str:
+def contact_address(text: str) -> str:
     """The address to look a contact up by. Not the mailbox normaliser: that one turns
     an IDN domain into A-labels and refuses a UTF-8 local part, while contacts are
     stored as the validator wrote them (U-labels, SMTPUTF8 local parts)."""

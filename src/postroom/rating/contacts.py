@@ -195,16 +195,26 @@ class Contacts:
         insert_new(conn, list(new.values()), self.rules.created(manual=False), "auto")
 
     def record(
-        self, conn: Connection, project_id: int, address: str, change: Change, cause: Cause
+        self,
+        conn: Connection,
+        project_id: int,
+        address: str,
+        change: Change,
+        cause: Cause,
+        *,
+        keep_unchanged: bool = False,
     ) -> bool:
         """Apply `change` to a contact and write the event; False when no such contact.
-        A change that returns None (the event does not move the rating) writes nothing."""
+        A change that returns None (the event does not move the rating) writes nothing,
+        unless `keep_unchanged`: the contact's history shows every reply."""
         row = _contact_row(conn, project_id, address.lower())
         if row is None:
             return False
         old = _state(row)
         new = change(old)
         if new is None:
+            if keep_unchanged:
+                _event(conn, row.id, old.rating, old, cause)
             return True
         conn.execute(
             update(contacts)
@@ -225,7 +235,9 @@ class Contacts:
         with self.engine.begin() as conn:
             for project_id in set(project_ids):
                 cause = Cause("replied", message_id=message_id, detail="mail received from it")
-                if not self.record(conn, project_id, sender, self.rules.replied, cause):
+                if not self.record(
+                    conn, project_id, sender, self.rules.replied, cause, keep_unchanged=True
+                ):
                     self.ensure_many(
                         conn, [(project_id, sender, message_id)], "mail received from a new address"
                     )

@@ -49,10 +49,12 @@ class Outbox:
         pool: str,
         origin: MessageOrigin,
         conn: Connection | None = None,
+        already_signed: bool = False,
     ) -> str:
-        """Sign and queue `body`; the queue id. With `conn`, the rows join the caller's
-        transaction (so a confirmation code and the mail carrying it commit together)."""
-        signed = self.sign(body)
+        """Sign (unless `already_signed` by `sign`) and queue `body`; the queue id. With
+        `conn`, the rows join the caller's transaction (so a confirmation code and the
+        mail carrying it commit together)."""
+        signed = body if already_signed else self.sign(body)
         if conn is not None:
             return store_queued(conn, mail_from, recipients, signed, pool, origin)
         with self.engine.begin() as own:

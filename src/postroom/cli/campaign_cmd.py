@@ -1,0 +1,503 @@
+"""`postroom campaign ...` (drafts, audience, preview, test copies, copies, resends)
+and `postroom contact history`.
+
+- `campaign create --project P --name NAME --sender ADDRESS --template T
+  [audience flags] [--csv FILE]` prints the new id alone on the last line of
+  stdout (`--json`: `{"id": N}`). `--csv` imports the file through the same
+  validator and report as `contact import` into a list made for the campaign,
+  in the campaign's transaction: a file that fails leaves nothing behind.
+- `campaign edit ID [--name] [--sender] [--template] [audience flags]`: drafts
+  only; audience flags replace the whole filter. `campaign show ID [--json]`,
+  `campaign list --project P [--state S] [--json]`, `campaign delete ID` (drafts).
+- `campaign audience ID [--json]`: who would get it — recipients, skipped and
+  why, average rating, the rating gate's verdict, and for every contact variable
+  the template uses, how many recipients lack it (a report: exit 0 either way;
+  `campaign launch` is the gate).
+- `campaign preview ID --contact ADDRESS [--format eml|html|text] [--out FILE]`:
+  exactly what that contact would get (eml: the whole signed message; html/text:
+  that part of it, decoded).
+- `campaign test ID --to ADDRESS...`: test copies through the queue ("[TEST]" in
+  the subject; a contact's own fields when the address is a contact).
+- `campaign copy ID [--name NAME]`: a new draft from any campaign.
+- `campaign resend ID --contact ADDRESS`: a launched campaign's message again,
+  to one contact (not to a blocked or unsubscribed one).
+- `contact history ADDRESS --project P [--json]`.
+Bad input: one line, exit 2, nothing half-created.
+
+Config keys: [campaign] transactional_pool, [delivery] default_pool, [http]
+public_url, [bounce] domain, [rating] campaign_minimum, [addresses].
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from postroom.cli import audience_cmd
+from postroom.cli.common import (
+    CliError,
+    add_action,
+    add_config_option,
+    add_group,
+    open_database,
+    print_json,
+)
+from postroom.cli.table import print_table
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from postroom.campaign.compose import Composer
+    from postroom.campaign.drafts import Campaign, Campaigns
+    from postroom.config import Config
+
+PREVIEW_FORMATS = ("eml", "html", "text")
+MAX_TEST_RECIPIENTS = 20
+
+
+def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from postroom.campaign.audience import add_audience_arguments
+
+    actions = add_group(verbs, "campaign", "campaigns (mailings): drafts, audience, preview")
+
+    create = add_action(actions, "create", "make a draft campaign; prints its id", _create)
+    create.add_argument("--project", required=True, metavar="NAME", help="its project")
+    create.add_argument("--name", required=True, help="the campaign's name")
+    create.add_argument("--sender", required=True, metavar="ADDRESS", help="a confirmed sender")
+    create.add_argument("--template", required=True, metavar="NAME", help="the message design")
+    add_audience_arguments(create)
+    create.add_argument(
+        "--csv", metavar="FILE", help="recipients from a CSV file (imported into its own list)"
+    )
+    create.add_argument("--apply-suggestions", action="store_true", help="with --csv: see import")
+    create.add_argument("--include-risky", action="store_true", help="with --csv: see import")
+    audience_cmd.dns_options(create)
+
+    edit = add_action(actions, "edit", "change a draft (audience flags replace the filter)", _edit)
+    edit.add_argument("id", type=int, metavar="ID")
+    edit.add_argument("--name", help="a new name")
+    edit.add_argument("--sender", metavar="ADDRESS", help="another confirmed sender")
+    edit.add_argument("--template", metavar="NAME", help="another template")
+    add_audience_arguments(edit)
+
+    show = add_action(actions, "show", "a campaign's settings", _show)
+    show.add_argument("id", type=int, metavar="ID")
+
+    listing = add_action(actions, "list", "a project's campaigns", _list)
+    listing.add_argument("--project", required=True, metavar="NAME")
+    listing.add_argument("--state", metavar="STATE", help="only campaigns in this state")
+
+    remove = add_action(actions, "delete", "delete a draft", _delete)
+    remove.add_argument("id", type=int, metavar="ID")
+
+    copy = add_action(actions, "copy", "a new draft from any campaign; prints its id", _copy)
+    copy.add_argument("id", type=int, metavar="ID")
+    copy.add_argument("--name", help="the copy's name (default: Copy of NAME)")
+
+    audience = add_action(
+        actions, "audience", "who would get it, who is skipped and why", _audience
+    )
+    audience.add_argument("id", type=int, metavar="ID")
+
+    preview = actions.add_parser(
+        "preview",
+        help="exactly what one contact would get",
+        description="exactly what one contact would get: the signed message (eml) or its "
+        "HTML or text part",
+    )
+    add_config_option(preview)
+    preview.add_argument("id", type=int, metavar="ID")
+    preview.add_argument("--contact", required=True, metavar="ADDRESS")
+    preview.add_argument("--format", choices=PREVIEW_FORMATS, default="eml")
+    preview.add_argument("--out", metavar="FILE", help="write there (default: stdout)")
+    preview.set_defaults(handler=_preview)
+
+    test = add_action(actions, "test", "send test copies through the queue", _test)
+    test.add_argument("id", type=int, metavar="ID")
+    test.add_argument("--to", required=True, nargs="+", metavar="ADDRESS")
+
+    resend = add_action(actions, "resend", "send a launched campaign again to one contact", _resend)
+    resend.add_argument("id", type=int, metavar="ID")
+    resend.add_argument("--contact", required=True, metavar="ADDRESS")
+
+
+def register_contact_verbs(actions: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    history = add_action(
+        actions, "history", "what the project sent the contact, and what it sent", _history
+    )
+    history.add_argument("address", metavar="ADDRESS")
+    history.add_argument("--project", required=True, metavar="NAME")
+
+
+# -- drafts --------------------------------------------------------------------------
+
+
+def _campaigns(args: argparse.Namespace) -> Campaigns:
+    from postroom.campaign.drafts import Campaigns
+
+    return Campaigns(open_database(args.config))
+
+
+def _audience_filter(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from postroom.campaign.audience import AudienceError, filter_from_args
+
+    try:
+        return filter_from_args(args)
+    except AudienceError as error:
+        raise CliError(str(error)) from None
+
+
+def _create(args: argparse.Namespace) -> int:
+    from postroom.campaign.drafts import CampaignError
+
+    audience = _audience_filter(args)
+    own_list = _csv_list(args) if args.csv else None
+    try:
+        campaign_id = _campaigns(args).create(
+            args.project, args.name, args.sender, args.template, audience, own_list
+        )
+    except CampaignError as error:
+        raise CliError(str(error)) from None
+    _print_id(args, campaign_id, f"created draft campaign {campaign_id}")
+    return 0
+
+
+def _csv_list(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The campaign's own list from --csv: the file is read and validated now (a bad
+    file is refused before anything is written); the rows go in with the campaign."""
+    from postroom.cli.audience_cmd import import_into
+
+    return import_into(args, Path(args.csv))
+
+
+def _edit(args: argparse.Namespace) -> int:
+    from postroom.campaign.audience import AudienceFilter
+    from postroom.campaign.drafts import CampaignError
+
+    audience = _audience_filter(args)
+    try:
+        campaign = _campaigns(args).edit(
+            args.id,
+            name=args.name,
+            sender=args.sender,
+            template=args.template,
+            audience=None if audience == AudienceFilter() else audience,
+        )
+    except CampaignError as error:
+        raise CliError(str(error)) from None
+    _print_campaign(campaign, args.json)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    _print_campaign(_get(_campaigns(args), args.id), args.json)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from postroom.campaign.drafts import CampaignError
+
+    try:
+        found = _campaigns(args).list(args.project, args.state)
+    except CampaignError as error:
+        raise CliError(str(error)) from None
+    if args.json:
+        print_json([campaign.as_json() for campaign in found])
+        return 0
+    print_table(
+        ("ID", "STATE", "NAME", "SENDER", "TEMPLATE", "UPDATED"),
+        [(c.id, c.state, c.name, c.sender, c.template, _when(c.updated_at)) for c in found],
+        right=(0,),
+    )
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    from postroom.campaign.drafts import CampaignError
+
+    try:
+        _campaigns(args).delete(args.id)
+    except CampaignError as error:
+        raise CliError(str(error)) from None
+    if args.json:
+        print_json({"id": args.id, "deleted": True})
+    else:
+        print(f"deleted draft campaign {args.id}")
+    return 0
+
+
+def _copy(args: argparse.Namespace) -> int:
+    from postroom.campaign.drafts import CampaignError
+
+    try:
+        campaign_id = _campaigns(args).copy(args.id, args.name)
+    except CampaignError as error:
+        raise CliError(str(error)) from None
+    _print_id(args, campaign_id, f"copied campaign {args.id} to draft {campaign_id}")
+    return 0
+
+
+def _get(campaigns: Campaigns, campaign_id: int) -> Campaign:
+    from postroom.campaign.drafts import CampaignError
+
+    try:
+        return campaigns.get(campaign_id)
+    except CampaignError as error:
+        raise CliError(str(error)) from None
+
+
+def _print_id(args: argparse.Namespace, campaign_id: int, summary: str) -> None:
+    if args.json:
+        print_json({"id": campaign_id})
+    else:
+        print(summary)
+        print(campaign_id)
+
+
+def _print_campaign(campaign: Campaign, as_json: bool) -> None:
+    if as_json:
+        print_json(campaign.as_json())
+        return
+    print(f"campaign {campaign.id}: {campaign.name} ({campaign.state})")
+    print(f"  project   {campaign.project}")
+    print(f"  sender    {campaign.sender_name} <{campaign.sender}>")
+    print(f"  template  {campaign.template or '(content as launched)'}")
+    print(f"  audience  {campaign.audience.describe()}")
+    if campaign.list_name:
+        print(f"  own list  {campaign.list_name}")
+    if campaign.copied_from:
+        print(f"  copied from campaign {campaign.copied_from}")
+    print(f"  created   {_when(campaign.created_at)}, updated {_when(campaign.updated_at)}")
+
+
+def _when(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# -- who gets it, and what ---------------------------------------------------------
+
+
+def _audience(args: argparse.Namespace) -> int:
+    from postroom.campaign.audience import AudienceError, audience_report, missing_variables
+    from postroom.campaign.compose import Composer
+    from postroom.campaign.drafts import CampaignError
+    from postroom.config import load_config
+
+    config = load_config(args.config)
+    engine = open_database(args.config)
+    campaign = _get(_campaigns_on(engine), args.id)
+    try:
+        report = audience_report(
+            engine,
+            campaign.project_id,
+            campaign.audience,
+            _report_validator(config),
+            config.rating,
+        )
+        names = sorted(_composer(engine, config).template(campaign).contact_variables())
+        with engine.connect() as conn:
+            missing = missing_variables(conn, campaign.project_id, campaign.audience, names)
+    except (AudienceError, CampaignError) as error:
+        raise CliError(str(error)) from None
+    lacking = {name: count for name, count in missing.items() if count}
+    if args.json:
+        print_json({"id": campaign.id, **report.to_json(), "missing_variables": lacking})
+        return 0
+    print(f"campaign {campaign.id}: {campaign.name}")
+    for line in report.lines():
+        print(f"  {line}")
+    for name, count in lacking.items():
+        print(
+            f"  {count} recipient(s) lack contact.{name}: the launch will be refused "
+            f"(set it, or write {{{{ contact.{name} | default('...') }}}})"
+        )
+    return 0
+
+
+def _report_validator(config: Config):  # type: ignore[no-untyped-def]
+    return audience_cmd.validator_for(config, dns=False)
+
+
+def _campaigns_on(engine: Engine) -> Campaigns:
+    from postroom.campaign.drafts import Campaigns
+
+    return Campaigns(engine)
+
+
+def _composer(engine: Engine, config: Config) -> Composer:
+    from postroom.campaign.compose import Composer
+    from postroom.mta.queue.outbox import Outbox
+
+    return Composer(engine, config, Outbox(engine, config))
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from postroom.campaign.compose import contact_recipient
+    from postroom.campaign.drafts import CampaignError
+    from postroom.config import load_config
+
+    config = load_config(args.config)
+    engine = open_database(args.config)
+    campaign = _get(_campaigns_on(engine), args.id)
+    address = _address(args.contact)
+    with engine.connect() as conn:
+        recipient = contact_recipient(conn, campaign.project_id, address)
+    if recipient is None:
+        raise CliError(f"no contact {address} in project {campaign.project!r}")
+    try:
+        composed = _composer(engine, config).compose(campaign, recipient)
+    except CampaignError as error:
+        raise CliError(str(error)) from None
+    data = composed.body if args.format == "eml" else _part(composed.body, args.format)
+    _write(args.out, data)
+    return 0
+
+
+def _part(message: bytes, format_name: str) -> bytes:
+    """The decoded HTML or text part of a composed message, as the contact's client
+    shows it."""
+    import email
+    import email.policy
+
+    parsed = email.message_from_bytes(message, policy=email.policy.default)
+    subtype = "html" if format_name == "html" else "plain"
+    part = parsed.get_body(preferencelist=(subtype,))  # type: ignore[attr-defined]
+    if part is None or part.get_content_subtype() != subtype:
+        raise CliError(f"the message has no text/{subtype} part")
+    return str(part.get_content()).encode("utf-8")
+
+
+def _write(out: str | None, data: bytes) -> None:
+    from postroom.core.errors import cannot
+
+    if out is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    try:
+        Path(out).write_bytes(data)
+    except OSError as error:
+        raise CliError(cannot("write", out, error)) from None
+    print(f"wrote {out} ({len(data)} bytes)", file=sys.stderr)
+
+
+def _test(args: argparse.Namespace) -> int:
+    from postroom.campaign.compose import contact_recipient, test_recipient
+    from postroom.config import load_config
+
+    if len(args.to) > MAX_TEST_RECIPIENTS:
+        raise CliError(f"at most {MAX_TEST_RECIPIENTS} test addresses at a time")
+    config = load_config(args.config)
+    engine = open_database(args.config)
+    campaign = _get(_campaigns_on(engine), args.id)
+    addresses = [audience_cmd.checked_address(args, text, accept_risky=True) for text in args.to]
+    with engine.connect() as conn:
+        recipients = [
+            contact_recipient(conn, campaign.project_id, address) or test_recipient(address)
+            for address in addresses
+        ]
+    queue_ids = _queue(engine, config, campaign, recipients, "test", config.transactional_pool)
+    for address, queue_id in zip(addresses, queue_ids, strict=True):
+        if args.json:
+            print_json({"recipient": address, "queue_id": queue_id})
+        else:
+            print(f"queued test copy to {address}: {queue_id}")
+    return 0
+
+
+def _resend(args: argparse.Namespace) -> int:
+    from postroom.campaign.compose import contact_recipient
+    from postroom.config import load_config
+    from postroom.db.models import CampaignState
+
+    config = load_config(args.config)
+    engine = open_database(args.config)
+    campaign = _get(_campaigns_on(engine), args.id)
+    if campaign.state in (CampaignState.DRAFT, CampaignState.CANCELLED):
+        raise CliError(
+            f"campaign {campaign.id} is {campaign.state}: only a launched campaign is resent "
+            "(campaign test sends a draft's copy)"
+        )
+    address = _address(args.contact)
+    with engine.connect() as conn:
+        recipient = contact_recipient(conn, campaign.project_id, address)
+    if recipient is None:
+        raise CliError(f"no contact {address} in project {campaign.project!r}")
+    if recipient.blocked:
+        raise CliError(f"contact {address} is blocked: campaigns skip it")
+    if recipient.unsubscribed_at is not None:
+        raise CliError(f"contact {address} unsubscribed on {_when(recipient.unsubscribed_at)}")
+    (queue_id,) = _queue(engine, config, campaign, [recipient], "resend", config.default_pool)
+    if args.json:
+        print_json({"recipient": address, "queue_id": queue_id})
+    else:
+        print(f"queued campaign {campaign.id} again to {address}: {queue_id}")
+    return 0
+
+
+def _queue(engine, config, campaign, recipients, kind: str, pool: str) -> list[str]:  # type: ignore[no-untyped-def]
+    from postroom.campaign.drafts import CampaignError
+
+    try:
+        return _composer(engine, config).queue(campaign, recipients, kind=kind, pool=pool)
+    except CampaignError as error:
+        raise CliError(str(error)) from None
+
+
+def _address(text: str) -> str:
+    from postroom.cli.rating_cmd import contact_address
+
+    return contact_address(text)
+
+
+# -- contact history ---------------------------------------------------------------
+
+
+def _history(args: argparse.Namespace) -> int:
+    from postroom.campaign.history import contact_history, contact_id_of
+    from postroom.rating.contacts import ContactError, project_id_of
+
+    engine = open_database(args.config)
+    address = _address(args.address)
+    with engine.connect() as conn:
+        try:
+            project_id = project_id_of(conn, args.project)
+        except ContactError as error:
+            raise CliError(str(error)) from None
+        contact_id = contact_id_of(conn, project_id, address)
+        if contact_id is None:
+            raise CliError(f"no contact {address} in project {args.project!r}")
+        history = contact_history(conn, contact_id, address)
+    if args.json:
+        print_json(
+            {
+                "address": address,
+                "project": args.project,
+                "sent": [item.as_json() for item in history.sent],
+                "received": [item.as_json() for item in history.received],
+            }
+        )
+        return 0
+    print(f"{address} in project {args.project}")
+    for title, header, rows in (
+        (
+            "sent",
+            ("TIME", "CAMPAIGN", "KIND", "SUBJECT", "OUTCOME"),
+            [
+                (_when(i.at), f"{i.campaign_id} {i.campaign}", i.kind, i.subject, i.outcome)
+                for i in history.sent
+            ],
+        ),
+        (
+            "received",
+            ("TIME", "QUEUE ID", "DETAIL"),
+            [(_when(i.at), i.queue_id, i.detail) for i in history.received],
+        ),
+    ):
+        print(f"{title}:" if rows else f"{title}: nothing")
+        if rows:
+            print_table(header, rows)
+    return 0
