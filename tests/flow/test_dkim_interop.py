@@ -47,7 +47,6 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import dns.message
@@ -56,6 +55,7 @@ import dns.rdatatype
 import pytest
 from cryptography.hazmat.primitives import serialization
 from tests.peers.dns import NsdServer, make_zone
+from tests.peers.mail_dkim import PerlReport, mail_dkim_verify
 
 from postroom.core.dns import Resolver
 from postroom.mailbox.dkim_keys import (
@@ -334,7 +334,6 @@ def _served_txt(server: NsdServer, name: str) -> list[bytes]:
 def workdir(tmp_path_factory: pytest.TempPathFactory, keys: dict[str, GeneratedKey]) -> Path:
     """Scripts and key files: <selector>.pkcs8.pem (as generated) and <selector>.pkcs1.pem."""
     directory = tmp_path_factory.mktemp("dkim-interop")
-    (directory / "verify.pl").write_text(PERL_VERIFY)
     (directory / "sign.pl").write_text(PERL_SIGN)
     (directory / "libopendkim_sign.py").write_text(LIBOPENDKIM_SIGN)
     for selector, key in keys.items():
@@ -400,33 +399,6 @@ def split_signatures(signed: bytes, count: int) -> tuple[list[bytes], bytes]:
 
 # --- Perl Mail::DKIM --------------------------------------------------------------------
 
-PERL_VERIFY = r"""
-use strict;
-use warnings;
-use Mail::DKIM::Verifier;
-use Mail::DKIM::Signature;
-use Net::DNS::Resolver;
-
-my ($ip, $port) = @ARGV;
-Mail::DKIM::DNS::resolver(Net::DNS::Resolver->new(
-    nameservers => [$ip], port => $port, recurse => 0,
-    udp_timeout => 5, tcp_timeout => 5, retry => 2,
-));
-my $ed25519 = Mail::DKIM::Signature->new->get_algorithm_class('ed25519-sha256');
-print "version\t$Mail::DKIM::Verifier::VERSION\n";
-print "ed25519\t", (defined $ed25519 ? "yes" : "no"), "\n";
-
-binmode STDIN;
-my $message = do { local $/; <STDIN> };
-my $dkim = Mail::DKIM::Verifier->new();
-$dkim->PRINT($message);
-$dkim->CLOSE;
-for my $sig ($dkim->signatures) {
-    print join("\t", "signature", map { $_ // '' } $sig->domain, $sig->selector,
-               $sig->algorithm, $sig->result, $sig->result_detail), "\n";
-}
-"""
-
 PERL_SIGN = r"""
 use strict;
 use warnings;
@@ -444,32 +416,6 @@ $dkim->PRINT($message);
 $dkim->CLOSE;
 print $dkim->signature->as_string, "\015\012", $message;
 """
-
-
-@dataclass(frozen=True)
-class PerlVerdict:
-    domain: str
-    selector: str
-    algorithm: str
-    result: str
-    detail: str
-
-
-@dataclass(frozen=True)
-class PerlReport:
-    version: str
-    ed25519: bool
-    signatures: list[PerlVerdict]
-
-
-def mail_dkim_verify(workdir: Path, nsd: NsdServer, message: bytes) -> PerlReport:
-    done = run(["perl", str(workdir / "verify.pl"), nsd.address, str(nsd.port)], message)
-    output = done.stdout.decode("utf-8", "replace")
-    assert done.returncode == 0, f"verify.pl failed:\n{output}{done.stderr.decode()}"
-    fields = [line.split("\t") for line in output.splitlines()]
-    info = {row[0]: row[1] for row in fields if row[0] in ("version", "ed25519")}
-    signatures = [PerlVerdict(*row[1:]) for row in fields if row[0] == "signature"]
-    return PerlReport(info["version"], info["ed25519"] == "yes", signatures)
 
 
 def expected_mail_dkim(report: PerlReport, algorithm: str) -> tuple[str, str]:
@@ -493,7 +439,7 @@ def test_mail_dkim_verifies_our_signatures(
 ) -> None:
     selectors = KEY_SETS[key_set]
     signed = sign_ours(MESSAGES[message_name](), [signing_keys[s] for s in selectors])
-    report = mail_dkim_verify(workdir, nsd, signed)
+    report = mail_dkim_verify(nsd, signed)
     assert [(v.domain, v.selector) for v in report.signatures] == [(DOMAIN, s) for s in selectors]
     for verdict in report.signatures:
         assert (verdict.result, verdict.detail) == expected_mail_dkim(report, verdict.algorithm), (
@@ -526,7 +472,7 @@ def test_mail_dkim_fails_our_altered_messages(
         signed = sign_ours(message, [signing_keys[RSA_OTHER]])
     else:
         signed = ALTERATIONS[alteration](sign_ours(message, [signing_keys[RSA]]))
-    report = mail_dkim_verify(workdir, nsd, signed)
+    report = mail_dkim_verify(nsd, signed)
     assert len(report.signatures) == 1
     verdict = report.signatures[0]
     assert verdict.result == "fail" and verdict.detail in MAIL_DKIM_FAILURES[alteration], verdict
