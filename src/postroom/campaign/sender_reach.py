@@ -53,7 +53,7 @@ class DmarcOutlook:
     """One line for `sender show`: what the published policy means for this sender."""
 
 
-_EFFECT = {DmarcPolicy.REJECT: "reject", DmarcPolicy.QUARANTINE: "put it in spam"}
+_EFFECT = {DmarcPolicy.REJECT: "reject its mail", DmarcPolicy.QUARANTINE: "put its mail in spam"}
 
 
 def verified_domains_of(conn: Connection, project_id: int) -> set[str]:
@@ -121,7 +121,7 @@ def dmarc_outlook(lookup: DnsLookup, domain: str) -> DmarcOutlook:
         return DmarcOutlook(risk=None, note=note)
     risk = (
         f"{domain} publishes DMARC policy {verdict.policy} ({where}) and postroom cannot sign "
-        f"for it: receivers will {effect} its mail"
+        f"for it: receivers will {effect}"
     )
     fix = "; send from a verified domain of the project instead"
     return DmarcOutlook(risk=risk, note=risk + fix)
