@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, select
 
+from postroom.core.dns import Resolver
 from postroom.db.models import DomainState, domains
 from postroom.mailbox.accounts import Accounts, RecipientKind
 from postroom.mta.checks.dmarc import DmarcPolicy, DmarcResult, evaluate
-from postroom.mta.checks.lookup import DnsLookup
+from postroom.mta.checks.lookup import BlockingLookup, DnsLookup
 
 if TYPE_CHECKING:
     from postroom.config import Config
@@ -130,8 +131,6 @@ def dmarc_outlook(lookup: DnsLookup, domain: str) -> DmarcOutlook:
 def lookup_dmarc_outlook(config: Config, domain: str) -> DmarcOutlook:
     """`dmarc_outlook` through the configured resolver. Runs its own event loop: call it
     from synchronous code (a CLI command), never from a running loop."""
-    from postroom.core.dns import Resolver
-    from postroom.mta.checks.lookup import BlockingLookup
 
     async def look() -> DmarcOutlook:
         lookup = BlockingLookup(Resolver.from_config(config.dns), asyncio.get_running_loop())

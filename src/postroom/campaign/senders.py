@@ -43,6 +43,7 @@ from sqlalchemy import Connection, Engine, Row, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from postroom.campaign.sender_code import (
+    SENDER_CODES_INFO,
     code_digest,
     code_mail,
     code_matches,
@@ -151,9 +152,7 @@ def require_confirmed(conn: Connection, project_id: int, address: str) -> Sender
     """The confirmed sender `address` of project `project_id`; SenderError (one line)
     when the project has no such sender or it is not confirmed yet."""
     stored = sender_address(address)
-    row = conn.execute(
-        _sender_query().where(senders.c.project_id == project_id, senders.c.address == stored)
-    ).first()
+    row = _row(conn, project_id, stored)
     if row is None:
         raise SenderError(f"no sender {stored} in this project (see `postroom sender add`)")
     record = _record(conn, row)
@@ -173,7 +172,6 @@ class Senders:
 
     @cached_property
     def _code_key(self) -> bytes:
-        from postroom.campaign.sender_code import SENDER_CODES_INFO
         from postroom.core.secretbox import SecretBox
 
         secret = SecretBox.load(Path(self.config.secret_key_file), create=True)
@@ -226,51 +224,12 @@ class Senders:
         code_digits = normalised_code(code)
         if code_digits is None:
             raise SenderError(f"{code!r} is not a confirmation code: expected 6 digits")
-        refusal: SenderError | None = None
         with self.engine.begin() as conn:
             row = self._to_confirm(conn, sender_address(address), project)
-            hint = RESEND_HINT.format(address=row.address, project=row.project)
-            limit = self.config.campaign.code_max_failures
-            if row.state == SenderState.CONFIRMED.value:
-                raise SenderError(f"sender {row.address} is already confirmed")
-            if row.code_hmac is None:
-                raise SenderError(f"sender {row.address} has no code outstanding: {hint}")
-            if row.code_failures >= limit:
-                raise SenderError(f"too many wrong codes for {row.address}: {hint}")
-            if self.clock() >= row.code_expires_at:
-                raise SenderError(f"the code for {row.address} has expired: {hint}")
-            # Take one try before comparing: two concurrent tries cannot both see the last one.
-            taken = conn.execute(
-                update(senders)
-                .where(senders.c.id == row.id, senders.c.code_failures < limit)
-                .values(code_failures=senders.c.code_failures + 1)
-            ).rowcount
-            if not taken:
-                raise SenderError(f"too many wrong codes for {row.address}: {hint}")
-            if code_matches(self._code_key, row.id, row.address, code_digits, row.code_hmac):
-                conn.execute(
-                    update(senders)
-                    .where(senders.c.id == row.id)
-                    .values(
-                        state=SenderState.CONFIRMED.value,
-                        confirmed_at=self.clock(),
-                        code_hmac=None,
-                        code_expires_at=None,
-                        code_failures=0,
-                    )
-                )
-                return _reread(conn, row.id)
-            left = limit - row.code_failures - 1
-            # Raised after the commit: the wrong try must stay counted.
-            refusal = SenderError(
-                f"wrong code for {row.address}: "
-                + (
-                    f"{left} {'try' if left == 1 else 'tries'} left"
-                    if left
-                    else f"no tries left; {hint}"
-                )
-            )
-        raise refusal
+            outcome = self._try_code(conn, row, code_digits)
+        if isinstance(outcome, SenderError):
+            raise outcome  # after the commit: the wrong try stays counted
+        return outcome
 
     def list(self, project: str) -> list[SenderRecord]:
         with self.engine.connect() as conn:
@@ -372,6 +331,46 @@ class Senders:
             )
         )
         return _reread(conn, sender_id)
+
+    def _try_code(self, conn: Connection, row: Row[Any], code: str) -> SenderRecord | SenderError:
+        """Confirm `row` with `code`, or the refusal to raise once the transaction is
+        committed (a wrong code) or rolled back (nothing to count)."""
+        hint = RESEND_HINT.format(address=row.address, project=row.project)
+        if row.state == SenderState.CONFIRMED.value:
+            raise SenderError(f"sender {row.address} is already confirmed")
+        if row.code_hmac is None:
+            raise SenderError(f"sender {row.address} has no code outstanding: {hint}")
+        if self.clock() >= row.code_expires_at:
+            raise SenderError(f"the code for {row.address} has expired: {hint}")
+        limit = self.config.campaign.code_max_failures
+        # One try is taken before comparing, in one statement: concurrent tries cannot
+        # both use the last one, and none is possible once they are spent.
+        taken = conn.execute(
+            update(senders)
+            .where(senders.c.id == row.id, senders.c.code_failures < limit)
+            .values(code_failures=senders.c.code_failures + 1)
+        ).rowcount
+        if not taken:
+            raise SenderError(f"too many wrong codes for {row.address}: {hint}")
+        if not code_matches(self._code_key, row.id, row.address, code, row.code_hmac):
+            left = limit - row.code_failures - 1
+            if not left:
+                return SenderError(f"wrong code for {row.address}: no tries left; {hint}")
+            return SenderError(
+                f"wrong code for {row.address}: {left} {'try' if left == 1 else 'tries'} left"
+            )
+        conn.execute(
+            update(senders)
+            .where(senders.c.id == row.id)
+            .values(
+                state=SenderState.CONFIRMED.value,
+                confirmed_at=self.clock(),
+                code_hmac=None,
+                code_expires_at=None,
+                code_failures=0,
+            )
+        )
+        return _reread(conn, row.id)
 
     def _named(self, conn: Connection, address: str, project: str) -> Row[Any]:
         stored = sender_address(address)
