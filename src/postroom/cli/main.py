@@ -22,8 +22,9 @@ Verbs (the contract in ARCHITECTURE.md; extend, never rename):
   mailbox add | list | passwd | delete · alias add | list | delete · dovecot config | passwd ·
   smtp request | approve | reject | info | list | limits | senders ·
   contact add | show | block | unblock | set-rating | import | template | history · rating gate ·
-  campaign create | edit | show | list | delete | copy | audience | preview | test | resend ·
-  bounce parse · address check · auth check
+  bounce parse · address check · auth check ·
+  sender add | confirm | resend-code | list | show | remove ·
+  campaign create | edit | show | list | delete | copy | audience | preview | test | resend
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from postroom.cli import (
     mailbox_cmd,
     queue_cmd,
     rating_cmd,
+    sender_cmd,
     smtp_cmd,
 )
 from postroom.cli.common import CliError, add_config_option
@@ -73,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     rating_cmd.register(verbs)
     audience_cmd.register_address(verbs)
     auth_cmd.register(verbs)
+    sender_cmd.register(verbs)
     campaign_cmd.register(verbs)
     return parser
 
