@@ -22,7 +22,8 @@ Verbs (the contract in ARCHITECTURE.md; extend, never rename):
   mailbox add | list | passwd | delete · alias add | list | delete · dovecot config | passwd ·
   smtp request | approve | reject | info | list | limits | senders ·
   contact add | show | block | unblock | set-rating | import | template · rating gate ·
-  bounce parse · address check · auth check
+  bounce parse · address check · auth check ·
+  template add | edit | show | list | delete · channel add | list | remove
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ from collections.abc import Callable, Sequence
 from postroom.cli import (
     audience_cmd,
     auth_cmd,
+    channel_cmd,
     config_cmd,
     domain_cmd,
     mailbox_cmd,
     queue_cmd,
     rating_cmd,
     smtp_cmd,
+    template_cmd,
 )
 from postroom.cli.common import CliError, add_config_option
 
@@ -71,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     rating_cmd.register(verbs)
     audience_cmd.register_address(verbs)
     auth_cmd.register(verbs)
+    template_cmd.register(verbs)
+    channel_cmd.register(verbs)
     return parser
 
 
