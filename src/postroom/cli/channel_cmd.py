@@ -18,15 +18,15 @@ from postroom.cli.table import print_table
 def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     channels = add_group(verbs, "channel", "a project's channels (buttons may point at them)")
     channel_add = add_action(channels, "add", "add a channel: a name and its URL", _channel_add)
-    channel_add.add_argument("name", metavar="NAME")
+    channel_add.add_argument("name", metavar="NAME", help="what buttons call it")
     channel_add.add_argument("url", metavar="URL", help="https, http, mailto or tel")
     channel_list = add_action(channels, "list", "a project's channels", _channel_list)
     channel_remove = add_action(
         channels, "remove", "remove a channel (refused while a button uses it)", _channel_remove
     )
-    channel_remove.add_argument("name", metavar="NAME")
+    channel_remove.add_argument("name", metavar="NAME", help="the channel's name")
     for parser in (channel_add, channel_list, channel_remove):
-        parser.add_argument("--project", required=True, metavar="NAME")
+        parser.add_argument("--project", required=True, metavar="NAME", help="the project")
 
 
 def _channel_add(args: argparse.Namespace) -> int:

@@ -44,8 +44,8 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     add = add_action(actions, "add", "add a template (refused when it does not compile)", _add)
     edit = add_action(actions, "edit", "change a template's parts (it must still compile)", _edit)
     for parser, required in ((add, True), (edit, False)):
-        parser.add_argument("name", metavar="NAME")
-        parser.add_argument("--project", required=True, metavar="NAME")
+        parser.add_argument("name", metavar="NAME", help="the template's name")
+        parser.add_argument("--project", required=True, metavar="NAME", help="its project")
         parser.add_argument("--subject", required=required, metavar="TEXT", help="a template")
         parser.add_argument("--html", required=required, metavar="FILE", help="the HTML template")
         texts = parser.add_mutually_exclusive_group()
@@ -58,10 +58,10 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         ("delete", "delete a template (refused while a draft uses it)", _delete),
     ):
         parser = add_action(actions, name, help_text, handler)
-        parser.add_argument("name", metavar="NAME")
-        parser.add_argument("--project", required=True, metavar="NAME")
+        parser.add_argument("name", metavar="NAME", help="the template's name")
+        parser.add_argument("--project", required=True, metavar="NAME", help="its project")
     listing = add_action(actions, "list", "a project's templates", _list)
-    listing.add_argument("--project", required=True, metavar="NAME")
+    listing.add_argument("--project", required=True, metavar="NAME", help="the project")
 
 
 def _add(args: argparse.Namespace) -> int:
