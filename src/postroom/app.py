@@ -22,6 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from postroom.campaign.unsubscribe import UNSUBSCRIBE_KEY_INFO, UnsubscribeTokens
 from postroom.config import Config, ConfigError, load_config
 from postroom.core import sdnotify
 from postroom.core.dns import Resolver
@@ -113,6 +114,7 @@ def build_rating(config: Config, engine: Engine) -> RatingParts:
             BounceInbox(engine, contacts, verp, classifier),
             config.bounce.feedback_local_part,
             feedback,
+            UnsubscribeTokens(secret.derive(UNSUBSCRIBE_KEY_INFO)),
         ),
         suppression=Suppression(contacts, config.rating.blocked_transactional),
         feedback=feedback,

@@ -59,6 +59,9 @@ class FakeIntake:
             return 7
         return Reply(550, "5.1.1", f"<{address}>: not a bounce address of ours")
 
+    def process(self, content: bytes, targets: object, deadline: float | None) -> None:
+        self.inbox.process(content, list(targets), feedback=False, deadline=deadline)  # type: ignore[call-overload]
+
 
 class FakeLocal:
     """Every address at DOMAIN is the one `bounce` mailbox (plus-addressing), quota 10 bytes."""

@@ -24,6 +24,7 @@ Verbs (the contract in ARCHITECTURE.md; extend, never rename):
   contact add | show | block | unblock | set-rating | import | template | history · rating gate ·
   bounce parse · address check · auth check ·
   sender add | confirm | resend-code | list | show | remove ·
+  template add | edit | show | list | delete · channel add | list | remove ·
   campaign create | edit | show | list | delete | copy | audience | preview | test | resend
 """
 
@@ -38,6 +39,7 @@ from postroom.cli import (
     audience_cmd,
     auth_cmd,
     campaign_cmd,
+    channel_cmd,
     config_cmd,
     domain_cmd,
     mailbox_cmd,
@@ -45,6 +47,7 @@ from postroom.cli import (
     rating_cmd,
     sender_cmd,
     smtp_cmd,
+    template_cmd,
 )
 from postroom.cli.common import CliError, add_config_option
 
@@ -76,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     audience_cmd.register_address(verbs)
     auth_cmd.register(verbs)
     sender_cmd.register(verbs)
+    channel_cmd.register(verbs)
+    template_cmd.register(verbs)
     campaign_cmd.register(verbs)
     return parser
 

@@ -1,11 +1,15 @@
 """The bounce and complaint inbox: mail to the bounce domain, processed, never stored.
 
 Port 25 accepts `bounce+TOKEN@<bounce domain>` when TOKEN is a valid VERP
-token of ours (`Verp`), and `<feedback_local_part>@<bounce domain>` for ARF
-complaint reports; anything else at those names is refused at RCPT, so a
-forged bounce changes nothing. At the end of DATA, `BounceInbox.process` parses
-the message (`parse_bounce`) and, in one transaction, applies the rules to the
-contact each named delivery went to:
+token of ours (`Verp`), `<feedback_local_part>@<bounce domain>` for ARF
+complaint reports, and `unsubscribe+TOKEN@<bounce domain>` (a campaign's
+List-Unsubscribe mailto) when TOKEN is a valid unsubscribe token
+(`campaign.unsubscribe`); anything else at those names is refused at RCPT, so
+a forged bounce or unsubscribe changes nothing. Mail to an unsubscribe address
+unsubscribes its contact at once, whatever it says (RFC 8058's mailto).
+At the end of DATA, `BounceInbox.process` parses the message (`parse_bounce`)
+and, in one transaction, applies the rules to the contact each named delivery
+went to:
 - an ARF report → complaint (blocked);
 - a bounce → its reason for that recipient (the report's entry for the
   delivery's address, else its first entry): suspicious address → blocked,
@@ -24,11 +28,17 @@ Untrusted input: the whole message (parsed by `parse_bounce`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
 
+from postroom.campaign.unsubscribe import (
+    UnsubscribeClaim,
+    UnsubscribeTokens,
+    is_mailto_local,
+    unsubscribe,
+)
 from postroom.core.reply import Reply
 from postroom.db.models import contact_events, deliveries, messages
 from postroom.mta.bounce.classify import Classifier
@@ -150,6 +160,8 @@ class BounceInbox:
 
 FEEDBACK = -1  # the "delivery id" of the feedback address: tokens come from the report
 
+InboxTarget = int | UnsubscribeClaim  # a delivery id, FEEDBACK, or an unsubscribe
+
 
 @dataclass(frozen=True, slots=True)
 class BounceIntake:
@@ -159,21 +171,48 @@ class BounceIntake:
     inbox: BounceInbox
     feedback_local_part: str
     worker: FeedbackWorker
+    unsubscribe_tokens: UnsubscribeTokens | None = None  # None: no mailto intake
 
-    def target(self, address: str) -> int | Reply | None:
-        """A delivery id (or FEEDBACK) for an inbox address; a refusal for a bad token
-        on the bounce domain; None when the address is not the inbox's business."""
+    def target(self, address: str) -> InboxTarget | Reply | None:
+        """A delivery id (or FEEDBACK, or an unsubscribe claim) for an inbox address; a
+        refusal for a bad token on the bounce domain; None when the address is not the
+        inbox's business."""
         local, _, domain = address.rpartition("@")
         if domain.lower().rstrip(".") != self.inbox.verp.domain:
             return None
         if local.lower() == self.feedback_local_part.lower():
             return FEEDBACK
+        if self.unsubscribe_tokens is not None and is_mailto_local(local):
+            claim = self.unsubscribe_tokens.read_address(address, self.inbox.verp.domain)
+            if claim is None:
+                return Reply(550, "5.1.1", f"<{address}>: not an unsubscribe address of ours")
+            return claim
         if not local.lower().startswith(PREFIX):
             return None
         delivery_id = self.inbox.verp.delivery_id(address)
         if delivery_id is None:
             return Reply(550, "5.1.1", f"<{address}>: not a bounce address of ours")
         return delivery_id
+
+    def process(
+        self, content: bytes, targets: Iterable[InboxTarget], deadline: float | None
+    ) -> None:
+        """On the feedback worker: the unsubscribes, then the bounces and complaints."""
+        wanted = list(targets)
+        for claim in wanted:
+            if isinstance(claim, UnsubscribeClaim):
+                done = unsubscribe(self.inbox.engine, claim, "mailto")
+                log.info(
+                    "unsubscribe by mail: project=%d contact=%d campaign=%d %s",
+                    claim.project_id,
+                    claim.contact_id,
+                    claim.campaign_id,
+                    "unknown contact" if done is None else f"first={done.first_time}",
+                )
+        ids = [target for target in wanted if isinstance(target, int) and target != FEEDBACK]
+        feedback = FEEDBACK in wanted
+        if ids or feedback:
+            self.inbox.process(content, ids, feedback=feedback, deadline=deadline)
 
 
 def _already_counted(conn, delivery_id: int, kind: str) -> bool:  # type: ignore[no-untyped-def]

@@ -5,8 +5,9 @@ The aiosmtpd hooks of the inbound listener. MAIL and RCPT are judged by
 linked domain is looked up (`LocalMail.resolve`, in a thread): a mailbox, alias
 or catch-all is accepted from anyone (550 5.1.1 when there is none, 452 4.2.2
 when its mailbox is full); any other recipient needs a relay network (554 5.7.1).
-The bounce inbox's addresses come first; on a bounce domain that is also a
-linked domain, a `bounce+` name that is no token of ours goes to the lookup.
+The bounce inbox's addresses come first (bounces, complaints, unsubscribes by
+mail); on a bounce domain that is also a linked domain, a `bounce+` or
+`unsubscribe+` name that is no token of ours goes to the lookup.
 At the end of DATA the message is checked (bare CR/LF, hops, quotas, pool
 header). Mail for local mailboxes from outside the relay networks then goes
 through the authentication checks (`checks.pipeline`: SPF, DKIM, DMARC, ARC;
@@ -40,7 +41,7 @@ from postroom.core.reply import Reply
 from postroom.db.models import MessageOrigin
 from postroom.mailbox.accounts import NOT_LOCAL, LocalTarget, RecipientKind
 from postroom.mailbox.local import LocalMail
-from postroom.mta.bounce.inbox import FEEDBACK, BounceIntake
+from postroom.mta.bounce.inbox import BounceIntake, InboxTarget
 from postroom.mta.checks.pipeline import CheckOutcome, InboundChecks
 from postroom.mta.checks.policy import Action
 from postroom.mta.checks.results import remove_forged
@@ -209,18 +210,13 @@ class InboundHandler:
         return Reply(250, "2.1.5", "Ok").wire()
 
     async def _process_bounce(
-        self, content: bytes, inbox: dict[str, int], queue_id: str
+        self, content: bytes, inbox: dict[str, InboxTarget], queue_id: str
     ) -> Reply | None:
         """Processed on the feedback worker: None when done, else a temporary refusal."""
         intake = self.bounces
         assert intake is not None
-        ids = [target for target in inbox.values() if target != FEEDBACK]
-        feedback = FEEDBACK in inbox.values()
         return await intake.worker.refusal(
-            lambda deadline: intake.inbox.process(
-                content, ids, feedback=feedback, deadline=deadline
-            ),
-            queue_id,
+            lambda deadline: intake.process(content, inbox.values(), deadline), queue_id
         )
 
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
@@ -264,7 +260,7 @@ class InboundHandler:
         )
         local: dict[str, tuple[LocalTarget, ...]] = envelope.local_targets
         local_targets = [target for targets in local.values() for target in targets]
-        inbox: dict[str, int] = envelope.bounce_targets
+        inbox: dict[str, InboxTarget] = envelope.bounce_targets
         if local_targets:
             # Before the checks (a permanent refusal needs no DNS) and before the bounce
             # is processed: a refusal here makes the client send it again, and a rating
