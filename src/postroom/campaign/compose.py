@@ -29,23 +29,27 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, insert, select
 
+from postroom.campaign.channels import project_view
 from postroom.campaign.drafts import Campaign, CampaignError
-from postroom.campaign.message import build_campaign_message
+from postroom.campaign.message import (
+    build_campaign_message,
+    campaign_feedback_id,
+    campaign_list_id,
+)
 from postroom.campaign.render import (
     CampaignView,
+    CompiledTemplate,
     ContactView,
     ProjectView,
     RenderContext,
+    RenderError,
     SenderView,
-    UndefinedVariable,
-)
-from postroom.campaign.templates import (
-    CompiledTemplate,
     TemplateError,
     TemplateSource,
+    UndefinedVariable,
     compile_template,
-    load_source,
 )
+from postroom.campaign.templates import Templates, source_from_snapshot
 from postroom.campaign.unsubscribe import UNSUBSCRIBE_KEY_INFO, UnsubscribeTokens, unsubscribe_links
 from postroom.config import Config
 from postroom.core.secretbox import SecretBox
@@ -82,29 +86,45 @@ class Composer:
         key = SecretBox.load(Path(config.secret_key_file), create=True).derive(UNSUBSCRIBE_KEY_INFO)
         self.tokens = UnsubscribeTokens(key)
         self._compiled: dict[int, CompiledTemplate] = {}
+        self._projects: dict[int, ProjectView] = {}
 
     def template(self, campaign: Campaign) -> CompiledTemplate:
         compiled = self._compiled.get(campaign.id)
         if compiled is None:
-            with self.engine.connect() as conn:
-                source = campaign_source(conn, campaign)
             try:
-                compiled = compile_template(source)
+                compiled = compile_template(self._source(campaign))
             except TemplateError as error:
                 raise CampaignError(f"campaign {campaign.id}: {error}") from None
             self._compiled[campaign.id] = compiled
         return compiled
 
+    def _source(self, campaign: Campaign) -> TemplateSource:
+        """The campaign's template, else the content snapshot taken at its launch."""
+        if campaign.template_id is not None:
+            return (
+                Templates(self.engine).get_by_id(campaign.template_id, campaign.project_id).source
+            )
+        if campaign.content:
+            return source_from_snapshot(campaign.content)
+        raise CampaignError(f"campaign {campaign.id} has neither a template nor its content")
+
+    def _project(self, project_id: int) -> ProjectView:
+        view = self._projects.get(project_id)
+        if view is None:
+            with self.engine.connect() as conn:
+                view = self._projects[project_id] = project_view(conn, project_id)
+        return view
+
     def compose(self, campaign: Campaign, recipient: Recipient, *, test: bool = False) -> Composed:
         context = RenderContext(
             contact=recipient.view,
-            project=ProjectView(name=campaign.project),
+            project=self._project(campaign.project_id),
             sender=SenderView(name=campaign.sender_name, address=campaign.sender),
             campaign=CampaignView(id=campaign.id, name=campaign.name),
         )
         try:
             rendered = self.template(campaign).render(context)
-        except UndefinedVariable as error:
+        except (UndefinedVariable, RenderError) as error:
             raise CampaignError(
                 f"campaign {campaign.id}, contact {recipient.view.email}: {error}"
             ) from None
@@ -118,8 +138,8 @@ class Composer:
             message_id=f"<{secrets.token_hex(12)}.c{campaign.id}@{domain}>",
             date=time.time(),
             unsubscribe=unsubscribe_links(self.config, token),
-            list_id=f"{campaign.project} <{campaign.project}.campaigns.{domain}>",
-            feedback_id=f"{campaign.id}:{campaign.project}:campaign:postroom",
+            list_id=campaign_list_id(campaign.project, campaign.id, domain),
+            feedback_id=campaign_feedback_id(campaign.project_id, campaign.id),
             test=test,
         )
         subject = rendered.subject if not test else f"[TEST] {rendered.subject}"
@@ -157,15 +177,6 @@ class Composer:
                 )
                 queue_ids.append(queue_id)
         return queue_ids
-
-
-def campaign_source(conn: Connection, campaign: Campaign) -> TemplateSource:
-    """The template a campaign uses: its template row, else the snapshot taken at launch."""
-    if campaign.template_id is not None:
-        return load_source(conn, campaign.template_id)
-    if campaign.content:
-        return TemplateSource.from_json(campaign.content)
-    raise CampaignError(f"campaign {campaign.id} has neither a template nor a content snapshot")
 
 
 def contact_recipient(conn: Connection, project_id: int, address: str) -> Recipient | None:

@@ -9,7 +9,8 @@
 - `get(project, name)`, `get_by_id(template_id, project_id=None)`, `list(project)`
   → `StoredTemplate(id, project_id, name, source, created_at, updated_at)`;
 - `delete(project, name)`: refused while a draft campaign uses it (the
-  campaigns are named); sent campaigns keep their own copy of the content.
+  campaigns are named); sent campaigns keep their own copy of the content
+  (`source_snapshot` / `source_from_snapshot`: the `campaigns.content` JSON).
 Other refusals and missing objects are `TemplateStoreError` (one line,
 nothing changed). Every query is keyed by project. A name is 1 to
 `MAX_TEMPLATE_NAME_CHARS` printable characters.
@@ -17,6 +18,7 @@ nothing changed). Every query is keyed by project. A name is 1 to
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
@@ -168,6 +170,23 @@ class Templates:
                     "delete them or give them another template first"
                 )
             conn.execute(delete(templates).where(templates.c.id == row.id))
+
+
+def source_snapshot(source: TemplateSource) -> str:
+    """The content of a template as a campaign keeps it (JSON), for copies and resends."""
+    columns = _columns("", source)
+    del columns["name"]
+    return json.dumps(columns, ensure_ascii=False)
+
+
+def source_from_snapshot(text: str) -> TemplateSource:
+    columns = json.loads(text)
+    return TemplateSource(
+        subject=columns["subject"],
+        html=columns["html"],
+        text=columns["text"],
+        buttons=buttons_from_json(columns["buttons"]),
+    )
 
 
 def _columns(name: str, source: TemplateSource) -> dict[str, object]:
