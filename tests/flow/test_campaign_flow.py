@@ -1,0 +1,306 @@
+"""Campaigns end to end through the CLI, against a real serve, NSD, a sink and peers.
+
+A private NSD serves news.test (linked to project acme and verified here: its
+DKIM key is what `postroom domain dns` printed; its MX is the session's sink)
+and dest.test (MX: the sink). The sender is confirmed with the code the sink
+received. Then, as an operator would: a channel, a template with two buttons,
+contacts from a CSV file, a draft campaign; its audience report; its preview as
+.eml (DKIM verified by Mail::DKIM against NSD; read by Python's email package
+and by Perl's Email::MIME: buttons and unsubscribe link in both parts) and as
+HTML opened in headless Chromium; test copies delivered to the sink, signed;
+drafts-only edits, copies, resends and the contact's history; and bad input
+refused with one line, exit 2, nothing half-created.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.flow.conftest import DEST_IP, World
+from tests.flow.linking import MAIL_HOST, ApplianceZones, link_domain
+from tests.flow.test_relay_flow import wait_token
+from tests.peers.chromium import open_page
+from tests.peers.dns import NsdServer
+from tests.peers.email_mime import email_mime_parse
+from tests.peers.mail_dkim import mail_dkim_verify
+from tests.peers.postroom import PostroomServer, flow_config, free_tcp_port
+
+pytestmark = pytest.mark.flow
+
+LINKED = "news.test"
+SENDER = f"news@{LINKED}"
+TO_SINK = ["@ IN MX 10 mx", f"mx IN A {DEST_IP}"]
+SHOP_URL = "https://shop.news.test/spring?utm=mail&x=1"
+CHANNEL_URL = "https://t.me/news_test_bot"
+HTML = """<!doctype html>
+<html><head><style>.lead { color: #333333; font-size: 18px; }</style></head>
+<body>
+<p class="lead">Hello {{ contact.first_name }}!</p>
+<p>Spring news from {{ project.name }}, {{ contact.city | default("everywhere") }}.</p>
+{{ button("shop") }}
+</body></html>
+"""
+BUTTONS = f"""
+[[button]]
+name = "shop"
+text = "Visit the shop"
+url = "{SHOP_URL}"
+colour = "#0a7d32"
+
+[[button]]
+name = "bot"
+text = "Talk to our bot"
+channel = "telegram"
+"""
+CONTACTS = (
+    "email,name,first_name,city\r\n"
+    "ann@dest.test,Ann Smith,Ann,Berlin\r\n"
+    "bob@dest.test,Bob Brown,Bob,\r\n"
+    "zoe@dest.test,Zoë Ünal,Zoë,Paris\r\n"
+)
+
+
+@pytest.fixture(scope="module")
+def zones() -> ApplianceZones:
+    zones = ApplianceZones()
+    zones.records.update({"dest.test": TO_SINK, LINKED: []})
+    return zones
+
+
+@pytest.fixture(scope="module")
+def nsd(zones: ApplianceZones) -> Iterator[NsdServer]:
+    with NsdServer(zones.texts()) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def postroom(
+    tmp_path_factory: pytest.TempPathFactory,
+    nsd: NsdServer,
+    zones: ApplianceZones,
+    world: World,
+) -> Iterator[PostroomServer]:
+    directory = tmp_path_factory.mktemp("campaigns")
+    port = free_tcp_port()
+    text = flow_config(
+        state_dir=directory / "state",
+        smtp_port=port,
+        nameserver=nsd.nameserver(),
+        delivery_port=world.sink_port,
+        hostname=MAIL_HOST,
+        extra='[http]\npublic_url = "https://links.news.test"\n[addresses]\ndns = false\n',
+    )
+    with PostroomServer(directory, text, port).start() as server:
+        server.cli("project", "add", "acme")
+        proof = link_domain(server, nsd, zones, LINKED)
+        generated = server.cli("domain", "dns", LINKED, "--format", "bind").stdout.splitlines()
+        kept = [line for line in generated if " MX " not in line]
+        zones.publish(nsd, LINKED, [*kept, f'@ IN TXT "{proof}"', *TO_SINK])
+        server.cli("mailbox", "add", SENDER, "--password-stdin", stdin="copper-meadow-lantern-61")
+        confirm_sender(server, world, SENDER)
+        server.cli("channel", "add", "telegram", CHANNEL_URL, "--project", "acme")
+        (directory / "news.html").write_text(HTML)
+        (directory / "buttons.toml").write_text(BUTTONS)
+        server.cli(
+            "template", "add", "spring", "--project", "acme",
+            "--subject", "Spring news for {{ contact.first_name }}",
+            "--html", str(directory / "news.html"),
+            "--buttons", str(directory / "buttons.toml"),
+        )  # fmt: skip
+        (directory / "contacts.csv").write_text(CONTACTS, encoding="utf-8")
+        server.cli(
+            "contact", "import", str(directory / "contacts.csv"),
+            "--project", "acme", "--list", "customers",
+        )  # fmt: skip
+        yield server
+
+
+def confirm_sender(server: PostroomServer, world: World, address: str) -> None:
+    server.cli("sender", "add", address, "--project", "acme", "--name", "News Test")
+    [received] = [m for m in wait_token(world.dest, address) if address in m.rcpt_tos][-1:]
+    subject = email.message_from_bytes(received.data, policy=email.policy.default)["Subject"]
+    code = re.match(r"(\d{6}) ", str(subject))
+    assert code is not None, subject
+    server.cli("sender", "confirm", address, code.group(1))
+
+
+def create(server: PostroomServer, *flags: str) -> int:
+    done = server.cli(
+        "campaign", "create", "--project", "acme", "--name", f"spring {uuid.uuid4().hex[:6]}",
+        "--sender", SENDER, "--template", "spring", *flags,
+    )  # fmt: skip
+    return int(done.stdout.splitlines()[-1])
+
+
+def set_state(server: PostroomServer, campaign_id: int, state: str) -> None:
+    """What launching (part 2) will do; until then, the test moves the state itself."""
+    with sqlite3.connect(server.directory / "state" / "postroom.db") as db:
+        db.execute("UPDATE campaigns SET state = ? WHERE id = ?", (state, campaign_id))
+
+
+def parts(message: email.message.EmailMessage) -> dict[str, str]:
+    return {part.get_content_type(): part.get_content() for part in message.iter_parts()}
+
+
+def test_create_prints_the_id_and_show_and_list_describe_the_draft(
+    postroom: PostroomServer,
+) -> None:
+    campaign_id = create(postroom, "--list", "customers", "--var", "city exists")
+    as_json = postroom.cli_json(
+        "campaign", "create", "--project", "acme", "--name", "json", "--sender", SENDER,
+        "--template", "spring", "--json",
+    )  # fmt: skip
+    assert as_json == {"id": campaign_id + 1}
+    shown = postroom.cli_json("campaign", "show", str(campaign_id))
+    assert shown["state"] == "draft" and shown["sender"] == SENDER
+    assert shown["template"] == "spring" and shown["project"] == "acme"
+    listed = postroom.cli_json("campaign", "list", "--project", "acme", "--state", "draft")
+    assert {campaign_id, campaign_id + 1} <= {c["id"] for c in listed}
+
+
+def test_the_audience_report_counts_recipients_and_names_missing_variables(
+    postroom: PostroomServer,
+) -> None:
+    campaign_id = create(postroom, "--list", "customers")
+    report = postroom.cli_json("campaign", "audience", str(campaign_id))
+    assert report["id"] == campaign_id
+    assert report["audience"] == 3 and report["gate"]["ok"] is True
+    assert report["missing_variables"] == {}  # city has a default; first_name everyone has
+    narrowed = create(postroom, "--list", "customers", "--var", "city = Berlin")
+    assert postroom.cli_json("campaign", "audience", str(narrowed))["audience"] == 1
+
+
+def test_the_preview_is_the_signed_message_both_parsers_read(
+    postroom: PostroomServer, nsd: NsdServer, tmp_path: Path
+) -> None:
+    campaign_id = create(postroom, "--list", "customers")
+    out = tmp_path / "zoe.eml"
+    postroom.cli(
+        "campaign", "preview", str(campaign_id), "--contact", "zoe@dest.test",
+        "--format", "eml", "--out", str(out),
+    )  # fmt: skip
+    data = out.read_bytes()
+    report = mail_dkim_verify(nsd, data)
+    assert [(v.domain, v.result) for v in report.signatures if v.algorithm == "rsa-sha256"] == [
+        (LINKED, "pass")
+    ]
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert str(message["Subject"]) == "Spring news for Zoë"
+    assert message["To"].addresses[0].addr_spec == "zoe@dest.test"
+    https, mailto = re.fullmatch(r"<(https://[^>]+)>, <mailto:([^>]+)>", message["List-Unsubscribe"]).groups()  # type: ignore[union-attr]
+    assert https.startswith("https://links.news.test/u/")
+    assert mailto.startswith("unsubscribe+") and mailto.endswith(f"@{MAIL_HOST}")
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["Precedence"] == "bulk" and message["List-Id"] and message["Feedback-ID"]
+    python_parts = parts(message)
+    assert list(python_parts) == ["text/plain", "text/html"]
+    perl = email_mime_parse(out)
+    assert perl["subject"] == "Spring news for Zoë"
+    perl_parts = {p["type"].split(";")[0]: p["body"] for p in perl["parts"]}
+    for body in [*python_parts.values(), *perl_parts.values()]:
+        assert https in body and CHANNEL_URL in body
+        assert SHOP_URL in body or SHOP_URL.replace("&", "&amp;") in body
+    assert "Hello Zoë!" in python_parts["text/plain"] and "Paris" in python_parts["text/plain"]
+
+
+def test_the_preview_html_opens_in_chromium_with_buttons_and_footer(
+    postroom: PostroomServer, tmp_path: Path
+) -> None:
+    campaign_id = create(postroom, "--list", "customers")
+    page = tmp_path / "ann.html"
+    postroom.cli(
+        "campaign", "preview", str(campaign_id), "--contact", "ann@dest.test",
+        "--format", "html", "--out", str(page),
+    )  # fmt: skip
+    text = postroom.cli(
+        "campaign", "preview", str(campaign_id), "--contact", "ann@dest.test", "--format", "text"
+    ).stdout
+    assert f"Visit the shop: {SHOP_URL}" in text and "Hello Ann!" in text
+    dom = open_page(page, tmp_path / "ann.png")
+    hrefs = dict(dom.links)
+    assert hrefs[SHOP_URL] == "Visit the shop" and hrefs[CHANNEL_URL] == "Talk to our bot"
+    assert any(href.startswith("https://links.news.test/u/") for href in hrefs)
+    assert {"postroom-button", "postroom-footer"} <= dom.classes
+
+
+def test_test_copies_reach_the_sink_marked_and_signed(
+    postroom: PostroomServer, nsd: NsdServer, world: World
+) -> None:
+    campaign_id = create(postroom, "--list", "customers")
+    stranger = f"qa-{uuid.uuid4().hex[:8]}@dest.test"
+    queued = postroom.cli("campaign", "test", str(campaign_id), "--to", stranger).stdout
+    assert f"queued test copy to {stranger}" in queued
+    [received] = [m for m in wait_token(world.dest, stranger) if stranger in m.rcpt_tos]
+    message = email.message_from_bytes(received.data, policy=email.policy.default)
+    # Not a contact: the copy shows the audience's first contact's fields.
+    assert str(message["Subject"]) == "[TEST] Spring news for Ann"
+    report = mail_dkim_verify(nsd, received.data)
+    assert (LINKED, "pass") in [(v.domain, v.result) for v in report.signatures]
+    as_bob = postroom.cli(
+        "campaign", "test", str(campaign_id), "--to", stranger, "--as", "bob@dest.test"
+    )  # fmt: skip
+    assert as_bob.returncode == 0
+    copies = [m for m in wait_token(world.dest, stranger, 2) if stranger in m.rcpt_tos]
+    subjects = {
+        str(email.message_from_bytes(m.data, policy=email.policy.default)["Subject"])
+        for m in copies
+    }
+    assert "[TEST] Spring news for Bob" in subjects
+
+
+def test_only_drafts_change_copies_and_resends_reach_the_contact_history(
+    postroom: PostroomServer, world: World
+) -> None:
+    campaign_id = create(postroom, "--list", "customers")
+    postroom.cli("campaign", "edit", str(campaign_id), "--name", "renamed")
+    assert postroom.cli_json("campaign", "show", str(campaign_id))["name"] == "renamed"
+    set_state(postroom, campaign_id, "sent")
+    refused = postroom.cli("campaign", "edit", str(campaign_id), "--name", "x", check=False)
+    assert refused.returncode == 2 and "only a draft" in refused.stderr
+    assert postroom.cli("campaign", "delete", str(campaign_id), check=False).returncode == 2
+
+    copy_id = int(postroom.cli("campaign", "copy", str(campaign_id)).stdout.splitlines()[-1])
+    copied = postroom.cli_json("campaign", "show", str(copy_id))
+    assert copied["state"] == "draft" and copied["copied_from"] == campaign_id
+    assert copied["name"] == "Copy of renamed"
+    postroom.cli("campaign", "delete", str(copy_id))
+
+    resent = postroom.cli_json(
+        "campaign", "resend", str(campaign_id), "--contact", "bob@dest.test", "--json"
+    )
+    assert wait_token(world.dest, "Subject: Spring news for Bob")
+    history = postroom.cli_json("contact", "history", "bob@dest.test", "--project", "acme")
+    [item] = [i for i in history["sent"] if i["queue_id"] == resent["queue_id"]]
+    assert item["campaign"] == campaign_id and item["kind"] == "resend"
+    assert item["subject"] == "Spring news for Bob"
+
+
+def test_bad_input_is_one_line_exit_2_and_creates_nothing(
+    postroom: PostroomServer, tmp_path: Path
+) -> None:
+    before = postroom.cli_json("campaign", "list", "--project", "acme")
+    base = ["campaign", "create", "--project", "acme", "--name", "bad"]
+    cases = {
+        "no confirmed sender": [*base, "--sender", "nobody@news.test", "--template", "spring"],
+        "no template": [*base, "--sender", SENDER, "--template", "missing"],
+        "no list": [*base, "--sender", SENDER, "--template", "spring", "--list", "ghosts"],
+        "operator": [*base, "--sender", SENDER, "--template", "spring", "--var", "age >> 3"],
+    }
+    for expected, command in cases.items():
+        done = postroom.cli(*command, check=False)
+        assert done.returncode == 2, (command, done.stderr)
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_bytes(b"name,city\r\nAnn,Berlin\r\n")  # no email column
+    done = postroom.cli(
+        *base, "--sender", SENDER, "--template", "spring", "--csv", str(bad_csv), check=False
+    )
+    assert done.returncode == 2 and "bad.csv" in done.stderr
+    assert postroom.cli_json("campaign", "list", "--project", "acme") == before
