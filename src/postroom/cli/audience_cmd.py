@@ -207,7 +207,16 @@ def _import(args: argparse.Namespace) -> int:
     validator = _validator(config, args)
     plan = asyncio.run(_plan(validator, parsed, args))
     rows = [
-        ImportedContact(address=address, name=row.name, variables=row.variables, line=row.line)
+        ImportedContact(
+            address=address,
+            name=row.name,
+            variables=row.variables,
+            line=row.line,
+            stage=row.stage,
+            state=row.state,
+            channels=row.channels,
+            registered_at=row.registered_at,
+        )
         for row, address in plan.to_import
     ]
     try:
