@@ -21,7 +21,7 @@ Verbs (the contract in ARCHITECTURE.md; extend, never rename):
   domain dkim rotate | list | refresh · dns self ·
   mailbox add | list | passwd | delete · alias add | list | delete · dovecot config | passwd ·
   smtp request | approve | reject | info | list | limits | senders ·
-  contact add | show | block | unblock | set-rating | import | template · rating gate ·
+  contact add | show | set | block | unblock | set-rating | import | template · rating gate ·
   bounce parse · address check · auth check
 """
 

@@ -271,6 +271,14 @@ def project_id_of(conn: Connection, name: str) -> int:
     return int(found)
 
 
+def contact_id_of(conn: Connection, project_id: int, address: str) -> int:
+    """The id of the project's contact `address` (either IDNA form); ContactError if none."""
+    row = _contact_row(conn, project_id, address.lower())
+    if row is None:
+        raise ContactError(f"no contact {address.lower()} in this project")
+    return int(row.id)
+
+
 def _list_id(conn: Connection, project_id: int, name: str) -> int:
     found = conn.execute(
         select(lists.c.id).where(lists.c.project_id == project_id, lists.c.name == name)
