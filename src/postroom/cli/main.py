@@ -22,7 +22,8 @@ Verbs (the contract in ARCHITECTURE.md; extend, never rename):
   mailbox add | list | passwd | delete · alias add | list | delete · dovecot config | passwd ·
   smtp request | approve | reject | info | list | limits | senders ·
   contact add | show | set | block | unblock | set-rating | import | template · rating gate ·
-  bounce parse · address check · auth check
+  bounce parse · address check · auth check ·
+  list add | remove | delete | show | members | list
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from postroom.cli import (
     auth_cmd,
     config_cmd,
     domain_cmd,
+    list_cmd,
     mailbox_cmd,
     queue_cmd,
     rating_cmd,
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     rating_cmd.register(verbs)
     audience_cmd.register_address(verbs)
     auth_cmd.register(verbs)
+    list_cmd.register(verbs)
     return parser
 
 
