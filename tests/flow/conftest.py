@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 from tests.peers.dns import NsdServer, make_zone
+from tests.peers.postgres import PostgresServer
 from tests.peers.postroom import PostroomServer, flow_config, free_tcp_port
 from tests.peers.sinks import AiosmtpdSink, ReceivedMessage
 
@@ -150,3 +151,11 @@ def relay(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Po
     )
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL for the session's tests that run the same code on SQLite and
+    PostgreSQL; each keeps to its own projects (names unique to the test module)."""
+    with PostgresServer() as server:
+        yield server

@@ -1,8 +1,19 @@
 """Reading a contacts CSV and deciding, row by row, what an import does with it.
 
 The template (`TEMPLATE`, printed by `postroom contact template`): a header row
-with `email`, optionally `name`, and any number of variable columns (each
-becomes a template variable of the contact). `read_contacts_csv(path)`:
+with `email`, optionally `name`, the contact fields audiences filter on, and any
+number of variable columns (each becomes a template variable of the contact).
+The contact fields, all optional (column names compare case-insensitively):
+- `stage` (also `crm stage`): the CRM stage, at most 64 characters;
+- `state` (also `funnel state`, `funnel step`): the funnel step it is in;
+- `channels`: the channels it is connected on, in one cell, separated by spaces,
+  `,`, `;` or `|` (`telegram; whatsapp`), as a CRM exports a multi-value field;
+- `registered` (also `registration date`, `registered_at`, `created`,
+  `created_at`, `signup date`, ...): a date (`contact_fields.DATE_FORMS`); an
+  empty cell means "when it is imported".
+A bad channel name, an over-long stage or state, or a date that does not parse
+refuses the file with the line and the column (`CsvError`), before anything is
+imported. `read_contacts_csv(path)`:
 - detects the encoding: a UTF-8 byte-order mark, else strict UTF-8, else
   cp1251 (the single-byte encoding Russian spreadsheets export);
 - guesses the delimiter among `,` `;` tab `|` from the first records, in
@@ -34,20 +45,40 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
+from postroom.campaign.contact_fields import DATE_FORMS, check_label, parse_channels, parse_moment
 from postroom.core.errors import cannot
 
 TEMPLATE = (
-    "email,name,first_name,company,city\r\n"
-    "ann.smith@example.com,Ann Smith,Ann,Example Ltd,Berlin\r\n"
-    "bob@example.org,Bob Brown,Bob,,Paris\r\n"
+    "email,name,stage,state,channels,registered,first_name,company,city\r\n"
+    "ann.smith@example.com,Ann Smith,customer,onboarding,telegram;whatsapp,2024-03-15,"
+    "Ann,Example Ltd,Berlin\r\n"
+    "bob@example.org,Bob Brown,lead,,,15.01.2025,Bob,,Paris\r\n"
 )
 EMAIL_COLUMNS = ("email", "e-mail", "mail", "email address", "e-mail address", "address")
 NAME_COLUMNS = ("name", "full name", "full_name")
+STAGE_COLUMNS = ("stage", "crm stage", "crm_stage")
+STATE_COLUMNS = ("state", "funnel state", "funnel_state", "funnel step", "funnel_step")
+CHANNEL_COLUMNS = ("channels", "channel")
+REGISTERED_COLUMNS = (
+    "registered",
+    "registered_at",
+    "registered at",
+    "registration date",
+    "registration_date",
+    "date registered",
+    "created",
+    "created_at",
+    "created at",
+    "signup date",
+    "signed up",
+)
 DELIMITERS = ",;\t|"
 # Ties go to the candidate least likely to appear inside text: a tab, then ";" and
 # "|"; a comma last (names such as "Smith, Ann" carry one).
@@ -73,6 +104,10 @@ class CsvRow:
     email: str
     name: str
     variables: dict[str, str]
+    stage: str = ""
+    state: str = ""
+    channels: tuple[str, ...] = ()
+    registered_at: float | None = None  # None: when it is imported
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +188,17 @@ def _read_rows(path: Path, text: str, encoding: str, delimiter: str) -> ParsedCs
             found = ", ".join(repr(c) for c in columns[:8])
             raise CsvError(f"{path}: line {header_line}: no 'email' column (found {found})")
         name_index = _column(columns, NAME_COLUMNS)
+        fields = _FieldColumns(
+            path,
+            columns,
+            stage=_column(columns, STAGE_COLUMNS),
+            state=_column(columns, STATE_COLUMNS),
+            channels=_column(columns, CHANNEL_COLUMNS),
+            registered=_column(columns, REGISTERED_COLUMNS),
+        )
+        known = {email_index, name_index, *fields.indexes()}
         variable_columns = [
-            (index, name)
-            for index, name in enumerate(columns)
-            if index not in (email_index, name_index) and name
+            (index, name) for index, name in enumerate(columns) if index not in known and name
         ]
         rows = []
         line = reader.line_num + 1
@@ -172,11 +214,56 @@ def _read_rows(path: Path, text: str, encoding: str, delimiter: str) -> ParsedCs
                     email=_cell(cells, email_index),
                     name=" ".join(_cell(cells, name_index).split()),
                     variables={name: _cell(cells, index) for index, name in variable_columns},
+                    **fields.read(cells, start),
                 )
             )
     except csv.Error as error:
         raise CsvError(f"{path}: line {reader.line_num}: {error}") from None
     return ParsedCsv(encoding, delimiter, columns, tuple(rows))
+
+
+@dataclass(frozen=True, slots=True)
+class _FieldColumns:
+    """Where the contact fields are in the header, and how a row's cells become them."""
+
+    path: Path
+    columns: tuple[str, ...]
+    stage: int | None
+    state: int | None
+    channels: int | None
+    registered: int | None
+
+    def indexes(self) -> list[int]:
+        found = (self.stage, self.state, self.channels, self.registered)
+        return [index for index in found if index is not None]
+
+    def read(self, cells: Sequence[str], line: int) -> dict[str, Any]:
+        """The CsvRow fields of one row; CsvError naming line and column when a cell
+        does not read as its field."""
+        return {
+            "stage": self._parsed(cells, line, self.stage, partial(check_label, "stage")),
+            "state": self._parsed(cells, line, self.state, partial(check_label, "state")),
+            "channels": self._parsed(cells, line, self.channels, parse_channels),
+            "registered_at": self._parsed(cells, line, self.registered, _registration_date),
+        }
+
+    def _parsed(
+        self, cells: Sequence[str], line: int, index: int | None, parse: Callable[[str], Any]
+    ) -> Any:
+        try:
+            return parse(_cell(cells, index))
+        except ValueError as error:
+            column = self.columns[index] if index is not None else ""
+            raise CsvError(f"{self.path}: line {line}: column {column!r}: {error}") from None
+
+
+def _registration_date(text: str) -> float | None:
+    if not text.strip():
+        return None
+    moment = parse_moment(text)
+    if moment is None:
+        raise ValueError(f"{text[:80]!r} is not a date (expected {DATE_FORMS})")
+    return moment
 
 
 # The validator's reasons that come with a corrected domain in `suggestion`, and how a

@@ -122,17 +122,33 @@ def _validator(config: Config, args: argparse.Namespace) -> Validator:
 def checked_address(args: argparse.Namespace, text: str, *, accept_risky: bool) -> str:
     """The validated address of one input; a CliError (exit 2) when it is invalid, or
     risky without the operator's consent."""
+    (address,) = checked_addresses(args, [text], accept_risky=accept_risky)
+    return address
+
+
+def checked_addresses(
+    args: argparse.Namespace, texts: list[str], *, accept_risky: bool
+) -> list[str]:
+    """The validated addresses of `texts` (an input repeating an earlier one's mailbox
+    is left out); a CliError naming the first invalid input, or risky one without the
+    operator's consent, before anything is changed."""
     import asyncio
 
-    (verdict,) = asyncio.run(_validator(config_or_defaults(args.config), args).validate([text]))
-    why = ", ".join(verdict.reasons)
-    if verdict.suggestion:
-        why += f"; did you mean {verdict.suggestion}?"
-    if verdict.verdict == "invalid" or verdict.address is None:
-        raise CliError(f"{text!r}: invalid address ({why})")
-    if verdict.verdict == "risky" and not accept_risky:
-        raise CliError(f"{text!r}: risky address ({why}); add --accept-risky to add it anyway")
-    return verdict.address
+    validator = _validator(config_or_defaults(args.config), args)
+    addresses = []
+    for verdict in asyncio.run(validator.validate(texts)):
+        why = ", ".join(verdict.reasons)
+        if verdict.suggestion:
+            why += f"; did you mean {verdict.suggestion}?"
+        if verdict.verdict == "invalid" or verdict.address is None:
+            raise CliError(f"{verdict.input!r}: invalid address ({why})")
+        if verdict.verdict == "risky" and not accept_risky:
+            raise CliError(
+                f"{verdict.input!r}: risky address ({why}); add --accept-risky to add it anyway"
+            )
+        if verdict.verdict != "duplicate":
+            addresses.append(verdict.address)
+    return addresses
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -207,7 +223,16 @@ def _import(args: argparse.Namespace) -> int:
     validator = _validator(config, args)
     plan = asyncio.run(_plan(validator, parsed, args))
     rows = [
-        ImportedContact(address=address, name=row.name, variables=row.variables, line=row.line)
+        ImportedContact(
+            address=address,
+            name=row.name,
+            variables=row.variables,
+            line=row.line,
+            stage=row.stage,
+            state=row.state,
+            channels=row.channels,
+            registered_at=row.registered_at,
+        )
         for row, address in plan.to_import
     ]
     try:

@@ -21,8 +21,9 @@ Verbs (the contract in ARCHITECTURE.md; extend, never rename):
   domain dkim rotate | list | refresh · dns self ·
   mailbox add | list | passwd | delete · alias add | list | delete · dovecot config | passwd ·
   smtp request | approve | reject | info | list | limits | senders ·
-  contact add | show | block | unblock | set-rating | import | template | history · rating gate ·
-  bounce parse · address check · auth check ·
+  contact add | show | set | block | unblock | set-rating | import | template | history ·
+  rating gate · bounce parse · address check · auth check ·
+  list add | remove | delete | show | members | list ·
   sender add | confirm | resend-code | list | show | remove ·
   template add | edit | show | list | delete · channel add | list | remove ·
   campaign create | edit | show | list | delete | copy | audience | preview | test | resend
@@ -42,6 +43,7 @@ from postroom.cli import (
     channel_cmd,
     config_cmd,
     domain_cmd,
+    list_cmd,
     mailbox_cmd,
     queue_cmd,
     rating_cmd,
@@ -78,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     rating_cmd.register(verbs)
     audience_cmd.register_address(verbs)
     auth_cmd.register(verbs)
+    list_cmd.register(verbs)
     sender_cmd.register(verbs)
     channel_cmd.register(verbs)
     template_cmd.register(verbs)

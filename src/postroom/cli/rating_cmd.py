@@ -2,8 +2,9 @@
 `postroom bounce parse`.
 
 Contacts belong to a project (`--project`). `contact show` prints the rating,
-the blocked flag and every event with its cause. `rating gate` computes an
-audience's average rating and refuses (exit 1) below `[rating]
+the blocked flag, the fields audiences filter on (stage, state, channels,
+registration and unsubscription dates, variables) and every event with its
+cause. `rating gate` computes an audience's average rating and refuses (exit 1) below `[rating]
 campaign_minimum`, naming the blocked and low-rated share. `bounce parse FILE...
 --json` prints one JSON object per file in the contract shape of ARCHITECTURE.md.
 Bad input: one line, exit 2, nothing changed.
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from postroom.cli import audience_cmd, campaign_cmd
+from postroom.cli import audience_cmd, campaign_cmd, contact_fields_cmd
 from postroom.cli.common import (
     CliError,
     add_config_option,
@@ -60,6 +61,7 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             parser.add_argument("rating", type=int, metavar="RATING", help="1 to 10 (1 blocks)")
         parser.set_defaults(handler=_contact, action=name)
     audience_cmd.register_contact_verbs(actions)
+    contact_fields_cmd.register(actions)
     campaign_cmd.register_contact_verbs(actions)
 
     rating_actions = add_group(verbs, "rating", "the rating engine")
@@ -80,7 +82,7 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     parse.set_defaults(handler=_bounce_parse)
 
 
-def _contacts(args: argparse.Namespace) -> Contacts:
+def open_contacts(args: argparse.Namespace) -> Contacts:
     from postroom.config import load_config
     from postroom.rating.contacts import Contacts
     from postroom.rating.rules import Rules
@@ -96,7 +98,7 @@ def _contact(args: argparse.Namespace) -> int:
         address = audience_cmd.checked_address(args, args.address, accept_risky=args.accept_risky)
     else:
         address = contact_address(args.address)
-    contacts = _contacts(args)
+    contacts = open_contacts(args)
     try:
         if args.action == "add":
             contact = contacts.add(args.project, address, args.list)
@@ -110,7 +112,7 @@ def _contact(args: argparse.Namespace) -> int:
             contact = contacts.contact(args.project, address)
     except ContactError as error:
         raise CliError(str(error)) from None
-    _show(contacts, contact, args.json, events=args.action == "show")
+    show_contact(contacts, contact, args.json, events=args.action == "show")
     return 0
 
 
@@ -127,8 +129,13 @@ def contact_address(text: str) -> str:
     return f"{local}@{domain.rstrip('.')}".lower()
 
 
-def _show(contacts: Contacts, contact: Contact, as_json: bool, *, events: bool) -> None:
+def show_contact(contacts: Contacts, contact: Contact, as_json: bool, *, events: bool) -> None:
+    from postroom.campaign.contact_fields import channels_of
+    from postroom.cli.common import utc_date
+
     history = contacts.events(contact) if events else []
+    with contacts.engine.connect() as conn:
+        channels = channels_of(conn, contact.id)
     if as_json:
         print_json(
             {
@@ -140,6 +147,11 @@ def _show(contacts: Contacts, contact: Contact, as_json: bool, *, events: bool) 
                 "blocked": contact.blocked,
                 "blocked_cause": contact.blocked_cause,
                 "source": contact.source,
+                "stage": contact.stage,
+                "state": contact.state,
+                "channels": channels,
+                "registered_at": contact.registered_at,
+                "unsubscribed_at": contact.unsubscribed_at,
                 "events": [
                     {
                         "at": event.created_at,
@@ -159,6 +171,20 @@ def _show(contacts: Contacts, contact: Contact, as_json: bool, *, events: bool) 
         return
     blocked = f"blocked ({contact.blocked_cause})" if contact.blocked else "not blocked"
     print(f"{contact.address} in {contact.project}: rating {contact.rating}, {blocked}")
+    fields = {
+        "name": contact.name,
+        "stage": contact.stage,
+        "state": contact.state,
+        "channels": ", ".join(channels),
+        "registered": utc_date(contact.registered_at),
+        "unsubscribed": utc_date(contact.unsubscribed_at) if contact.unsubscribed_at else "",
+    }
+    for label, value in fields.items():
+        if value:
+            print(f"  {label}: {_printable(value)}")
+    for name, value in json.loads(contact.variables or "{}").items():
+        # Imported text: control characters (a terminal's escapes) are shown escaped.
+        print(f"  {_printable(name)} = {_printable(value)}")
     for event in history:
         when = datetime.fromtimestamp(event.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
         old = "-" if event.old_rating is None else event.old_rating
@@ -174,11 +200,15 @@ def _show(contacts: Contacts, contact: Contact, as_json: bool, *, events: bool) 
         print(f"  {when}  {event.kind:10}  {old} -> {event.new_rating}  {cause}")
 
 
+def _printable(text: str) -> str:
+    return text if text.isprintable() else repr(text)
+
+
 def _gate(args: argparse.Namespace) -> int:
     from postroom.rating.contacts import ContactError
 
     try:
-        result = _contacts(args).gate(args.project, args.list)
+        result = open_contacts(args).gate(args.project, args.list)
     except ContactError as error:
         raise CliError(str(error)) from None
     if args.json:

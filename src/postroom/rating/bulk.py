@@ -2,9 +2,11 @@
 
 `import_contacts(contacts, project, rows, list_name=..., detail=..., dry_run=...)`
 creates the addresses the project does not know yet at the automatic rating
-(`[rating] automatic`), with their name and template variables and a
-`created` event naming the file line; existing contacts keep their rating,
-name and history. With `list_name`, every row's contact joins that list. The
+(`[rating] automatic`), with their name, template variables (both forms, see
+`postroom.campaign.contact_fields`), stage, state, channels and registration
+date (the import's time when the row has none) and a `created` event naming the
+file line; existing contacts keep their rating, name, fields and history.
+With `list_name`, every row's contact joins that list. The
 whole run is one transaction — a failure (or a crash) half-way imports nothing —
 and `dry_run` rolls it back after counting. Statements carry at most
 `INSERT_CHUNK_ROWS` rows, run as executemany of one compiled statement (which
@@ -14,7 +16,6 @@ round trips, not 100,000.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,6 +40,10 @@ class ImportedContact:
     name: str
     variables: dict[str, str]
     line: int
+    stage: str = ""
+    state: str = ""
+    channels: tuple[str, ...] = ()
+    registered_at: float | None = None  # None: when it is imported
 
 
 def import_contacts(
@@ -83,7 +88,11 @@ def _insert_new(
             address,
             Cause("created", detail=f"{detail} line {row.line}"),
             name=row.name,
-            variables=json.dumps(row.variables, ensure_ascii=False),
+            variables=row.variables,
+            stage=row.stage,
+            state=row.state,
+            registered_at=row.registered_at,
+            channels=row.channels,
         )
         for address, row in by_address.items()
     ]

@@ -19,14 +19,15 @@ Config keys: [rating] through `Rules`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import idna
 from sqlalchemy import Engine, and_, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
+from postroom.campaign.contact_fields import insert_new_fields, variables_json
 from postroom.db.models import contact_events, contacts, list_members, lists, projects
 from postroom.rating.rules import BlockCause, ContactState, GateResult, Rules, gate
 
@@ -50,6 +51,10 @@ class Contact:
     created_at: float
     name: str = ""
     variables: str = "{}"  # JSON object
+    stage: str = ""
+    state: str = ""
+    registered_at: float | None = None
+    unsubscribed_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +92,11 @@ class NewContact:
     address: str
     cause: Cause
     name: str = ""
-    variables: str = "{}"  # JSON object
+    variables: Mapping[str, str] = field(default_factory=dict)
+    stage: str = ""
+    state: str = ""
+    registered_at: float | None = None  # None: when it is created
+    channels: tuple[str, ...] = ()
 
 
 class Contacts:
@@ -274,6 +283,14 @@ def project_id_of(conn: Connection, name: str) -> int:
     return int(found)
 
 
+def contact_id_of(conn: Connection, project_id: int, address: str) -> int:
+    """The id of the project's contact `address` (either IDNA form); ContactError if none."""
+    row = _contact_row(conn, project_id, address.lower())
+    if row is None:
+        raise ContactError(f"no contact {address.lower()} in this project")
+    return int(row.id)
+
+
 def _list_id(conn: Connection, project_id: int, name: str) -> int:
     found = conn.execute(
         select(lists.c.id).where(lists.c.project_id == project_id, lists.c.name == name)
@@ -290,10 +307,11 @@ def _join_list(conn: Connection, project_id: int, name: str, contact_id: int) ->
 def insert_new(
     conn: Connection, new: Sequence[NewContact], state: ContactState, source: str
 ) -> int:
-    """Create the contacts of `new` that do not exist yet, each with its `created` event;
-    the number created. One compiled statement run as executemany per chunk: SQLAlchemy
-    sends it as multi-row INSERTs ("insertmanyvalues"), where compiling a literal
-    1,000-row VALUES list cost three quarters of a CSV import's time."""
+    """Create the contacts of `new` that do not exist yet, each with its `created` event,
+    its variables and channels (`contact_fields.insert_new_fields`); the number created.
+    One compiled statement run as executemany per chunk: SQLAlchemy sends it as
+    multi-row INSERTs ("insertmanyvalues"), where compiling a literal 1,000-row VALUES
+    list cost three quarters of a CSV import's time."""
     now = time.time()
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     statement = (
@@ -313,7 +331,10 @@ def insert_new(
             "created_at": now,
             "updated_at": now,
             "name": item.name,
-            "variables": item.variables,
+            "variables": variables_json(item.variables),
+            "stage": item.stage,
+            "state": item.state,
+            "registered_at": now if item.registered_at is None else item.registered_at,
         }
         for item in by_key.values()
     ]
@@ -322,12 +343,17 @@ def insert_new(
         rows = conn.execute(statement, values[start : start + INSERT_CHUNK_ROWS]).all()
         created += len(rows)
         if rows:
+            created_items = [(row.id, by_key[(row.project_id, row.address)]) for row in rows]
             conn.execute(
                 insert(contact_events),
                 [
-                    event_row(row.id, None, state, by_key[(row.project_id, row.address)].cause, now)
-                    for row in rows
+                    event_row(contact_id, None, state, item.cause, now)
+                    for contact_id, item in created_items
                 ],
+            )
+            insert_new_fields(
+                conn,
+                [(contact_id, item.variables, item.channels) for contact_id, item in created_items],
             )
     return created
 
@@ -399,6 +425,7 @@ def _insert_contact(
                 source=source,
                 created_at=now,
                 updated_at=now,
+                registered_at=now,
             )
         ).inserted_primary_key[0]
     )
@@ -447,4 +474,8 @@ def _contact(row: Row, project: str) -> Contact:  # type: ignore[type-arg]
         created_at=row.created_at,
         name=row.name,
         variables=row.variables,
+        stage=row.stage,
+        state=row.state,
+        registered_at=row.registered_at,
+        unsubscribed_at=row.unsubscribed_at,
     )

@@ -8,7 +8,8 @@ domain_checks.py (TLD, typos, lookalikes, disposable), roles.py (role local
 parts), then, for a whole list, dedupe.py and dns_step.py.
 
 - `Validator.check_syntax(text)`: everything except DNS and duplicates;
-  synchronous, pure, fast (domain results are cached per validator).
+  synchronous, pure, fast (domain results are cached per validator);
+  `check_with_mailbox(text)` adds the mailbox key duplicates compare by.
 - `await Validator.validate(inputs)`: verdicts in input order, with duplicates
   (the first occurrence wins) and, when `policy.dns` is on and a resolver was
   given, the DNS step once per distinct domain. Domains already invalid for a
@@ -89,6 +90,16 @@ class Validator:
     def check_syntax(self, text: str) -> AddressVerdict:
         """The verdict for one input without DNS and without duplicates."""
         return self._check(text).verdict
+
+    def check_with_mailbox(self, text: str) -> tuple[AddressVerdict, str | None]:
+        """`check_syntax`'s verdict and the key of the mailbox the address reaches
+        (dedupe.py; None when the input is not an address): what a caller streaming
+        a large set needs to find duplicates across batches itself."""
+        checked = self._check(text)
+        if checked.parsed is None:
+            return checked.verdict, None
+        key = mailbox_key(checked.parsed.local_part, checked.parsed.ascii_domain, self._catalog)
+        return checked.verdict, key
 
     async def validate(
         self, inputs: Iterable[str], progress: Callable[[int], None] | None = None
