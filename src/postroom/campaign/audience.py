@@ -21,9 +21,9 @@ contact of the project):
 `to_json()` / `from_json(text)` are the form stored in `campaigns.audience`;
 `from_json` checks everything as the flags are checked (`AudienceError`).
 
-CLI glue for `campaign create|edit`: `add_audience_arguments(parser)` and
-`filter_from_args(args, base=None)`; a flag that does not parse is one
-`AudienceError` line naming the flag and its value.
+CLI glue for `campaign create|edit`: the flags (`audience_flags.py`, light
+enough for the CLI's parser) and `filter_from_args(args, base=None)`; a flag
+that does not parse is one `AudienceError` line naming the flag and its value.
 
 `audience_query(conn, project_id, audience)` is ONE SQLAlchemy Core SELECT of
 `RECIPIENT_COLUMNS` (EXISTS / NOT EXISTS over list_members, contact_channels
@@ -48,6 +48,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, exists, func, not_, select
 from sqlalchemy.engine import Connection
 
+from postroom.campaign.audience_flags import FLAGS, OPERATORS, flag_values
 from postroom.campaign.contact_fields import (
     DATE_FORMS,
     check_channel,
@@ -58,7 +59,6 @@ from postroom.campaign.contact_fields import (
 )
 from postroom.db.models import contact_channels, contact_variables, contacts, list_members, lists
 
-OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "contains", "exists")
 MAX_CONDITIONS = 64  # per kind: lists, stages, variables, ...
 MAX_VALUE_CHARS = 1000
 RECIPIENT_COLUMNS = (
@@ -216,59 +216,12 @@ def _stored_condition(item: object) -> VarCondition:
         raise AudienceError(f"stored audience: variables {name!r}: {error}") from None
 
 
-_FLAGS = {  # field → (flag, dest)
-    "lists": ("--list", "audience_lists"),
-    "exclude_lists": ("--exclude-list", "audience_exclude_lists"),
-    "stages": ("--stage", "audience_stages"),
-    "states": ("--state", "audience_states"),
-    "channels": ("--channel", "audience_channels"),
-    "variables": ("--var", "audience_variables"),
-    "registered_after": ("--registered-after", "audience_registered_after"),
-    "registered_before": ("--registered-before", "audience_registered_before"),
-    "min_rating": ("--min-rating", "audience_min_rating"),
-}
-
-
-def add_audience_arguments(parser: argparse.ArgumentParser) -> None:
-    """The audience flags (ARCHITECTURE.md); all ANDed. Repeatable ones mean "any of"."""
-    group = parser.add_argument_group("audience (all conditions must hold)")
-    helps = {
-        "lists": ("L", "a member of this list (repeatable: any of them)"),
-        "exclude_lists": ("L", "not a member of this list (repeatable)"),
-        "stages": ("S", "CRM stage (repeatable: any of them)"),
-        "states": ("S", "funnel state (repeatable: any of them)"),
-        "channels": ("C", "connected on this channel (repeatable: any of them)"),
-        "variables": (
-            "'NAME OP VALUE'",
-            f"a variable condition, OP one of {' '.join(OPERATORS)} (repeatable)",
-        ),
-        "registered_after": ("DATE", "registered on or after DATE"),
-        "registered_before": ("DATE", "registered before DATE"),
-        "min_rating": ("N", "rating at least N"),
-    }
-    for field_name, (flag, dest) in _FLAGS.items():
-        metavar, help_text = helps[field_name]
-        repeatable = field_name not in ("registered_after", "registered_before", "min_rating")
-        group.add_argument(
-            flag,
-            dest=dest,
-            action="append" if repeatable else "store",
-            default=None,
-            metavar=metavar,
-            help=help_text,
-        )
-
-
 def filter_from_args(
     args: argparse.Namespace, base: AudienceFilter | None = None
 ) -> AudienceFilter:
     """The filter the flags describe; with `base` (`campaign edit`), the flags given
     replace those fields of `base` and the others stay. AudienceError naming the flag."""
-    values: dict[str, Any] = {}
-    for field_name, (_flag, dest) in _FLAGS.items():
-        value = getattr(args, dest, None)
-        if value is not None:
-            values[field_name] = value
+    values = flag_values(args)
     checked = _checked_filter(values, "", flags=True)
     if base is None:
         return checked
@@ -282,7 +235,7 @@ def _checked_filter(values: dict[str, Any], prefix: str, *, flags: bool = False)
     for field_name, raw in values.items():
         if raw is None:
             continue
-        label = _FLAGS[field_name][0] if flags else field_name
+        label = FLAGS[field_name][0] if flags else field_name
         items = [raw] if isinstance(raw, str | int) else list(raw)
         if len(items) > MAX_CONDITIONS:
             raise AudienceError(f"{prefix}{label}: at most {MAX_CONDITIONS} values")

@@ -133,7 +133,7 @@ def recipients(
     batch: list[Recipient] = []
     for row, reason in _classified(conn, project_id, audience, validator, batch_rows):
         if reason is None:
-            batch.append(_recipient(row))
+            batch.append(recipient_from_row(row))
             if len(batch) >= batch_rows:
                 yield batch
                 batch = []
@@ -232,7 +232,8 @@ def _skip_reason(row: Any, validator: Validator, seen_mailboxes: set[str]) -> st
     return None
 
 
-def _recipient(row: Any) -> Recipient:
+def recipient_from_row(row: Any) -> Recipient:
+    """A row of `RECIPIENT_COLUMNS` as a Recipient."""
     return Recipient(
         contact_id=row.id,
         address=row.address,

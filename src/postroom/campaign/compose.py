@@ -10,17 +10,20 @@ List-Unsubscribe, List-Id, Feedback-ID, ...); and the DKIM signature the
 queue would add (`Outbox.sign`), so a preview is byte for byte what is queued
 (but for its Date and Message-ID, made fresh per message).
 
-`compose(campaign, contact)` refuses (a `CampaignError`, one line) an
-undefined variable naming it and the contact, never a half message.
-`queue(campaign, recipients, kind)` composes and queues test copies and resends,
-recording a `campaign_sends` row per message in the queue's transaction.
+`compose(campaign, contact, to=..., test=...)` refuses (a `CampaignError`, one
+line) an undefined variable naming it and the contact, never a half message.
+A test copy goes to another address with a contact's fields (any contact, or
+the audience's first recipient: `first_recipient`), marked in its subject, and
+its unsubscribe link names no contact (contact id 0), so trying the link in a
+test copy unsubscribes nobody. `queue(campaign, copies, kind, pool)` composes
+every message, then queues them (test copies, resends) with a `campaign_sends`
+row each in one transaction.
 
 Config keys: [http] public_url, [bounce] domain (links), [secrets] key_file.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from dataclasses import dataclass
@@ -29,6 +32,9 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, insert, select
 
+from postroom.campaign.addresses.validator import Validator
+from postroom.campaign.audience import RECIPIENT_COLUMNS
+from postroom.campaign.audience_report import Recipient, recipient_from_row, recipients
 from postroom.campaign.channels import project_view
 from postroom.campaign.drafts import Campaign, CampaignError
 from postroom.campaign.message import (
@@ -57,23 +63,21 @@ from postroom.db.models import MessageOrigin, campaign_sends, contacts
 from postroom.mta.queue.outbox import Outbox
 
 TEST_CONTACT_ID = 0
-"""The contact id in a test copy's unsubscribe token when the address is no contact."""
+"""The contact id in a test copy's unsubscribe token: none."""
 
 
 @dataclass(frozen=True, slots=True)
-class Recipient:
-    """A contact as a template sees it, its row id (0: a test address) and whether
-    campaigns may write to it."""
+class Copy:
+    """One message to compose: to `to`, with `contact`'s fields."""
 
-    contact_id: int
-    view: ContactView
-    blocked: bool = False
-    unsubscribed_at: float | None = None
+    to: str
+    contact: Recipient
+    test: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Composed:
-    recipient: str
+    copy: Copy
     subject: str
     body: bytes
 
@@ -115,9 +119,10 @@ class Composer:
                 view = self._projects[project_id] = project_view(conn, project_id)
         return view
 
-    def compose(self, campaign: Campaign, recipient: Recipient, *, test: bool = False) -> Composed:
+    def compose(self, campaign: Campaign, copy: Copy) -> Composed:
+        contact = copy.contact
         context = RenderContext(
-            contact=recipient.view,
+            contact=contact_view(contact),
             project=self._project(campaign.project_id),
             sender=SenderView(name=campaign.sender_name, address=campaign.sender),
             campaign=CampaignView(id=campaign.id, name=campaign.name),
@@ -126,38 +131,36 @@ class Composer:
             rendered = self.template(campaign).render(context)
         except (UndefinedVariable, RenderError) as error:
             raise CampaignError(
-                f"campaign {campaign.id}, contact {recipient.view.email}: {error}"
+                f"campaign {campaign.id}, contact {contact.address}: {error}"
             ) from None
-        token = self.tokens.make(campaign.project_id, recipient.contact_id, campaign.id)
+        token_contact = TEST_CONTACT_ID if copy.test else contact.contact_id
+        token = self.tokens.make(campaign.project_id, token_contact, campaign.id)
         domain = campaign.sender.rpartition("@")[2]
         body = build_campaign_message(
             rendered,
             from_name=campaign.sender_name,
             from_address=campaign.sender,
-            to_address=recipient.view.email,
+            to_address=copy.to,
             message_id=f"<{secrets.token_hex(12)}.c{campaign.id}@{domain}>",
             date=time.time(),
             unsubscribe=unsubscribe_links(self.config, token),
             list_id=campaign_list_id(campaign.project, campaign.id, domain),
             feedback_id=campaign_feedback_id(campaign.project_id, campaign.id),
-            test=test,
+            test=copy.test,
         )
-        subject = rendered.subject if not test else f"[TEST] {rendered.subject}"
-        return Composed(recipient.view.email, subject, self.outbox.sign(body))
+        subject = f"[TEST] {rendered.subject}" if copy.test else rendered.subject
+        return Composed(copy, subject, self.outbox.sign(body))
 
-    def queue(
-        self, campaign: Campaign, recipients: list[Recipient], *, kind: str, pool: str
-    ) -> list[str]:
+    def queue(self, campaign: Campaign, copies: list[Copy], *, kind: str, pool: str) -> list[str]:
         """Compose every message first (a refusal queues nothing), then queue them all
         in one transaction with their `campaign_sends` rows; their queue ids."""
-        test = kind == "test"
-        composed = [self.compose(campaign, recipient, test=test) for recipient in recipients]
+        composed = [self.compose(campaign, copy) for copy in copies]
         queue_ids = []
         with self.engine.begin() as conn:
-            for recipient, message in zip(recipients, composed, strict=True):
+            for message in composed:
                 queue_id = self.outbox.send(
                     mail_from=campaign.sender,
-                    recipients=[message.recipient],
+                    recipients=[message.copy.to],
                     body=message.body,
                     pool=pool,
                     origin=MessageOrigin.CAMPAIGN,
@@ -167,8 +170,9 @@ class Composer:
                 conn.execute(
                     insert(campaign_sends).values(
                         campaign_id=campaign.id,
-                        contact_id=recipient.contact_id or None,
-                        recipient=message.recipient,
+                        # A test copy is not the contact's mail, whoever's fields it shows.
+                        contact_id=None if message.copy.test else message.copy.contact.contact_id,
+                        recipient=message.copy.to,
                         kind=kind,
                         subject=message.subject,
                         message_id=queue_id,
@@ -181,34 +185,41 @@ class Composer:
 
 def contact_recipient(conn: Connection, project_id: int, address: str) -> Recipient | None:
     row = conn.execute(
-        select(contacts).where(contacts.c.project_id == project_id, contacts.c.address == address)
+        select(*RECIPIENT_COLUMNS).where(
+            contacts.c.project_id == project_id, contacts.c.address == address
+        )
     ).first()
-    if row is None:
+    return None if row is None else recipient_from_row(row)
+
+
+def first_recipient(conn: Connection, campaign: Campaign, validator: Validator) -> Recipient | None:
+    """The audience's first recipient (lowest contact id), None for an empty audience."""
+    batches = recipients(conn, campaign.project_id, campaign.audience, validator, batch_rows=1)
+    try:
+        return next(batches)[0]
+    except StopIteration:
         return None
+    finally:
+        batches.close()
+
+
+def nobody(address: str) -> Recipient:
+    """A test address's own fields when no contact lends its: only the email."""
+    return Recipient(TEST_CONTACT_ID, address, "", 0, "", "", None, {})
+
+
+def contact_view(contact: Recipient) -> ContactView:
     registered = (
-        datetime.fromtimestamp(row.registered_at, UTC).date() if row.registered_at else None
+        datetime.fromtimestamp(contact.registered_at, UTC).date()
+        if contact.registered_at is not None
+        else None
     )
-    return Recipient(
-        row.id,
-        ContactView(
-            email=row.address,
-            name=row.name,
-            rating=row.rating,
-            stage=row.stage,
-            state=row.state,
-            registered=registered,
-            variables=json.loads(row.variables or "{}"),
-        ),
-        blocked=bool(row.blocked),
-        unsubscribed_at=row.unsubscribed_at,
-    )
-
-
-def test_recipient(address: str) -> Recipient:
-    """A test address that is no contact: only its email is known."""
-    return Recipient(
-        TEST_CONTACT_ID,
-        ContactView(
-            email=address, name="", rating=0, stage="", state="", registered=None, variables={}
-        ),
+    return ContactView(
+        email=contact.address,
+        name=contact.name,
+        rating=contact.rating,
+        stage=contact.stage,
+        state=contact.state,
+        registered=registered,
+        variables=contact.variables,
     )

@@ -5,10 +5,10 @@ A campaign is a confirmed sender + a template + an audience (a stored filter,
 - `create(project, name, sender, template, audience, own_list=...)` checks
   everything first (the sender exists and is confirmed, the template exists,
   every list the filter names exists) and writes the campaign in one
-  transaction; `own_list(conn, project_id, campaign_name)` (a CSV import into
-  a list made for the campaign) runs inside that transaction, so a file that
-  fails to import leaves neither a list nor a campaign behind. The campaign's
-  own list joins the filter's lists.
+  transaction; `own_list(conn, project_id, list_name)` (a CSV import into a
+  list made for the campaign, named "campaign: NAME") runs inside that
+  transaction, so a file that fails to import leaves neither a list nor a
+  campaign behind. The campaign's own list joins the filter's lists.
 - `edit(id, ...)` and `delete(id)` act on drafts only; `copy(id, name)` makes a
   new draft from any campaign (sent ones included): same sender, template (or,
   when the template is gone, the content snapshot taken at launch), audience
@@ -21,9 +21,10 @@ Config keys: none.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
@@ -41,8 +42,9 @@ from postroom.rating.contacts import ContactError, project_id_of
 
 MAX_NAME_CHARS = 128
 
-OwnList = Callable[[Connection, int, str], int]
-"""(conn, project id, campaign name) → the id of a list made for the campaign."""
+OwnList = Callable[[Connection, int, str], None]
+"""(conn, project id, list name): fill the list made for the campaign (a CSV import)."""
+_MAX_LIST_NAME_TRIES = 100
 
 
 class CampaignError(Exception):
@@ -77,7 +79,7 @@ class Campaign:
             "state": self.state,
             "sender": self.sender,
             "template": self.template,
-            "audience": self.audience.as_json(),
+            "audience": json.loads(self.audience.to_json()),
             "list": self.list_name,
             "copied_from": self.copied_from,
             "created_at": self.created_at,
@@ -105,7 +107,10 @@ class Campaigns:
             template_id = _template_id(conn, project_id, project, template)
             list_id = None
             if own_list is not None:
-                list_id = own_list(conn, project_id, name)
+                list_name = _fresh_list_name(conn, project_id, f"campaign: {name}")
+                own_list(conn, project_id, list_name)
+                list_id = _list_id(conn, project_id, list_name)
+                audience = replace(audience, lists=(*audience.lists, list_name))
             _check_audience(conn, project_id, audience)
             now = time.time()
             return int(
@@ -277,6 +282,30 @@ def _template_id(conn: Connection, project_id: int, project: str, name: str) -> 
     if found is None:
         raise CampaignError(f"no template {name!r} in project {project!r}")
     return int(found)
+
+
+def _fresh_list_name(conn: Connection, project_id: int, base: str) -> str:
+    """`base`, or `base (2)`, `base (3)`, ...: a name no list of the project has."""
+    base = base[: MAX_NAME_CHARS - 8]
+    for attempt in range(1, _MAX_LIST_NAME_TRIES + 1):
+        name = base if attempt == 1 else f"{base} ({attempt})"
+        if _list_id_or_none(conn, project_id, name) is None:
+            return name
+    raise CampaignError(f"too many lists named like {base!r}: delete some")
+
+
+def _list_id(conn: Connection, project_id: int, name: str) -> int:
+    found = _list_id_or_none(conn, project_id, name)
+    if found is None:
+        raise CampaignError(f"the campaign's list {name!r} was not created")
+    return found
+
+
+def _list_id_or_none(conn: Connection, project_id: int, name: str) -> int | None:
+    found = conn.execute(
+        select(lists.c.id).where(lists.c.project_id == project_id, lists.c.name == name)
+    ).scalar()
+    return None if found is None else int(found)
 
 
 def _check_audience(conn: Connection, project_id: int, audience: AudienceFilter) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, select
 
-from postroom.db.models import campaign_sends, campaigns, contact_events, contacts, deliveries
+from postroom.db.models import campaign_sends, campaigns, contact_events, deliveries
 
 _OUTCOME_EVENTS = ("bounced", "complained")
 
@@ -120,12 +120,3 @@ def contact_history(conn: Connection, contact_id: int, address: str) -> ContactH
         if event.kind == "replied"
     ]
     return ContactHistory(address, sent, received)
-
-
-def contact_id_of(conn: Connection, project_id: int, address: str) -> int | None:
-    found = conn.execute(
-        select(contacts.c.id).where(
-            contacts.c.project_id == project_id, contacts.c.address == address
-        )
-    ).scalar()
-    return None if found is None else int(found)

@@ -101,7 +101,6 @@ def build_campaign_message(
     message["Date"] = format_datetime(datetime.fromtimestamp(date, UTC))
     message["Message-ID"] = _bracketed(_identifier(message_id, "message_id"))
     message["MIME-Version"] = "1.0"
-    message["List-Unsubscribe"] = f"<{unsubscribe.https}>, <mailto:{unsubscribe.mailto}>"
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["List-Id"] = _bracketed(_identifier(list_id, "list_id"))
     message["Feedback-ID"] = _identifier(feedback_id, "feedback_id")
@@ -111,7 +110,20 @@ def build_campaign_message(
         part = MIMEPart(policy=message.policy)  # a part has no MIME-Version of its own
         part.set_content(text, subtype=subtype, cte=_transfer_encoding(text))
         message.attach(part)
-    return message.as_bytes()
+    head, blank_line, body = message.as_bytes().partition(b"\r\n\r\n")
+    return head + _list_unsubscribe(unsubscribe) + blank_line + body
+
+
+def _list_unsubscribe(unsubscribe: UnsubscribeLinks) -> bytes:
+    """The List-Unsubscribe field, folded between its two URIs by hand. The email
+    package's folder turns a URI longer than a line (a mailto: on a long host name)
+    into an RFC 2047 encoded word, which no receiver decodes in this field (RFC 2369:
+    a list of URIs in angle brackets)."""
+    uris = (unsubscribe.https, f"mailto:{unsubscribe.mailto}")
+    for uri in uris:
+        if not uri.isascii() or any(char in uri for char in "<>\r\n \t"):
+            raise ValueError(f"not a URI for List-Unsubscribe: {uri!r}")
+    return f"\r\nList-Unsubscribe: <{uris[0]}>,\r\n <{uris[1]}>".encode("ascii")
 
 
 def campaign_list_id(project_name: str, campaign_id: int, domain: str) -> str:

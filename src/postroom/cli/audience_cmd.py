@@ -104,6 +104,11 @@ def dns_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _validator(config: Config, args: argparse.Namespace) -> Validator:
+    return validator_for(config, args.dns)
+
+
+def validator_for(config: Config, dns: bool | None) -> Validator:
+    """The one validator as configured; `dns` None follows `[addresses] dns`."""
     from postroom.campaign.addresses.model import ValidationPolicy
     from postroom.campaign.addresses.validator import Validator
     from postroom.core.dns import Resolver
@@ -112,7 +117,7 @@ def _validator(config: Config, args: argparse.Namespace) -> Validator:
     policy = ValidationPolicy(
         allow_quoted=settings.allow_quoted,
         allow_ip_literal=settings.allow_ip_literal,
-        dns=settings.dns if args.dns is None else args.dns,
+        dns=settings.dns if dns is None else dns,
         extra_disposable=frozenset(settings.disposable_domains),
         extra_roles=frozenset(settings.role_local_parts),
     )
@@ -198,56 +203,75 @@ def _template(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    import asyncio
+    from postroom.rating.bulk import import_contacts
+    from postroom.rating.contacts import ContactError, check_list_name
 
-    from postroom.campaign.csv_import import CsvError, read_contacts_csv
-    from postroom.config import load_config
-    from postroom.rating.bulk import ImportedContact, import_contacts
-    from postroom.rating.contacts import ContactError, Contacts, check_list_name, project_id_of
-    from postroom.rating.rules import Rules
-
-    config = load_config(args.config)
-    try:
-        parsed = read_contacts_csv(Path(args.file))
-    except CsvError as error:
-        raise CliError(str(error)) from None
-    contacts = Contacts(open_database(args.config), Rules(config.rating))
-    # Refused before validating: with DNS, a large file takes minutes to check.
-    try:
-        if args.list is not None:
+    if args.list is not None:
+        try:
             check_list_name(args.list)
-        with contacts.engine.connect() as conn:
-            project_id_of(conn, args.project)
-    except ContactError as error:
-        raise CliError(str(error)) from None
-    validator = _validator(config, args)
-    plan = asyncio.run(_plan(validator, parsed, args))
-    rows = [
-        ImportedContact(
-            address=address,
-            name=row.name,
-            variables=row.variables,
-            line=row.line,
-            stage=row.stage,
-            state=row.state,
-            channels=row.channels,
-            registered_at=row.registered_at,
-        )
-        for row, address in plan.to_import
-    ]
+        except ContactError as error:
+            raise CliError(str(error)) from None
+    prepared = PreparedImport(args, Path(args.file))
     try:
         created, existing = import_contacts(
-            contacts,
+            prepared.contacts,
             args.project,
-            rows,
+            prepared.rows,
             list_name=args.list,
-            detail=f"imported from {Path(args.file).name}",
+            detail=prepared.detail,
             dry_run=args.dry_run,
         )
     except ContactError as error:
         raise CliError(str(error)) from None
-    _report(args, parsed, plan, created, existing)
+    _report(args, prepared.parsed, prepared.plan, created, existing)
     return 0
+
+
+class PreparedImport:
+    """A CSV file read and validated, its rows ready to import (nothing written yet)."""
+
+    def __init__(self, args: argparse.Namespace, path: Path) -> None:
+        import asyncio
+
+        from postroom.campaign.csv_import import CsvError, read_contacts_csv
+        from postroom.config import load_config
+        from postroom.rating.bulk import ImportedContact
+        from postroom.rating.contacts import ContactError, Contacts, project_id_of
+        from postroom.rating.rules import Rules
+
+        config = load_config(args.config)
+        try:
+            self.parsed = read_contacts_csv(path)
+        except CsvError as error:
+            raise CliError(str(error)) from None
+        self.contacts = Contacts(open_database(args.config), Rules(config.rating))
+        # Refused before validating: with DNS, a large file takes minutes to check.
+        try:
+            with self.contacts.engine.connect() as conn:
+                project_id_of(conn, args.project)
+        except ContactError as error:
+            raise CliError(str(error)) from None
+        self.plan = asyncio.run(_plan(_validator(config, args), self.parsed, args))
+        self.detail = f"imported from {path.name}"
+        self.rows = [
+            ImportedContact(
+                address=address,
+                name=row.name,
+                variables=row.variables,
+                line=row.line,
+                stage=row.stage,
+                state=row.state,
+                channels=row.channels,
+                registered_at=row.registered_at,
+            )
+            for row, address in self.plan.to_import
+        ]
+
+
+def print_import_report(prepared: PreparedImport, path: Path, created: int, existing: int) -> None:
+    """The text report of `contact import` for an import made by another command."""
+    report_args = argparse.Namespace(file=str(path), dry_run=False, json=False)
+    _report(report_args, prepared.parsed, prepared.plan, created, existing)
 
 
 async def _plan(validator: Validator, parsed: ParsedCsv, args: argparse.Namespace) -> ImportPlan:

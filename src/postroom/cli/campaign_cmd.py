@@ -31,11 +31,13 @@ public_url, [bounce] domain, [rating] campaign_minimum, [addresses].
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from postroom.campaign.audience_flags import add_audience_arguments
 from postroom.cli import audience_cmd
 from postroom.cli.common import (
     CliError,
@@ -48,8 +50,9 @@ from postroom.cli.common import (
 from postroom.cli.table import print_table
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from sqlalchemy import Connection, Engine
 
+    from postroom.campaign.audience import AudienceFilter
     from postroom.campaign.compose import Composer
     from postroom.campaign.drafts import Campaign, Campaigns
     from postroom.config import Config
@@ -59,8 +62,6 @@ MAX_TEST_RECIPIENTS = 20
 
 
 def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from postroom.campaign.audience import add_audience_arguments
-
     actions = add_group(verbs, "campaign", "campaigns (mailings): drafts, audience, preview")
 
     create = add_action(actions, "create", "make a draft campaign; prints its id", _create)
@@ -76,7 +77,9 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     create.add_argument("--include-risky", action="store_true", help="with --csv: see import")
     audience_cmd.dns_options(create)
 
-    edit = add_action(actions, "edit", "change a draft (audience flags replace the filter)", _edit)
+    edit = add_action(
+        actions, "edit", "change a draft (audience flags given replace theirs)", _edit
+    )
     edit.add_argument("id", type=int, metavar="ID")
     edit.add_argument("--name", help="a new name")
     edit.add_argument("--sender", metavar="ADDRESS", help="another confirmed sender")
@@ -118,6 +121,14 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     test = add_action(actions, "test", "send test copies through the queue", _test)
     test.add_argument("id", type=int, metavar="ID")
     test.add_argument("--to", required=True, nargs="+", metavar="ADDRESS")
+    test.add_argument(
+        "--as",
+        dest="as_contact",
+        metavar="CONTACT",
+        help="fill the template with this contact's fields (default: the address's own when "
+        "it is a contact, else the audience's first recipient)",
+    )
+    audience_cmd.dns_options(test)
 
     resend = add_action(actions, "resend", "send a launched campaign again to one contact", _resend)
     resend.add_argument("id", type=int, metavar="ID")
@@ -141,11 +152,13 @@ def _campaigns(args: argparse.Namespace) -> Campaigns:
     return Campaigns(open_database(args.config))
 
 
-def _audience_filter(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _audience_filter(
+    args: argparse.Namespace, base: AudienceFilter | None = None
+) -> AudienceFilter:
     from postroom.campaign.audience import AudienceError, filter_from_args
 
     try:
-        return filter_from_args(args)
+        return filter_from_args(args, base)
     except AudienceError as error:
         raise CliError(str(error)) from None
 
@@ -154,37 +167,56 @@ def _create(args: argparse.Namespace) -> int:
     from postroom.campaign.drafts import CampaignError
 
     audience = _audience_filter(args)
-    own_list = _csv_list(args) if args.csv else None
+    csv = _CsvRecipients(args, Path(args.csv)) if args.csv else None
     try:
         campaign_id = _campaigns(args).create(
-            args.project, args.name, args.sender, args.template, audience, own_list
+            args.project, args.name, args.sender, args.template, audience, csv
         )
     except CampaignError as error:
         raise CliError(str(error)) from None
+    if csv is not None:
+        # With --json stdout holds only {"id": N}: the import report goes to stderr.
+        with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
+            csv.print_report()
     _print_id(args, campaign_id, f"created draft campaign {campaign_id}")
     return 0
 
 
-def _csv_list(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """The campaign's own list from --csv: the file is read and validated now (a bad
-    file is refused before anything is written); the rows go in with the campaign."""
-    from postroom.cli.audience_cmd import import_into
+class _CsvRecipients:
+    """`--csv FILE`: read and validated before anything is written (a bad file is
+    refused first); imported into the campaign's own list in its transaction."""
 
-    return import_into(args, Path(args.csv))
+    def __init__(self, args: argparse.Namespace, path: Path) -> None:
+        self.path = path
+        self.prepared = audience_cmd.PreparedImport(args, path)
+        self.counts = (0, 0)
+
+    def __call__(self, conn: Connection, project_id: int, list_name: str) -> None:
+        from postroom.rating.bulk import import_rows
+
+        self.counts = import_rows(
+            self.prepared.contacts,
+            conn,
+            project_id,
+            self.prepared.rows,
+            list_name=list_name,
+            detail=self.prepared.detail,
+        )
+
+    def print_report(self) -> None:
+        audience_cmd.print_import_report(self.prepared, self.path, *self.counts)
 
 
 def _edit(args: argparse.Namespace) -> int:
-    from postroom.campaign.audience import AudienceFilter
+    from postroom.campaign.audience_flags import flag_values
     from postroom.campaign.drafts import CampaignError
 
-    audience = _audience_filter(args)
+    campaigns = _campaigns(args)
+    current = _get(campaigns, args.id)
+    audience = _audience_filter(args, current.audience) if flag_values(args) else None
     try:
-        campaign = _campaigns(args).edit(
-            args.id,
-            name=args.name,
-            sender=args.sender,
-            template=args.template,
-            audience=None if audience == AudienceFilter() else audience,
+        campaign = campaigns.edit(
+            args.id, name=args.name, sender=args.sender, template=args.template, audience=audience
         )
     except CampaignError as error:
         raise CliError(str(error)) from None
@@ -265,12 +297,26 @@ def _print_campaign(campaign: Campaign, as_json: bool) -> None:
     print(f"  project   {campaign.project}")
     print(f"  sender    {campaign.sender_name} <{campaign.sender}>")
     print(f"  template  {campaign.template or '(content as launched)'}")
-    print(f"  audience  {campaign.audience.describe()}")
+    print(f"  audience  {_described(campaign.audience)}")
     if campaign.list_name:
         print(f"  own list  {campaign.list_name}")
     if campaign.copied_from:
         print(f"  copied from campaign {campaign.copied_from}")
     print(f"  created   {_when(campaign.created_at)}, updated {_when(campaign.updated_at)}")
+
+
+def _described(audience: AudienceFilter) -> str:
+    """The filter's conditions as the flags that give them."""
+    import json
+
+    stored = json.loads(audience.to_json())
+    conditions = [
+        f"{field}={' | '.join(map(str, value)) if isinstance(value, list) else value}"
+        for field, value in stored.items()
+        if value not in (None, []) and field != "variables"
+    ]
+    conditions += [str(condition) for condition in audience.variables]
+    return "; ".join(conditions) or "every contact of the project"
 
 
 def _when(moment: float) -> str:
@@ -281,8 +327,8 @@ def _when(moment: float) -> str:
 
 
 def _audience(args: argparse.Namespace) -> int:
-    from postroom.campaign.audience import AudienceError, audience_report, missing_variables
-    from postroom.campaign.compose import Composer
+    from postroom.campaign.audience import AudienceError
+    from postroom.campaign.audience_report import audience_report, missing_variables
     from postroom.campaign.drafts import CampaignError
     from postroom.config import load_config
 
@@ -290,12 +336,9 @@ def _audience(args: argparse.Namespace) -> int:
     engine = open_database(args.config)
     campaign = _get(_campaigns_on(engine), args.id)
     try:
+        validator = audience_cmd.validator_for(config, dns=False)
         report = audience_report(
-            engine,
-            campaign.project_id,
-            campaign.audience,
-            _report_validator(config),
-            config.rating,
+            engine, campaign.project_id, campaign.audience, validator, config.rating
         )
         names = sorted(_composer(engine, config).template(campaign).contact_variables())
         with engine.connect() as conn:
@@ -307,7 +350,7 @@ def _audience(args: argparse.Namespace) -> int:
         print_json({"id": campaign.id, **report.to_json(), "missing_variables": lacking})
         return 0
     print(f"campaign {campaign.id}: {campaign.name}")
-    for line in report.lines():
+    for line in report.text_lines():
         print(f"  {line}")
     for name, count in lacking.items():
         print(
@@ -315,10 +358,6 @@ def _audience(args: argparse.Namespace) -> int:
             f"(set it, or write {{{{ contact.{name} | default('...') }}}})"
         )
     return 0
-
-
-def _report_validator(config: Config):  # type: ignore[no-untyped-def]
-    return audience_cmd.validator_for(config, dns=False)
 
 
 def _campaigns_on(engine: Engine) -> Campaigns:
@@ -335,7 +374,7 @@ def _composer(engine: Engine, config: Config) -> Composer:
 
 
 def _preview(args: argparse.Namespace) -> int:
-    from postroom.campaign.compose import contact_recipient
+    from postroom.campaign.compose import Copy, contact_recipient
     from postroom.campaign.drafts import CampaignError
     from postroom.config import load_config
 
@@ -348,7 +387,7 @@ def _preview(args: argparse.Namespace) -> int:
     if recipient is None:
         raise CliError(f"no contact {address} in project {campaign.project!r}")
     try:
-        composed = _composer(engine, config).compose(campaign, recipient)
+        composed = _composer(engine, config).compose(campaign, Copy(address, recipient))
     except CampaignError as error:
         raise CliError(str(error)) from None
     data = composed.body if args.format == "eml" else _part(composed.body, args.format)
@@ -385,7 +424,7 @@ def _write(out: str | None, data: bytes) -> None:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from postroom.campaign.compose import contact_recipient, test_recipient
+    from postroom.campaign.compose import Copy, contact_recipient, first_recipient, nobody
     from postroom.config import load_config
 
     if len(args.to) > MAX_TEST_RECIPIENTS:
@@ -393,25 +432,42 @@ def _test(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     engine = open_database(args.config)
     campaign = _get(_campaigns_on(engine), args.id)
-    addresses = [audience_cmd.checked_address(args, text, accept_risky=True) for text in args.to]
+    addresses = audience_cmd.checked_addresses(args, args.to, accept_risky=True)
     with engine.connect() as conn:
-        recipients = [
-            contact_recipient(conn, campaign.project_id, address) or test_recipient(address)
+        if args.as_contact:
+            lender = contact_recipient(conn, campaign.project_id, _address(args.as_contact))
+            if lender is None:
+                raise CliError(
+                    f"--as: no contact {args.as_contact} in project {campaign.project!r}"
+                )
+        else:
+            validator = audience_cmd.validator_for(config, dns=False)
+            lender = first_recipient(conn, campaign, validator)
+        copies = [
+            Copy(
+                address,
+                contact_recipient(conn, campaign.project_id, address) or lender or nobody(address),
+                test=True,
+            )
+            if not args.as_contact
+            else Copy(address, lender, test=True)  # type: ignore[arg-type]
             for address in addresses
         ]
-    queue_ids = _queue(engine, config, campaign, recipients, "test", config.transactional_pool)
-    for address, queue_id in zip(addresses, queue_ids, strict=True):
+    queue_ids = _queue(engine, config, campaign, copies, "test", config.transactional_pool)
+    for copy, queue_id in zip(copies, queue_ids, strict=True):
         if args.json:
-            print_json({"recipient": address, "queue_id": queue_id})
+            print_json({"recipient": copy.to, "as": copy.contact.address, "queue_id": queue_id})
         else:
-            print(f"queued test copy to {address}: {queue_id}")
+            print(f"queued test copy to {copy.to} (as {copy.contact.address}): {queue_id}")
     return 0
 
 
 def _resend(args: argparse.Namespace) -> int:
-    from postroom.campaign.compose import contact_recipient
+    from postroom.campaign.compose import Copy, contact_recipient
     from postroom.config import load_config
     from postroom.db.models import CampaignState
+    from postroom.rating.contacts import ContactError, Contacts
+    from postroom.rating.rules import Rules
 
     config = load_config(args.config)
     engine = open_database(args.config)
@@ -422,15 +478,19 @@ def _resend(args: argparse.Namespace) -> int:
             "(campaign test sends a draft's copy)"
         )
     address = _address(args.contact)
+    try:
+        contact = Contacts(engine, Rules(config.rating)).contact(campaign.project, address)
+    except ContactError as error:
+        raise CliError(str(error)) from None
+    if contact.blocked:
+        raise CliError(f"contact {address} is blocked: campaigns skip it")
+    if contact.unsubscribed_at is not None:
+        raise CliError(f"contact {address} unsubscribed on {_when(contact.unsubscribed_at)}")
     with engine.connect() as conn:
         recipient = contact_recipient(conn, campaign.project_id, address)
-    if recipient is None:
-        raise CliError(f"no contact {address} in project {campaign.project!r}")
-    if recipient.blocked:
-        raise CliError(f"contact {address} is blocked: campaigns skip it")
-    if recipient.unsubscribed_at is not None:
-        raise CliError(f"contact {address} unsubscribed on {_when(recipient.unsubscribed_at)}")
-    (queue_id,) = _queue(engine, config, campaign, [recipient], "resend", config.default_pool)
+    assert recipient is not None  # the contact exists: Contacts.contact found it
+    copies = [Copy(address, recipient)]
+    (queue_id,) = _queue(engine, config, campaign, copies, "resend", config.default_pool)
     if args.json:
         print_json({"recipient": address, "queue_id": queue_id})
     else:
@@ -438,11 +498,11 @@ def _resend(args: argparse.Namespace) -> int:
     return 0
 
 
-def _queue(engine, config, campaign, recipients, kind: str, pool: str) -> list[str]:  # type: ignore[no-untyped-def]
+def _queue(engine, config, campaign, copies, kind: str, pool: str) -> list[str]:  # type: ignore[no-untyped-def]
     from postroom.campaign.drafts import CampaignError
 
     try:
-        return _composer(engine, config).queue(campaign, recipients, kind=kind, pool=pool)
+        return _composer(engine, config).queue(campaign, copies, kind=kind, pool=pool)
     except CampaignError as error:
         raise CliError(str(error)) from None
 
@@ -457,19 +517,16 @@ def _address(text: str) -> str:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from postroom.campaign.history import contact_history, contact_id_of
-    from postroom.rating.contacts import ContactError, project_id_of
+    from postroom.campaign.history import contact_history
+    from postroom.rating.contacts import ContactError, contact_id_of, project_id_of
 
     engine = open_database(args.config)
     address = _address(args.address)
     with engine.connect() as conn:
         try:
-            project_id = project_id_of(conn, args.project)
+            contact_id = contact_id_of(conn, project_id_of(conn, args.project), address)
         except ContactError as error:
             raise CliError(str(error)) from None
-        contact_id = contact_id_of(conn, project_id, address)
-        if contact_id is None:
-            raise CliError(f"no contact {address} in project {args.project!r}")
         history = contact_history(conn, contact_id, address)
     if args.json:
         print_json(

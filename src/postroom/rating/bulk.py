@@ -8,7 +8,8 @@ date (the import's time when the row has none) and a `created` event naming the
 file line; existing contacts keep their rating, name, fields and history.
 With `list_name`, every row's contact joins that list. The
 whole run is one transaction — a failure (or a crash) half-way imports nothing —
-and `dry_run` rolls it back after counting. Statements carry at most
+and `dry_run` rolls it back after counting; `import_rows` does the same inside
+the caller's transaction. Statements carry at most
 `INSERT_CHUNK_ROWS` rows, run as executemany of one compiled statement (which
 SQLAlchemy sends as multi-row INSERTs), so 100,000 rows are a few hundred
 round trips, not 100,000.
@@ -60,10 +61,7 @@ def import_contacts(
         transaction = conn.begin()
         try:
             project_id = project_id_of(conn, project)
-            created = _insert_new(store, conn, project_id, rows, detail)
-            if list_name is not None:
-                ids = _contact_ids(conn, project_id, [row.address for row in rows])
-                join_list_many(conn, project_id, list_name, ids)
+            counts = import_rows(store, conn, project_id, rows, list_name=list_name, detail=detail)
         except BaseException:
             transaction.rollback()
             raise
@@ -71,6 +69,24 @@ def import_contacts(
             transaction.rollback()
         else:
             transaction.commit()
+    return counts
+
+
+def import_rows(
+    store: Contacts,
+    conn: Connection,
+    project_id: int,
+    rows: Sequence[ImportedContact],
+    *,
+    list_name: str | None,
+    detail: str,
+) -> tuple[int, int]:
+    """`import_contacts` inside the caller's transaction (a campaign made from a CSV
+    file imports its recipients with the campaign)."""
+    created = _insert_new(store, conn, project_id, rows, detail)
+    if list_name is not None:
+        ids = _contact_ids(conn, project_id, [row.address for row in rows])
+        join_list_many(conn, project_id, list_name, ids)
     return created, len({row.address.lower() for row in rows}) - created
 
 
@@ -81,7 +97,9 @@ def _insert_new(
     rows: Sequence[ImportedContact],
     detail: str,
 ) -> int:
-    by_address = {row.address.lower(): row for row in reversed(rows)}  # first row wins
+    by_address: dict[str, ImportedContact] = {}
+    for row in rows:  # the first row wins; contacts are created in file order
+        by_address.setdefault(row.address.lower(), row)
     new = [
         NewContact(
             project_id,

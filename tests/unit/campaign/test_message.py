@@ -10,6 +10,7 @@ from tests.fakes.campaign_mail import SHOP_URL, eml, links, rendered
 
 from postroom.campaign.message import build_campaign_message, finished_content
 from postroom.campaign.render import RenderedContent
+from postroom.campaign.unsubscribe import UnsubscribeLinks
 
 
 def parsed(data: bytes) -> EmailMessage:
@@ -47,6 +48,24 @@ def test_the_headers_of_a_campaign_message() -> None:
     assert message.get_content_type() == "multipart/alternative"
     parts = [part.get_content_type() for part in message.iter_parts()]
     assert parts == ["text/plain", "text/html"]
+
+
+def test_list_unsubscribe_carries_its_uris_as_written_even_on_a_long_host() -> None:
+    # A mailto: longer than a folded line stays a URI on the wire: a receiver reads
+    # RFC 2369's <URI> list literally, it never decodes an RFC 2047 word there.
+    token = "a" * 39
+    long_links = UnsubscribeLinks(
+        https=f"https://links.a-rather-long-public-host-name.example.test/u/{token}",
+        mailto=f"unsubscribe+{token}@bounces.a-rather-long-appliance-host-name.example.test",
+    )
+    data = build(rendered(), unsubscribe=long_links)
+    assert (
+        f"\r\nList-Unsubscribe: <{long_links.https}>,\r\n <mailto:{long_links.mailto}>\r\n".encode()
+        in data
+    )
+    header_block = data.partition(b"\r\n\r\n")[0]
+    unsubscribe_field = header_block.partition(b"\r\nList-Unsubscribe:")[2]
+    assert b"=?" not in unsubscribe_field
 
 
 def test_non_ascii_subject_and_display_name_are_rfc_2047_words() -> None:
