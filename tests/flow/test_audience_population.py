@@ -25,10 +25,10 @@ from postroom.campaign.addresses import ValidationPolicy, Validator
 from postroom.campaign.audience import (
     AudienceError,
     AudienceFilter,
-    add_audience_arguments,
     audience_query,
     filter_from_args,
 )
+from postroom.campaign.audience_flags import add_audience_arguments
 from postroom.campaign.audience_report import (
     audience_report,
     count_matched,

@@ -9,13 +9,12 @@ import argparse
 import pytest
 
 from postroom.campaign.audience import (
-    OPERATORS,
     AudienceError,
     AudienceFilter,
     VarCondition,
-    add_audience_arguments,
     filter_from_args,
 )
+from postroom.campaign.audience_flags import OPERATORS, add_audience_arguments
 
 
 def parse(*argv: str, base: AudienceFilter | None = None) -> AudienceFilter:
