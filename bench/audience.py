@@ -14,8 +14,16 @@ the contacts):
 - list: every matched row, from one query read in batches (SQL only);
 - recipients: `recipients()`, the producer's stream (validator, dedupe).
 Prints the population build time and each figure's median. PostgreSQL is a
-throwaway cluster started like the tests' (`tests/peers/postgres.py`). No peer
-exists for this, so there is no ratio.
+throwaway cluster started like the tests' (`tests/peers/postgres.py`).
+
+Previews (`--previews N`, default 2,000; `--only previews` runs only them): the
+per-message cost of what `campaign preview` and the producer do for each
+contact, the tests' newsletter (personalisation, CSS to inline, two buttons,
+one of them a channel), an RSA-2048 DKIM key: render
+(Jinja sandbox, buttons, derived text), MIME build (CSS inlined, footer,
+headers, QP/base64 parts), DKIM (parse, canonicalise, sign). Prints the median
+µs per message of each step over R runs and the previews per second of one
+core. No peer exists for any of this, so there is no ratio.
 """
 
 from __future__ import annotations
@@ -151,13 +159,70 @@ def stream_recipients(engine: Engine, project_id: int) -> int:
         return sum(len(batch) for batch in recipients(conn, project_id, AUDIENCE, validator))
 
 
-# Render + sign previews per second (the lead adds it): a function of (engine, project_id)
-# returning a figure, appended to MEASURES, runs with the others.
 MEASURES: list[tuple[str, Callable[[Engine, int], int]]] = [
     ("count", count),
     ("list", list_matched),
     ("recipients", stream_recipients),
 ]
+
+
+def previews(count: int, repeat: int) -> None:
+    """The tests' newsletter (tests/fakes/campaign_mail.py: a non-ASCII subject, two
+    variables, CSS to inline, two buttons, one a channel) for `count` contacts."""
+    from tests.fakes.campaign_mail import context, links, newsletter
+
+    from postroom.campaign.message import (
+        build_campaign_message,
+        campaign_feedback_id,
+        campaign_list_id,
+    )
+    from postroom.campaign.render import compile_template
+    from postroom.mailbox.dkim_keys import KeyAlgorithm, generate_key
+    from postroom.mta.signing.dkim import SigningKey, load_private_key, parse_message, sign_headers
+
+    template = compile_template(newsletter())
+    generated = generate_key(KeyAlgorithm.RSA)
+    private = load_private_key(KeyAlgorithm.RSA, generated.private_pem)
+    key = SigningKey("shop.test", "s1", KeyAlgorithm.RSA, private)
+    rng = random.Random(3)
+    contexts = [
+        context(rng.choice(("Ann", "Zoë", "Jürgen", "Ольга")), rng.choice(CITIES))
+        for _ in range(count)
+    ]
+    steps: dict[str, list[float]] = {"render": [], "mime": [], "dkim": []}
+    for _ in range(repeat):
+        spent = dict.fromkeys(steps, 0.0)
+        for index, each in enumerate(contexts):
+            started = time.perf_counter()
+            rendered = template.render(each)
+            built = time.perf_counter()
+            message = build_campaign_message(
+                rendered,
+                from_name=each.sender.name,
+                from_address=each.sender.address,
+                to_address=each.contact.email,
+                message_id=f"<{index}.c42@shop.test>",
+                date=time.time(),
+                unsubscribe=links(contact_id=index + 1),
+                list_id=campaign_list_id("acme", 42, "shop.test"),
+                feedback_id=campaign_feedback_id(1, 42),
+            )
+            signing = time.perf_counter()
+            headers, body = parse_message(message)
+            sign_headers(headers, body, [key])
+            done = time.perf_counter()
+            spent["render"] += built - started
+            spent["mime"] += signing - built
+            spent["dkim"] += done - signing
+        for step, seconds in spent.items():
+            steps[step].append(seconds / count * 1e6)
+    medians = {step: statistics.median(values) for step, values in steps.items()}
+    total = sum(medians.values())
+    print(
+        f"previews: {count:,} messages x {repeat}: render {medians['render']:.0f} µs, "
+        f"MIME build {medians['mime']:.0f} µs, DKIM {medians['dkim']:.0f} µs per message "
+        f"(medians) → {1e6 / total:,.0f} previews/s on one core"
+    )
 
 
 def bench(name: str, url: str, contacts_count: int, repeat: int) -> None:
@@ -191,8 +256,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", choices=("sqlite", "postgresql"))
+    parser.add_argument("--only", choices=("sqlite", "postgresql", "previews"))
+    parser.add_argument("--previews", type=int, default=2000, help="messages per run")
     args = parser.parse_args()
+    if args.only in (None, "previews"):
+        previews(args.previews, args.repeat)
     if args.only in (None, "sqlite"):
         with tempfile.TemporaryDirectory(prefix="postroom-audience-bench-") as directory:
             bench("sqlite", f"sqlite:///{directory}/bench.db", args.contacts, args.repeat)

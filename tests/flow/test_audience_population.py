@@ -26,15 +26,14 @@ from postroom.campaign.audience import (
     AudienceError,
     AudienceFilter,
     audience_query,
-    filter_from_args,
 )
-from postroom.campaign.audience_flags import add_audience_arguments
 from postroom.campaign.audience_report import (
     audience_report,
     count_matched,
     missing_variables,
     recipients,
 )
+from postroom.cli.audience_flags import add_audience_arguments, filter_from_args
 from postroom.config.schema import RatingConfig
 from postroom.db.engine import make_engine
 from postroom.db.migrate import upgrade

@@ -21,9 +21,9 @@ contact of the project):
 `to_json()` / `from_json(text)` are the form stored in `campaigns.audience`;
 `from_json` checks everything as the flags are checked (`AudienceError`).
 
-CLI glue for `campaign create|edit`: the flags (`audience_flags.py`, light
-enough for the CLI's parser) and `filter_from_args(args, base=None)`; a flag
-that does not parse is one `AudienceError` line naming the flag and its value.
+`filter_from_values(values, labels, base)` checks raw values (the CLI's flags:
+`postroom.cli.audience_flags`); one that does not parse is one `AudienceError`
+line naming the flag (its label) and the value.
 
 `audience_query(conn, project_id, audience)` is ONE SQLAlchemy Core SELECT of
 `RECIPIENT_COLUMNS` (EXISTS / NOT EXISTS over list_members, contact_channels
@@ -38,7 +38,6 @@ Untrusted input: flag values and stored JSON (bounded: `MAX_CONDITIONS`,
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from collections.abc import Iterable
@@ -48,7 +47,6 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, exists, func, not_, select
 from sqlalchemy.engine import Connection
 
-from postroom.campaign.audience_flags import FLAGS, OPERATORS, flag_values
 from postroom.campaign.contact_fields import (
     DATE_FORMS,
     check_channel,
@@ -73,6 +71,7 @@ RECIPIENT_COLUMNS = (
     contacts.c.registered_at,
     contacts.c.variables,
 )
+OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "contains", "exists")
 _SYMBOLS = re.compile(r"[<>=!]+")
 _WORD_OPERATOR = re.compile(r"\s(contains|exists)(?=\s|$)", re.IGNORECASE)
 _ORDERING = ("<", "<=", ">", ">=")
@@ -216,26 +215,27 @@ def _stored_condition(item: object) -> VarCondition:
         raise AudienceError(f"stored audience: variables {name!r}: {error}") from None
 
 
-def filter_from_args(
-    args: argparse.Namespace, base: AudienceFilter | None = None
+def filter_from_values(
+    values: dict[str, Any], labels: dict[str, str], base: AudienceFilter | None = None
 ) -> AudienceFilter:
-    """The filter the flags describe; with `base` (`campaign edit`), the flags given
-    replace those fields of `base` and the others stay. AudienceError naming the flag."""
-    values = flag_values(args)
-    checked = _checked_filter(values, "", flags=True)
+    """The filter of raw flag values (by field; `labels` names each field's flag in
+    errors); with `base`, they replace those fields of `base` and the others stay."""
+    checked = _checked_filter(values, "", labels=labels)
     if base is None:
         return checked
     return replace(base, **{name: getattr(checked, name) for name in values})
 
 
-def _checked_filter(values: dict[str, Any], prefix: str, *, flags: bool = False) -> AudienceFilter:
+def _checked_filter(
+    values: dict[str, Any], prefix: str, *, labels: dict[str, str] | None = None
+) -> AudienceFilter:
     """An AudienceFilter from raw values (strings, lists of strings), each checked;
     AudienceError `PREFIX--flag 'value': why` (or `PREFIX key ...` for stored JSON)."""
     checked: dict[str, Any] = {}
     for field_name, raw in values.items():
         if raw is None:
             continue
-        label = FLAGS[field_name][0] if flags else field_name
+        label = labels[field_name] if labels else field_name
         items = [raw] if isinstance(raw, str | int) else list(raw)
         if len(items) > MAX_CONDITIONS:
             raise AudienceError(f"{prefix}{label}: at most {MAX_CONDITIONS} values")
@@ -386,6 +386,6 @@ def _comparable(value: str) -> tuple[float, float] | None:
 
 def _span(value: str) -> tuple[float, float]:
     span = moment_span(value)
-    if span is None:  # from_json and filter_from_args checked it
+    if span is None:  # from_json and filter_from_values checked it
         raise AudienceError(f"{value!r} is not a date (expected {DATE_FORMS})")
     return span

@@ -37,8 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from postroom.campaign.audience_flags import add_audience_arguments
 from postroom.cli import audience_cmd
+from postroom.cli.audience_flags import add_audience_arguments
 from postroom.cli.common import (
     CliError,
     add_action,
@@ -80,30 +80,30 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     edit = add_action(
         actions, "edit", "change a draft (audience flags given replace theirs)", _edit
     )
-    edit.add_argument("id", type=int, metavar="ID")
+    edit.add_argument("id", type=int, metavar="ID", help="the draft's id")
     edit.add_argument("--name", help="a new name")
     edit.add_argument("--sender", metavar="ADDRESS", help="another confirmed sender")
     edit.add_argument("--template", metavar="NAME", help="another template")
     add_audience_arguments(edit)
 
     show = add_action(actions, "show", "a campaign's settings", _show)
-    show.add_argument("id", type=int, metavar="ID")
+    show.add_argument("id", type=int, metavar="ID", help="the campaign's id")
 
     listing = add_action(actions, "list", "a project's campaigns", _list)
-    listing.add_argument("--project", required=True, metavar="NAME")
+    listing.add_argument("--project", required=True, metavar="NAME", help="their project")
     listing.add_argument("--state", metavar="STATE", help="only campaigns in this state")
 
     remove = add_action(actions, "delete", "delete a draft", _delete)
-    remove.add_argument("id", type=int, metavar="ID")
+    remove.add_argument("id", type=int, metavar="ID", help="the draft's id")
 
     copy = add_action(actions, "copy", "a new draft from any campaign; prints its id", _copy)
-    copy.add_argument("id", type=int, metavar="ID")
+    copy.add_argument("id", type=int, metavar="ID", help="the campaign to copy")
     copy.add_argument("--name", help="the copy's name (default: Copy of NAME)")
 
     audience = add_action(
         actions, "audience", "who would get it, who is skipped and why", _audience
     )
-    audience.add_argument("id", type=int, metavar="ID")
+    audience.add_argument("id", type=int, metavar="ID", help="the campaign's id")
 
     preview = actions.add_parser(
         "preview",
@@ -112,15 +112,24 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "HTML or text part",
     )
     add_config_option(preview)
-    preview.add_argument("id", type=int, metavar="ID")
-    preview.add_argument("--contact", required=True, metavar="ADDRESS")
-    preview.add_argument("--format", choices=PREVIEW_FORMATS, default="eml")
+    preview.add_argument("id", type=int, metavar="ID", help="the campaign's id")
+    preview.add_argument(
+        "--contact", required=True, metavar="ADDRESS", help="a contact of the project"
+    )
+    preview.add_argument(
+        "--format",
+        choices=PREVIEW_FORMATS,
+        default="eml",
+        help="eml: the whole signed message (default); html or text: that part, decoded",
+    )
     preview.add_argument("--out", metavar="FILE", help="write there (default: stdout)")
     preview.set_defaults(handler=_preview)
 
     test = add_action(actions, "test", "send test copies through the queue", _test)
-    test.add_argument("id", type=int, metavar="ID")
-    test.add_argument("--to", required=True, nargs="+", metavar="ADDRESS")
+    test.add_argument("id", type=int, metavar="ID", help="the campaign's id")
+    test.add_argument(
+        "--to", required=True, nargs="+", metavar="ADDRESS", help="where the copies go"
+    )
     test.add_argument(
         "--as",
         dest="as_contact",
@@ -131,16 +140,18 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     audience_cmd.dns_options(test)
 
     resend = add_action(actions, "resend", "send a launched campaign again to one contact", _resend)
-    resend.add_argument("id", type=int, metavar="ID")
-    resend.add_argument("--contact", required=True, metavar="ADDRESS")
+    resend.add_argument("id", type=int, metavar="ID", help="a launched campaign's id")
+    resend.add_argument(
+        "--contact", required=True, metavar="ADDRESS", help="the contact to send it to"
+    )
 
 
 def register_contact_verbs(actions: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     history = add_action(
         actions, "history", "what the project sent the contact, and what it sent", _history
     )
-    history.add_argument("address", metavar="ADDRESS")
-    history.add_argument("--project", required=True, metavar="NAME")
+    history.add_argument("address", metavar="ADDRESS", help="the contact's address")
+    history.add_argument("--project", required=True, metavar="NAME", help="its project")
 
 
 # -- drafts --------------------------------------------------------------------------
@@ -155,7 +166,8 @@ def _campaigns(args: argparse.Namespace) -> Campaigns:
 def _audience_filter(
     args: argparse.Namespace, base: AudienceFilter | None = None
 ) -> AudienceFilter:
-    from postroom.campaign.audience import AudienceError, filter_from_args
+    from postroom.campaign.audience import AudienceError
+    from postroom.cli.audience_flags import filter_from_args
 
     try:
         return filter_from_args(args, base)
@@ -208,8 +220,8 @@ class _CsvRecipients:
 
 
 def _edit(args: argparse.Namespace) -> int:
-    from postroom.campaign.audience_flags import flag_values
     from postroom.campaign.drafts import CampaignError
+    from postroom.cli.audience_flags import flag_values
 
     campaigns = _campaigns(args)
     current = _get(campaigns, args.id)
@@ -434,25 +446,20 @@ def _test(args: argparse.Namespace) -> int:
     campaign = _get(_campaigns_on(engine), args.id)
     addresses = audience_cmd.checked_addresses(args, args.to, accept_risky=True)
     with engine.connect() as conn:
+        # Whose fields fill each copy: --as, else the address's own contact, else the
+        # audience's first recipient, else the address alone.
         if args.as_contact:
-            lender = contact_recipient(conn, campaign.project_id, _address(args.as_contact))
-            if lender is None:
+            fallback = contact_recipient(conn, campaign.project_id, _address(args.as_contact))
+            if fallback is None:
                 raise CliError(
                     f"--as: no contact {args.as_contact} in project {campaign.project!r}"
                 )
         else:
-            validator = audience_cmd.validator_for(config, dns=False)
-            lender = first_recipient(conn, campaign, validator)
-        copies = [
-            Copy(
-                address,
-                contact_recipient(conn, campaign.project_id, address) or lender or nobody(address),
-                test=True,
-            )
-            if not args.as_contact
-            else Copy(address, lender, test=True)  # type: ignore[arg-type]
-            for address in addresses
-        ]
+            fallback = first_recipient(conn, campaign, audience_cmd.validator_for(config, False))
+        copies = []
+        for address in addresses:
+            own = None if args.as_contact else contact_recipient(conn, campaign.project_id, address)
+            copies.append(Copy(address, own or fallback or nobody(address), test=True))
     queue_ids = _queue(engine, config, campaign, copies, "test", config.transactional_pool)
     for copy, queue_id in zip(copies, queue_ids, strict=True):
         if args.json:

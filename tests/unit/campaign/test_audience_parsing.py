@@ -9,12 +9,12 @@ import argparse
 import pytest
 
 from postroom.campaign.audience import (
+    OPERATORS,
     AudienceError,
     AudienceFilter,
     VarCondition,
-    filter_from_args,
 )
-from postroom.campaign.audience_flags import OPERATORS, add_audience_arguments
+from postroom.cli.audience_flags import OPERATORS_TEXT, add_audience_arguments, filter_from_args
 
 
 def parse(*argv: str, base: AudienceFilter | None = None) -> AudienceFilter:
@@ -130,3 +130,7 @@ def test_edit_replaces_only_the_flags_given() -> None:
     assert edited.stages == ("lead",) and edited.min_rating == 5
     assert [str(condition) for condition in edited.variables] == ["age > 1"]
     assert parse(base=stored) == stored
+
+
+def test_the_help_text_names_every_operator_the_parser_knows() -> None:
+    assert OPERATORS_TEXT.split() == list(OPERATORS)

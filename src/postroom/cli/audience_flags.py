@@ -1,20 +1,25 @@
-"""The audience flags of `campaign create|edit` (ARCHITECTURE.md), without SQLAlchemy.
+"""The audience flags of `campaign create|edit` (ARCHITECTURE.md).
 
 `add_audience_arguments(parser)` adds `--list L` (repeatable), `--exclude-list L`,
 `--stage S`, `--state S`, `--channel C`, `--var 'NAME OP VALUE'`,
 `--registered-after DATE`, `--registered-before DATE`, `--min-rating N` (all
-ANDed; a repeated flag means "any of"); `flag_values(args)` gives the raw
-values of the flags given, by `AudienceFilter` field, for
-`audience.filter_from_args` to check. This module stays light: the CLI builds
-its parser on every start.
+ANDed; a repeated flag means "any of"). `flag_values(args)` gives the raw values
+of the flags given, by `AudienceFilter` field; `filter_from_args(args, base)`
+the checked filter (`postroom.campaign.audience.filter_from_values`), where a
+value that does not parse is one `AudienceError` line naming its flag. The CLI
+builds its parser on every start: this module imports no other package.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "contains", "exists")
+if TYPE_CHECKING:
+    from postroom.campaign.audience import AudienceFilter
+
+# `audience.OPERATORS` as the help text shows it (a test keeps the two equal).
+OPERATORS_TEXT = "= != < <= > >= contains exists"
 
 FLAGS = {  # field → (flag, dest)
     "lists": ("--list", "audience_lists"),
@@ -40,7 +45,7 @@ def add_audience_arguments(parser: argparse.ArgumentParser) -> None:
         "channels": ("C", "connected on this channel (repeatable: any of them)"),
         "variables": (
             "'NAME OP VALUE'",
-            f"a variable condition, OP one of {' '.join(OPERATORS)} (repeatable)",
+            f"a variable condition, OP one of {OPERATORS_TEXT} (repeatable)",
         ),
         "registered_after": ("DATE", "registered on or after DATE"),
         "registered_before": ("DATE", "registered before DATE"),
@@ -66,3 +71,14 @@ def flag_values(args: argparse.Namespace) -> dict[str, Any]:
         if value is not None:
             values[field_name] = value
     return values
+
+
+def filter_from_args(
+    args: argparse.Namespace, base: AudienceFilter | None = None
+) -> AudienceFilter:
+    """The filter the flags describe; with `base` (`campaign edit`), the flags given
+    replace those fields of `base` and the others stay."""
+    from postroom.campaign.audience import filter_from_values
+
+    labels = {field_name: flag for field_name, (flag, _dest) in FLAGS.items()}
+    return filter_from_values(flag_values(args), labels, base)
