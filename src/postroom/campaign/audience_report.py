@@ -65,6 +65,8 @@ class Recipient:
     state: str
     registered_at: float | None
     variables: dict[str, str]
+    blocked: bool = False  # always False in the recipients' stream (skipped)
+    unsubscribed_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -243,6 +245,8 @@ def recipient_from_row(row: Any) -> Recipient:
         state=row.state,
         registered_at=row.registered_at,
         variables=json.loads(row.variables or "{}"),
+        blocked=bool(row.blocked),
+        unsubscribed_at=row.unsubscribed_at,
     )
 
 

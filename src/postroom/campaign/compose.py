@@ -10,14 +10,13 @@ List-Unsubscribe, List-Id, Feedback-ID, ...); and the DKIM signature the
 queue would add (`Outbox.sign`), so a preview is byte for byte what is queued
 (but for its Date and Message-ID, made fresh per message).
 
-`compose(campaign, contact, to=..., test=...)` refuses (a `CampaignError`, one
-line) an undefined variable naming it and the contact, never a half message.
-A test copy goes to another address with a contact's fields (any contact, or
-the audience's first recipient: `first_recipient`), marked in its subject, and
-its unsubscribe link names no contact (contact id 0), so trying the link in a
-test copy unsubscribes nobody. `queue(campaign, copies, kind, pool)` composes
-every message, then queues them (test copies, resends) with a `campaign_sends`
-row each in one transaction.
+`compose(campaign, copy)` (a `Copy`: where it goes, whose fields fill it)
+refuses (a `CampaignError`, one line) an undefined variable naming it and the
+contact, never a half message. A test copy may go to another address with a
+contact's fields; it is marked in its subject and its unsubscribe link names no
+contact (contact id 0), so trying the link in a test copy unsubscribes nobody.
+`queue(campaign, copies, kind, pool)` composes every message, then queues them
+(test copies, resends) with a `campaign_sends` row each in one transaction.
 
 Config keys: [http] public_url, [bounce] domain (links), [secrets] key_file.
 """
@@ -32,9 +31,8 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, insert, select
 
-from postroom.campaign.addresses.validator import Validator
 from postroom.campaign.audience import RECIPIENT_COLUMNS
-from postroom.campaign.audience_report import Recipient, recipient_from_row, recipients
+from postroom.campaign.audience_report import Recipient, recipient_from_row
 from postroom.campaign.channels import project_view
 from postroom.campaign.drafts import Campaign, CampaignError
 from postroom.campaign.message import (
@@ -136,20 +134,25 @@ class Composer:
         token_contact = TEST_CONTACT_ID if copy.test else contact.contact_id
         token = self.tokens.make(campaign.project_id, token_contact, campaign.id)
         domain = campaign.sender.rpartition("@")[2]
-        body = build_campaign_message(
-            rendered,
-            from_name=campaign.sender_name,
-            from_address=campaign.sender,
-            to_address=copy.to,
-            message_id=f"<{secrets.token_hex(12)}.c{campaign.id}@{domain}>",
-            date=time.time(),
-            unsubscribe=unsubscribe_links(self.config, token),
-            list_id=campaign_list_id(campaign.project, campaign.id, domain),
-            feedback_id=campaign_feedback_id(campaign.project_id, campaign.id),
-            test=copy.test,
-        )
+        try:
+            body = build_campaign_message(
+                rendered,
+                from_name=campaign.sender_name,
+                from_address=campaign.sender,
+                to_address=copy.to,
+                message_id=f"<{secrets.token_hex(12)}.c{campaign.id}@{domain}>",
+                date=time.time(),
+                unsubscribe=unsubscribe_links(self.config, token),
+                list_id=campaign_list_id(campaign.project, campaign.id, domain),
+                feedback_id=campaign_feedback_id(campaign.project_id, campaign.id),
+                test=copy.test,
+            )
+        except ValueError as error:  # an address or identifier the message cannot carry
+            raise CampaignError(
+                f"campaign {campaign.id}, contact {contact.address}: {error}"
+            ) from None
         subject = f"[TEST] {rendered.subject}" if copy.test else rendered.subject
-        return Composed(copy, subject, self.outbox.sign(body))
+        return Composed(copy, subject, self.outbox.sign(body, campaign.project_id))
 
     def queue(self, campaign: Campaign, copies: list[Copy], *, kind: str, pool: str) -> list[str]:
         """Compose every message first (a refusal queues nothing), then queue them all
@@ -164,6 +167,7 @@ class Composer:
                     body=message.body,
                     pool=pool,
                     origin=MessageOrigin.CAMPAIGN,
+                    project_id=campaign.project_id,
                     conn=conn,
                     already_signed=True,
                 )
@@ -190,17 +194,6 @@ def contact_recipient(conn: Connection, project_id: int, address: str) -> Recipi
         )
     ).first()
     return None if row is None else recipient_from_row(row)
-
-
-def first_recipient(conn: Connection, campaign: Campaign, validator: Validator) -> Recipient | None:
-    """The audience's first recipient (lowest contact id), None for an empty audience."""
-    batches = recipients(conn, campaign.project_id, campaign.audience, validator, batch_rows=1)
-    try:
-        return next(batches)[0]
-    except StopIteration:
-        return None
-    finally:
-        batches.close()
 
 
 def nobody(address: str) -> Recipient:

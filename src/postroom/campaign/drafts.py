@@ -9,7 +9,9 @@ A campaign is a confirmed sender + a template + an audience (a stored filter,
   list made for the campaign, named "campaign: NAME") runs inside that
   transaction, so a file that fails to import leaves neither a list nor a
   campaign behind. The campaign's own list joins the filter's lists.
-- `edit(id, ...)` and `delete(id)` act on drafts only; `copy(id, name)` makes a
+- `edit(id, ...)` and `delete(id)` act on drafts only (a new audience keeps the
+  campaign's own list; a deleted draft takes its own list along unless a copy
+  uses it); `copy(id, name)` makes a
   new draft from any campaign (sent ones included): same sender, template (or,
   when the template is gone, the content snapshot taken at launch), audience
   and own list.
@@ -150,15 +152,25 @@ class Campaigns:
                     conn, current.project_id, current.project, template
                 )
             if audience is not None:
+                if current.list_name and current.list_name not in audience.lists:
+                    # The campaign's own list (its CSV recipients) stays in the audience.
+                    audience = replace(audience, lists=(*audience.lists, current.list_name))
                 _check_audience(conn, current.project_id, audience)
                 values["audience"] = audience.to_json()
             conn.execute(update(campaigns).where(campaigns.c.id == campaign_id).values(**values))
         return self.get(campaign_id)
 
     def delete(self, campaign_id: int) -> None:
+        """Delete a draft, and its own list when no other campaign (a copy) uses it."""
         with self.engine.begin() as conn:
-            _draft(conn, campaign_id, "delete")
+            draft = _draft(conn, campaign_id, "delete")
             conn.execute(delete(campaigns).where(campaigns.c.id == campaign_id))
+            if draft.list_id is not None:
+                shared = conn.execute(
+                    select(campaigns.c.id).where(campaigns.c.list_id == draft.list_id).limit(1)
+                ).first()
+                if shared is None:
+                    conn.execute(delete(lists).where(lists.c.id == draft.list_id))
 
     def copy(self, campaign_id: int, name: str | None = None) -> int:
         with self.engine.begin() as conn:
@@ -221,6 +233,10 @@ def _joined():  # type: ignore[no-untyped-def]
 
 
 def _campaign(row) -> Campaign:  # type: ignore[no-untyped-def]
+    try:
+        audience = AudienceFilter.from_json(row.audience)
+    except AudienceError as error:
+        raise CampaignError(f"campaign {row.id}: {error}") from None
     return Campaign(
         id=row.id,
         project_id=row.project_id,
@@ -232,7 +248,7 @@ def _campaign(row) -> Campaign:  # type: ignore[no-untyped-def]
         sender_name=row.sender_name,
         template_id=row.template_id,
         template=row.template_name,
-        audience=AudienceFilter.from_json(row.audience),
+        audience=audience,
         list_id=row.list_id,
         list_name=row.list_name,
         content=row.content,
@@ -258,6 +274,8 @@ def _checked_name(name: str) -> str:
         raise CampaignError("a campaign needs a name")
     if len(name) > MAX_NAME_CHARS:
         raise CampaignError(f"campaign name longer than {MAX_NAME_CHARS} characters")
+    if not name.isprintable():
+        raise CampaignError(f"campaign name {name!r}: no control characters")
     return name
 
 

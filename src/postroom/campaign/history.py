@@ -1,12 +1,12 @@
 """A contact's history: what the project sent it, and what it sent us.
 
-`contact_history(conn, project_id, address)` lists, oldest first:
+`contact_history(conn, contact_id, address)` lists, oldest first:
 - sent: every campaign message (`campaign_sends`: the campaign itself, test
   copies, resends) with its campaign, subject, time and outcome — the delivery's
   state and last reply while the queue keeps it (`[delivery] history`), else the
   rating event the outcome caused (bounced, complained), else "unknown";
 - received: the mail it sent to the project's mailboxes (`replied` events).
-Everything is read for this project only.
+A contact belongs to one project: its id is the project's own.
 
 Config keys: none.
 """

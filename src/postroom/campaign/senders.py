@@ -16,7 +16,8 @@
   are spent, is refused until `resend_code` issues a new one (new expiry, tries
   reset). Without `project`, the one unconfirmed sender with that address in any
   project; several → an error asking for the project.
-- `resend_code`, `list`, `show`, `remove` (refused while campaigns use the
+- `resend_code` (at most one code a minute, `RESEND_INTERVAL_S`), `list`,
+  `show`, `remove` (refused while campaigns use the
   sender, naming them: `campaigns.sender_id` must keep pointing somewhere).
 - `code_mail_delivery(sender)`: the code mail's delivery state from the queue.
 - For the campaign launcher: `require_confirmed(conn, project_id, address)` and
@@ -31,6 +32,7 @@ Config keys: [campaign] code_lifetime, code_max_failures, transactional_pool;
 
 from __future__ import annotations
 
+import math
 import time
 import unicodedata
 from collections.abc import Callable
@@ -83,6 +85,7 @@ __all__ = [
 
 MAX_DISPLAY_NAME = 200  # characters; a From display name longer than this is no name
 MAX_NAMED_CAMPAIGNS = 5  # a refusal names this many campaigns, then counts the rest
+RESEND_INTERVAL_S = 60  # a new code at most this often
 RESEND_HINT = "request a new one with `postroom sender resend-code {address} --project {project}`"
 
 
@@ -218,6 +221,17 @@ class Senders:
             row = self._named(conn, address, project)
             if row.state == SenderState.CONFIRMED.value:
                 raise SenderError(f"sender {row.address} is already confirmed")
+            # One code a minute at most: with 5 tries a code, guessing one of a million
+            # codes by asking for new ones takes months, and the address's owner is not
+            # flooded with mail.
+            lifetime = float(self.config.campaign.code_lifetime)
+            issued_at = (row.code_expires_at or 0.0) - lifetime
+            wait_s = issued_at + RESEND_INTERVAL_S - self.clock()
+            if wait_s > 0:
+                raise SenderError(
+                    f"a code went to {row.address} less than a minute ago: "
+                    f"ask again in {math.ceil(wait_s)} s"
+                )
             return self._issue_code(conn, row.id)
 
     def confirm(self, address: str, code: str, project: str | None = None) -> SenderRecord:
@@ -318,6 +332,9 @@ class Senders:
             body=body,
             pool=self.config.transactional_pool,
             origin=MessageOrigin.SUBMISSION,
+            # Signed as the sender only on a domain of its own project; the appliance's
+            # own address otherwise.
+            project_id=record.project_id if record.mode is SenderMode.TWO_WAY else None,
             conn=conn,
         )
         conn.execute(

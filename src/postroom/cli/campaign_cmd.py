@@ -6,9 +6,11 @@ and `postroom contact history`.
   stdout (`--json`: `{"id": N}`). `--csv` imports the file through the same
   validator and report as `contact import` into a list made for the campaign,
   in the campaign's transaction: a file that fails leaves nothing behind.
-- `campaign edit ID [--name] [--sender] [--template] [audience flags]`: drafts
-  only; audience flags replace the whole filter. `campaign show ID [--json]`,
-  `campaign list --project P [--state S] [--json]`, `campaign delete ID` (drafts).
+- `campaign edit ID [--name] [--sender] [--template] [--clear-audience]
+  [audience flags]`: drafts only; each audience flag given replaces that
+  condition, the others stay (`--clear-audience` starts from every contact).
+  `campaign show ID [--json]`, `campaign list --project P [--state S]
+  [--json]`, `campaign delete ID` (drafts).
 - `campaign audience ID [--json]`: who would get it — recipients, skipped and
   why, average rating, the rating gate's verdict, and for every contact variable
   the template uses, how many recipients lack it (a report: exit 0 either way;
@@ -16,8 +18,10 @@ and `postroom contact history`.
 - `campaign preview ID --contact ADDRESS [--format eml|html|text] [--out FILE]`:
   exactly what that contact would get (eml: the whole signed message; html/text:
   that part of it, decoded).
-- `campaign test ID --to ADDRESS...`: test copies through the queue ("[TEST]" in
-  the subject; a contact's own fields when the address is a contact).
+- `campaign test ID --to ADDRESS... [--as CONTACT]`: test copies through the
+  queue ("[TEST]" in the subject), with the fields of `--as`, else of the
+  address's own contact, else the address alone; never to a contact campaigns
+  skip (blocked, unsubscribed).
 - `campaign copy ID [--name NAME]`: a new draft from any campaign.
 - `campaign resend ID --contact ADDRESS`: a launched campaign's message again,
   to one contact (not to a blocked or unsubscribed one).
@@ -33,7 +37,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,6 +49,7 @@ from postroom.cli.common import (
     add_group,
     open_database,
     print_json,
+    utc_date,
 )
 from postroom.cli.table import print_table
 
@@ -58,7 +62,15 @@ if TYPE_CHECKING:
     from postroom.config import Config
 
 PREVIEW_FORMATS = ("eml", "html", "text")
+MAX_CAMPAIGN_ID = 2**31 - 1  # campaigns.id is an INTEGER column
 MAX_TEST_RECIPIENTS = 20
+
+
+def campaign_id(text: str) -> int:
+    """An ID argument: a campaign id is a positive number the database can hold."""
+    if not text.isdigit() or not 1 <= int(text) <= MAX_CAMPAIGN_ID:
+        raise argparse.ArgumentTypeError(f"not a campaign id: {text[:40]!r}")
+    return int(text)
 
 
 def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -80,30 +92,35 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     edit = add_action(
         actions, "edit", "change a draft (audience flags given replace theirs)", _edit
     )
-    edit.add_argument("id", type=int, metavar="ID", help="the draft's id")
+    edit.add_argument("id", type=campaign_id, metavar="ID", help="the draft's id")
     edit.add_argument("--name", help="a new name")
     edit.add_argument("--sender", metavar="ADDRESS", help="another confirmed sender")
     edit.add_argument("--template", metavar="NAME", help="another template")
+    edit.add_argument(
+        "--clear-audience",
+        action="store_true",
+        help="drop every condition first (then the flags given, if any)",
+    )
     add_audience_arguments(edit)
 
     show = add_action(actions, "show", "a campaign's settings", _show)
-    show.add_argument("id", type=int, metavar="ID", help="the campaign's id")
+    show.add_argument("id", type=campaign_id, metavar="ID", help="the campaign's id")
 
     listing = add_action(actions, "list", "a project's campaigns", _list)
     listing.add_argument("--project", required=True, metavar="NAME", help="their project")
     listing.add_argument("--state", metavar="STATE", help="only campaigns in this state")
 
     remove = add_action(actions, "delete", "delete a draft", _delete)
-    remove.add_argument("id", type=int, metavar="ID", help="the draft's id")
+    remove.add_argument("id", type=campaign_id, metavar="ID", help="the draft's id")
 
     copy = add_action(actions, "copy", "a new draft from any campaign; prints its id", _copy)
-    copy.add_argument("id", type=int, metavar="ID", help="the campaign to copy")
+    copy.add_argument("id", type=campaign_id, metavar="ID", help="the campaign to copy")
     copy.add_argument("--name", help="the copy's name (default: Copy of NAME)")
 
     audience = add_action(
         actions, "audience", "who would get it, who is skipped and why", _audience
     )
-    audience.add_argument("id", type=int, metavar="ID", help="the campaign's id")
+    audience.add_argument("id", type=campaign_id, metavar="ID", help="the campaign's id")
 
     preview = actions.add_parser(
         "preview",
@@ -112,7 +129,7 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "HTML or text part",
     )
     add_config_option(preview)
-    preview.add_argument("id", type=int, metavar="ID", help="the campaign's id")
+    preview.add_argument("id", type=campaign_id, metavar="ID", help="the campaign's id")
     preview.add_argument(
         "--contact", required=True, metavar="ADDRESS", help="a contact of the project"
     )
@@ -126,7 +143,7 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     preview.set_defaults(handler=_preview)
 
     test = add_action(actions, "test", "send test copies through the queue", _test)
-    test.add_argument("id", type=int, metavar="ID", help="the campaign's id")
+    test.add_argument("id", type=campaign_id, metavar="ID", help="the campaign's id")
     test.add_argument(
         "--to", required=True, nargs="+", metavar="ADDRESS", help="where the copies go"
     )
@@ -134,13 +151,13 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--as",
         dest="as_contact",
         metavar="CONTACT",
-        help="fill the template with this contact's fields (default: the address's own when "
-        "it is a contact, else the audience's first recipient)",
+        help="fill the template with this contact's fields (default: the address's own "
+        "when it is a contact)",
     )
     audience_cmd.dns_options(test)
 
     resend = add_action(actions, "resend", "send a launched campaign again to one contact", _resend)
-    resend.add_argument("id", type=int, metavar="ID", help="a launched campaign's id")
+    resend.add_argument("id", type=campaign_id, metavar="ID", help="a launched campaign's id")
     resend.add_argument(
         "--contact", required=True, metavar="ADDRESS", help="the contact to send it to"
     )
@@ -158,9 +175,13 @@ def register_contact_verbs(actions: argparse._SubParsersAction) -> None:  # type
 
 
 def _campaigns(args: argparse.Namespace) -> Campaigns:
+    return _campaigns_on(open_database(args.config))
+
+
+def _campaigns_on(engine: Engine) -> Campaigns:
     from postroom.campaign.drafts import Campaigns
 
-    return Campaigns(open_database(args.config))
+    return Campaigns(engine)
 
 
 def _audience_filter(
@@ -220,12 +241,15 @@ class _CsvRecipients:
 
 
 def _edit(args: argparse.Namespace) -> int:
+    from postroom.campaign.audience import AudienceFilter
     from postroom.campaign.drafts import CampaignError
     from postroom.cli.audience_flags import flag_values
 
     campaigns = _campaigns(args)
     current = _get(campaigns, args.id)
-    audience = _audience_filter(args, current.audience) if flag_values(args) else None
+    base = AudienceFilter() if args.clear_audience else current.audience
+    changed = args.clear_audience or bool(flag_values(args))
+    audience = _audience_filter(args, base) if changed else None
     try:
         campaign = campaigns.edit(
             args.id, name=args.name, sender=args.sender, template=args.template, audience=audience
@@ -253,7 +277,7 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     print_table(
         ("ID", "STATE", "NAME", "SENDER", "TEMPLATE", "UPDATED"),
-        [(c.id, c.state, c.name, c.sender, c.template, _when(c.updated_at)) for c in found],
+        [(c.id, c.state, c.name, c.sender, c.template, utc_date(c.updated_at)) for c in found],
         right=(0,),
     )
     return 0
@@ -314,7 +338,7 @@ def _print_campaign(campaign: Campaign, as_json: bool) -> None:
         print(f"  own list  {campaign.list_name}")
     if campaign.copied_from:
         print(f"  copied from campaign {campaign.copied_from}")
-    print(f"  created   {_when(campaign.created_at)}, updated {_when(campaign.updated_at)}")
+    print(f"  created   {utc_date(campaign.created_at)}, updated {utc_date(campaign.updated_at)}")
 
 
 def _described(audience: AudienceFilter) -> str:
@@ -329,10 +353,6 @@ def _described(audience: AudienceFilter) -> str:
     ]
     conditions += [str(condition) for condition in audience.variables]
     return "; ".join(conditions) or "every contact of the project"
-
-
-def _when(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 # -- who gets it, and what ---------------------------------------------------------
@@ -370,12 +390,6 @@ def _audience(args: argparse.Namespace) -> int:
             f"(set it, or write {{{{ contact.{name} | default('...') }}}})"
         )
     return 0
-
-
-def _campaigns_on(engine: Engine) -> Campaigns:
-    from postroom.campaign.drafts import Campaigns
-
-    return Campaigns(engine)
 
 
 def _composer(engine: Engine, config: Config) -> Composer:
@@ -431,12 +445,13 @@ def _write(out: str | None, data: bytes) -> None:
     try:
         Path(out).write_bytes(data)
     except OSError as error:
-        raise CliError(cannot("write", out, error)) from None
+        raise CliError(cannot(out, "write", error)) from None
     print(f"wrote {out} ({len(data)} bytes)", file=sys.stderr)
 
 
 def _test(args: argparse.Namespace) -> int:
-    from postroom.campaign.compose import Copy, contact_recipient, first_recipient, nobody
+    from postroom.campaign.compose import Copy, contact_recipient, nobody
+    from postroom.campaign.drafts import CampaignError
     from postroom.config import load_config
 
     if len(args.to) > MAX_TEST_RECIPIENTS:
@@ -446,21 +461,29 @@ def _test(args: argparse.Namespace) -> int:
     campaign = _get(_campaigns_on(engine), args.id)
     addresses = audience_cmd.checked_addresses(args, args.to, accept_risky=True)
     with engine.connect() as conn:
-        # Whose fields fill each copy: --as, else the address's own contact, else the
-        # audience's first recipient, else the address alone.
+        lender = None
         if args.as_contact:
-            fallback = contact_recipient(conn, campaign.project_id, _address(args.as_contact))
-            if fallback is None:
+            lender = contact_recipient(conn, campaign.project_id, _address(args.as_contact))
+            if lender is None:
                 raise CliError(
                     f"--as: no contact {args.as_contact} in project {campaign.project!r}"
                 )
-        else:
-            fallback = first_recipient(conn, campaign, audience_cmd.validator_for(config, False))
         copies = []
         for address in addresses:
-            own = None if args.as_contact else contact_recipient(conn, campaign.project_id, address)
-            copies.append(Copy(address, own or fallback or nobody(address), test=True))
-    queue_ids = _queue(engine, config, campaign, copies, "test", config.transactional_pool)
+            own = contact_recipient(conn, campaign.project_id, address)
+            if own is not None and (own.blocked or own.unsubscribed_at is not None):
+                # A test copy is campaign mail too: not to a contact campaigns skip.
+                why = "is blocked" if own.blocked else "unsubscribed"
+                raise CliError(f"contact {address} {why}: campaigns send it nothing")
+            # Whose fields fill the copy: --as, else the address's own contact.
+            copies.append(Copy(address, lender or own or nobody(address), test=True))
+    try:
+        queue_ids = _composer(engine, config).queue(
+            campaign, copies, kind="test", pool=config.transactional_pool
+        )
+    except CampaignError as error:
+        hint = "" if args.as_contact else " (or fill it from a contact with --as CONTACT)"
+        raise CliError(f"{error}{hint}") from None
     for copy, queue_id in zip(copies, queue_ids, strict=True):
         if args.json:
             print_json({"recipient": copy.to, "as": copy.contact.address, "queue_id": queue_id})
@@ -473,8 +496,6 @@ def _resend(args: argparse.Namespace) -> int:
     from postroom.campaign.compose import Copy, contact_recipient
     from postroom.config import load_config
     from postroom.db.models import CampaignState
-    from postroom.rating.contacts import ContactError, Contacts
-    from postroom.rating.rules import Rules
 
     config = load_config(args.config)
     engine = open_database(args.config)
@@ -485,17 +506,14 @@ def _resend(args: argparse.Namespace) -> int:
             "(campaign test sends a draft's copy)"
         )
     address = _address(args.contact)
-    try:
-        contact = Contacts(engine, Rules(config.rating)).contact(campaign.project, address)
-    except ContactError as error:
-        raise CliError(str(error)) from None
-    if contact.blocked:
-        raise CliError(f"contact {address} is blocked: campaigns skip it")
-    if contact.unsubscribed_at is not None:
-        raise CliError(f"contact {address} unsubscribed on {_when(contact.unsubscribed_at)}")
     with engine.connect() as conn:
         recipient = contact_recipient(conn, campaign.project_id, address)
-    assert recipient is not None  # the contact exists: Contacts.contact found it
+    if recipient is None:
+        raise CliError(f"no contact {address} in project {campaign.project!r}")
+    if recipient.blocked:
+        raise CliError(f"contact {address} is blocked: campaigns skip it")
+    if recipient.unsubscribed_at is not None:
+        raise CliError(f"contact {address} unsubscribed on {utc_date(recipient.unsubscribed_at)}")
     copies = [Copy(address, recipient)]
     (queue_id,) = _queue(engine, config, campaign, copies, "resend", config.default_pool)
     if args.json:
@@ -551,14 +569,14 @@ def _history(args: argparse.Namespace) -> int:
             "sent",
             ("TIME", "CAMPAIGN", "KIND", "SUBJECT", "OUTCOME"),
             [
-                (_when(i.at), f"{i.campaign_id} {i.campaign}", i.kind, i.subject, i.outcome)
+                (utc_date(i.at), f"{i.campaign_id} {i.campaign}", i.kind, i.subject, i.outcome)
                 for i in history.sent
             ],
         ),
         (
             "received",
             ("TIME", "QUEUE ID", "DETAIL"),
-            [(_when(i.at), i.queue_id, i.detail) for i in history.received],
+            [(utc_date(i.at), i.queue_id, i.detail) for i in history.received],
         ),
     ):
         print(f"{title}:" if rows else f"{title}: nothing")

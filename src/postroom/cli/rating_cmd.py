@@ -28,6 +28,7 @@ from postroom.cli.common import (
     print_json,
     read_input_file,
 )
+from postroom.cli.table import shown
 
 if TYPE_CHECKING:
     from postroom.rating.contacts import Contact, Contacts
@@ -181,10 +182,10 @@ def show_contact(contacts: Contacts, contact: Contact, as_json: bool, *, events:
     }
     for label, value in fields.items():
         if value:
-            print(f"  {label}: {_printable(value)}")
+            print(f"  {label}: {shown(value)}")
     for name, value in json.loads(contact.variables or "{}").items():
         # Imported text: control characters (a terminal's escapes) are shown escaped.
-        print(f"  {_printable(name)} = {_printable(value)}")
+        print(f"  {shown(name)} = {shown(value)}")
     for event in history:
         when = datetime.fromtimestamp(event.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
         old = "-" if event.old_rating is None else event.old_rating
@@ -198,10 +199,6 @@ def show_contact(contacts: Contacts, contact: Contact, as_json: bool, *, events:
             if part
         )
         print(f"  {when}  {event.kind:10}  {old} -> {event.new_rating}  {cause}")
-
-
-def _printable(text: str) -> str:
-    return text if text.isprintable() else repr(text)
 
 
 def _gate(args: argparse.Namespace) -> int:

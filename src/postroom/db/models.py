@@ -392,7 +392,7 @@ campaign_sends = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
-    # NULL for a test copy to an address that is not a contact.
+    # NULL for a test copy (not the contact's mail, whoever's fields it shows).
     Column("contact_id", Integer, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=True),
     Column("recipient", String(320), nullable=False),
     Column("kind", String(16), nullable=False),  # campaign | test | resend

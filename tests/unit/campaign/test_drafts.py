@@ -16,14 +16,13 @@ from sqlalchemy import insert, select, update
 from tests.unit.campaign.senders_world import SenderWorld
 
 from postroom.campaign.audience import AudienceFilter, VarCondition
-from postroom.campaign.compose import Composer, Copy, contact_recipient, first_recipient, nobody
+from postroom.campaign.compose import Composer, Copy, contact_recipient, nobody
 from postroom.campaign.contact_edit import apply_changes, parse_assignments
 from postroom.campaign.drafts import CampaignError, Campaigns
 from postroom.campaign.history import contact_history
 from postroom.campaign.render import TemplateSource
 from postroom.campaign.templates import Templates, source_snapshot
 from postroom.campaign.unsubscribe import UnsubscribeTokens
-from postroom.cli.audience_cmd import validator_for
 from postroom.db.models import (
     campaign_sends,
     campaigns,
@@ -132,8 +131,7 @@ def test_the_composed_message_names_the_contact_in_its_token(
     with world.engine.connect() as conn:
         ann = contact_recipient(conn, campaign.project_id, "ann@dest.test")
         bob = contact_recipient(conn, campaign.project_id, "bob@dest.test")
-        first = first_recipient(conn, campaign, validator_for(world.config, dns=False))
-    assert ann is not None and bob is not None and first == ann
+    assert ann is not None and bob is not None
     composed = composer.compose(campaign, Copy("ann@dest.test", ann))
     message = email.message_from_bytes(composed.body, policy=email.policy.default)
     # (Signed when the domain has a key: the flow test verifies it with Mail::DKIM.)

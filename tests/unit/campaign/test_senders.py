@@ -177,6 +177,9 @@ def test_resend_resets_the_tries(world: SenderWorld) -> None:
     for _ in range(MAX_FAILURES):
         with pytest.raises(SenderError):
             world.senders.confirm("bot@far.test", other_code(world.mailed_code(record)), "acme")
+    with pytest.raises(SenderError, match="less than a minute ago: ask again in 60 s"):
+        world.senders.resend_code("bot@far.test", "acme")
+    world.clock.now += 60
     renewed = world.senders.resend_code("bot@far.test", "acme")
     assert renewed.code_failures == 0
     assert world.senders.confirm("bot@far.test", world.mailed_code(renewed)).state is (

@@ -103,3 +103,12 @@ def test_auth_check_text_columns_line_up(capsys: pytest.CaptureFixture[str]) -> 
     column = table[0].index("RESULT")
     assert all(line[column - 2 : column] == "  " and line[column] != " " for line in table)
     assert lines[len(table)].startswith("Authentication-Results: mx.example.test;")
+
+
+def test_a_cell_with_control_characters_shows_escaped() -> None:
+    # An imported name or a rendered subject could carry an escape sequence that
+    # rewrites the operator's terminal: it shows as its repr instead.
+    lines = table_lines(("NAME", "SUBJECT"), [("Ann\x1b[2J", "Hello\rBob"), ("Zoë", "ok")])
+    assert "\x1b" not in "".join(lines) and "\r" not in "".join(lines)
+    assert "'Ann\\x1b[2J'" in lines[1] and "'Hello\\rBob'" in lines[1]
+    assert lines[2].startswith("Zoë")

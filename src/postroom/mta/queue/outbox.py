@@ -17,10 +17,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, insert
+from sqlalchemy import Connection, Engine, insert, select
 
 from postroom.config import Config
-from postroom.db.models import MessageOrigin, deliveries, messages
+from postroom.db.models import DomainState, MessageOrigin, deliveries, domains, messages
 from postroom.db.states import DeliveryState
 from postroom.mailbox.directory import Directory
 from postroom.mta.queue.ids import new_queue_id
@@ -35,10 +35,26 @@ class Outbox:
         keys = SigningKeys(Directory(engine), Path(config.secret_key_file))
         keys.load()
         self.signer = OutboundSigner(keys, config.dkim.sign_presigned)
+        self._own_domains: dict[int, frozenset[str]] = {}  # one command's worth
 
-    def sign(self, body: bytes) -> bytes:
-        """`body` as it will be queued (signed when its From domain has a key)."""
-        return self.signer.sign(body)
+    def sign(self, body: bytes, project_id: int | None) -> bytes:
+        """`body` as it will be queued: signed when its From domain has a key and, with
+        `project_id`, is a verified domain of that project (None: the appliance's own
+        mail, signed for whichever linked domain its From names)."""
+        if project_id is None:
+            return self.signer.sign(body)
+        own = self._own_domains.get(project_id)
+        if own is None:
+            with self.engine.connect() as conn:
+                own = self._own_domains[project_id] = frozenset(
+                    conn.execute(
+                        select(domains.c.name).where(
+                            domains.c.project_id == project_id,
+                            domains.c.state == DomainState.VERIFIED.value,
+                        )
+                    ).scalars()
+                )
+        return self.signer.sign(body, allowed=own)
 
     def send(
         self,
@@ -48,13 +64,14 @@ class Outbox:
         body: bytes,
         pool: str,
         origin: MessageOrigin,
+        project_id: int | None,
         conn: Connection | None = None,
         already_signed: bool = False,
     ) -> str:
         """Sign (unless `already_signed` by `sign`) and queue `body`; the queue id. With
         `conn`, the rows join the caller's transaction (so a confirmation code and the
         mail carrying it commit together)."""
-        signed = body if already_signed else self.sign(body)
+        signed = body if already_signed else self.sign(body, project_id)
         if conn is not None:
             return store_queued(conn, mail_from, recipients, signed, pool, origin)
         with self.engine.begin() as own:

@@ -19,6 +19,7 @@ Config keys: [dkim] sign_presigned.
 from __future__ import annotations
 
 import logging
+from collections.abc import Container
 
 import dkim.util
 
@@ -41,13 +42,18 @@ class OutboundSigner:
         self.keys = keys
         self.sign_presigned = sign_presigned
 
-    def sign(self, message: bytes, queue_id: str = "-") -> bytes:
+    def sign(
+        self, message: bytes, queue_id: str = "-", allowed: Container[str] | None = None
+    ) -> bytes:
+        """With `allowed` (lookup-form domains), a From domain outside it is not signed."""
         try:
             headers, body = parse_message(message)
         except SigningError as error:
             log.info("queue_id=%s not signed: %s", queue_id, error)
             return message
         domain = _signing_domain(headers)
+        if allowed is not None and domain not in allowed:
+            return message
         keys = self.keys.for_domain(domain) if domain else ()
         if not keys:
             return message
