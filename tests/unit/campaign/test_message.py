@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 from email import policy
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 
 from tests.fakes.campaign_mail import SHOP_URL, eml, links, rendered
@@ -143,3 +144,26 @@ def test_a_line_break_in_the_display_name_cannot_add_a_header() -> None:
     data = build(rendered(), from_name="Acme\r\nBcc: victim@evil.test")
     assert b"\r\nBcc:" not in data
     assert parsed(data)["From"].addresses[0].display_name == "Acme Bcc: victim@evil.test"
+
+
+def test_long_subjects_and_names_fold_and_read_back_whole() -> None:
+    subject = "Весенняя распродажа: " + "скидки до 50 % " * 12 + "and plain words " * 8
+    content = RenderedContent(subject=subject, html="<p>x</p>", text="x")
+    data = build(content, from_name="Ünal und Söhne, Großhandel für Gärten " * 3)
+    header_block = data.partition(b"\r\n\r\n")[0]
+    folded = [line for line in header_block.split(b"\r\n") if b"://" not in line]
+    assert all(len(line) <= 78 for line in folded if b"mailto:" not in line)  # URIs are atoms
+    message = parsed(data)
+    assert str(message["Subject"]) == " ".join(subject.split())
+    # RFC 2047 decoding of the raw field (the email package's address parser puts a
+    # space between adjacent encoded words of a phrase, with its own output too).
+    raw_from = header_block.split(b"\r\nTo:")[0].removeprefix(b"From: ").decode("ascii")
+    decoded = str(make_header(decode_header(raw_from.replace("\r\n", ""))))
+    expected = " ".join(("Ünal und Söhne, Großhandel für Gärten " * 3).split())
+    assert decoded == f"{expected} <news@shop.test>"
+
+
+def test_an_ascii_name_with_specials_is_quoted() -> None:
+    message = parsed(build(rendered(), from_name='Smith, "Ann" & Co <sales>'))
+    assert message["From"].addresses[0].display_name == 'Smith, "Ann" & Co <sales>'
+    assert message["From"].addresses[0].addr_spec == "news@shop.test"
