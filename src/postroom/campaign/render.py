@@ -80,6 +80,7 @@ MAX_SUBJECT_CHARS = 900  # rendered: a Subject field within 998 octets before en
 CONTACT_FIELDS = frozenset({"email", "name", "rating", "stage", "state", "registered"})
 _GUARDS = frozenset({"default", "d"})  # filters that make an undefined value harmless
 _WHITESPACE = re.compile(r"\s+")
+_BODY_END_OR_COMMENT = re.compile(r"<!--|</body[\s/>]", re.IGNORECASE)
 _TEMPLATE_FILENAME = "<template>"  # how Jinja names the template in tracebacks
 
 
@@ -262,11 +263,29 @@ class CompiledTemplate:
 
 
 def insert_before_body_end(html: str, addition: str) -> str:
-    """`addition` just before the last `</body>`, or at the end when there is none."""
-    end = html.lower().rfind("</body")
-    if end < 0:
+    """`addition` just before the last `</body>` outside HTML comments (Outlook's
+    `<!--[if mso]>...<![endif]-->` included), or at the end when there is none; a
+    comment left open at the end is closed first. So what is added (the unsubscribe
+    footer) is never commented out. One scan, linear in `html`."""
+    body_end = -1
+    position = 0
+    while (found := _BODY_END_OR_COMMENT.search(html, position)) is not None:
+        if found.group() != "<!--":
+            body_end = found.start()
+            position = found.end()
+            continue
+        if html.startswith((">", "->"), found.end()):  # `<!-->`, `<!--->`: empty comments
+            position = html.index(">", found.end()) + 1
+            continue
+        close = html.find("-->", found.end())
+        if close < 0:
+            if body_end < 0:
+                return f"{html}-->{addition}"
+            break
+        position = close + 3
+    if body_end < 0:
         return html + addition
-    return html[:end] + addition + html[end:]
+    return html[:body_end] + addition + html[body_end:]
 
 
 def _html_button(button: Button, url: str) -> str:
