@@ -8,12 +8,15 @@ The contact fields, all optional (column names compare case-insensitively):
 - `state` (also `funnel state`, `funnel step`): the funnel step it is in;
 - `channels`: the channels it is connected on, in one cell, separated by spaces,
   `,`, `;` or `|` (`telegram; whatsapp`), as a CRM exports a multi-value field;
-- `registered` (also `registration date`, `registered_at`, `created`,
-  `created_at`, `signup date`, ...): a date (`contact_fields.DATE_FORMS`); an
-  empty cell means "when it is imported".
-A bad channel name, an over-long stage or state, or a date that does not parse
-refuses the file with the line and the column (`CsvError`), before anything is
-imported. `read_contacts_csv(path)`:
+- `registered` (also `registered_at`, `registration date`,
+  `registration_date`): a date (`contact_fields.DATE_FORMS`); an empty cell
+  means "when it is imported". Only these names: a column such as `created`
+  holds dates of anything and stays a variable.
+Every other named column is a variable whose name is its header
+(`contact_fields.check_variable_name`: at most 128 characters, printable).
+A bad channel name, an over-long stage or state, a date that does not parse, or
+a header that is not a variable name refuses the file with the line and the
+column (`CsvError`), before anything is imported. `read_contacts_csv(path)`:
 - detects the encoding: a UTF-8 byte-order mark, else strict UTF-8, else
   cp1251 (the single-byte encoding Russian spreadsheets export);
 - guesses the delimiter among `,` `;` tab `|` from the first records, in
@@ -52,7 +55,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from postroom.campaign.contact_fields import DATE_FORMS, check_label, parse_channels, parse_moment
+from postroom.campaign.contact_fields import (
+    DATE_FORMS,
+    check_label,
+    check_variable_name,
+    parse_channels,
+    parse_moment,
+)
 from postroom.core.errors import cannot
 
 TEMPLATE = (
@@ -66,19 +75,7 @@ NAME_COLUMNS = ("name", "full name", "full_name")
 STAGE_COLUMNS = ("stage", "crm stage", "crm_stage")
 STATE_COLUMNS = ("state", "funnel state", "funnel_state", "funnel step", "funnel_step")
 CHANNEL_COLUMNS = ("channels", "channel")
-REGISTERED_COLUMNS = (
-    "registered",
-    "registered_at",
-    "registered at",
-    "registration date",
-    "registration_date",
-    "date registered",
-    "created",
-    "created_at",
-    "created at",
-    "signup date",
-    "signed up",
-)
+REGISTERED_COLUMNS = ("registered", "registered_at", "registration date", "registration_date")
 DELIMITERS = ",;\t|"
 # Ties go to the candidate least likely to appear inside text: a tab, then ";" and
 # "|"; a comma last (names such as "Smith, Ann" carry one).
@@ -166,12 +163,11 @@ def read_contacts_csv(path: Path) -> ParsedCsv:
 def _read_rows(path: Path, text: str, encoding: str, delimiter: str) -> ParsedCsv:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
-        header = next(reader, None)
+        header_line, header = 1, next(reader, None)  # the line where the header starts
         while header is not None and not any(cell.strip() for cell in header):
-            header = next(reader, None)  # blank lines above the header
+            header_line, header = reader.line_num + 1, next(reader, None)  # blank lines above
         if header is None:
             raise CsvError(f"{path}: line 1: empty file: expected a header row with 'email'")
-        header_line = reader.line_num
         if len(header) > MAX_COLUMNS:
             raise CsvError(
                 f"{path}: line {header_line}: {len(header)} columns, more than {MAX_COLUMNS}: "
@@ -200,6 +196,12 @@ def _read_rows(path: Path, text: str, encoding: str, delimiter: str) -> ParsedCs
         variable_columns = [
             (index, name) for index, name in enumerate(columns) if index not in known and name
         ]
+        for _, name in variable_columns:
+            try:
+                check_variable_name(name)
+            except ValueError as error:
+                shown = name if len(name) <= 80 else f"{name[:80]}…"
+                raise CsvError(f"{path}: line {header_line}: column {shown!r}: {error}") from None
         rows = []
         line = reader.line_num + 1
         for cells in reader:

@@ -9,8 +9,10 @@ too many or invalid buttons, a `button("name")` that names no button.
 
 `CompiledTemplate.render(RenderContext)` gives `RenderedContent(subject, html,
 text)` or raises: `UndefinedVariable` (a variable the contact lacks; the
-`default` filter is the way out) or `RenderError` (a sandbox bound, an unknown
-channel, an output over `MAX_RENDERED_CHARS`) — never half a message. What a
+`default` filter is the way out) or `RenderError` (a sandbox bound: steps,
+`MAX_RENDER_SECONDS` of time, the size of a value; an unknown channel; an output
+over `MAX_RENDERED_CHARS`) — one line, never half a message. A filter the
+sandbox lacks (`wordwrap`, `tojson`...) is a TemplateError at compile time. What a
 template sees:
   contact.email, .name, .rating, .stage, .state, .registered (a date or None),
   each variable as contact.NAME (the built-in names win) and all of them under
@@ -48,11 +50,12 @@ from postroom.campaign.buttons import (
 )
 from postroom.campaign.mailsafe import text_from_html
 from postroom.campaign.sandbox import (
+    MAX_VALUE_CHARS,
     BoundedEnvironment,
     Fields,
-    StepBudget,
+    RenderBudget,
     UndefinedVariable,
-    bound_loops,
+    bound_template,
 )
 
 __all__ = [
@@ -72,11 +75,12 @@ __all__ = [
 
 MAX_SOURCE_CHARS = 1024 * 1024  # HTML or text template
 MAX_SUBJECT_SOURCE_CHARS = 2000
-MAX_RENDERED_CHARS = 2 * 1024 * 1024  # each part, as rendered
+MAX_RENDERED_CHARS = MAX_VALUE_CHARS  # each part, as rendered, as any value a template builds
 MAX_SUBJECT_CHARS = 900  # rendered: a Subject field within 998 octets before encoding
 CONTACT_FIELDS = frozenset({"email", "name", "rating", "stage", "state", "registered"})
 _GUARDS = frozenset({"default", "d"})  # filters that make an undefined value harmless
 _WHITESPACE = re.compile(r"\s+")
+_BODY_END_OR_COMMENT = re.compile(r"<!--|</body[\s/>]", re.IGNORECASE)
 _TEMPLATE_FILENAME = "<template>"  # how Jinja names the template in tracebacks
 
 
@@ -157,13 +161,14 @@ def compile_template(
     subject = _parse(text_env, source.subject, "subject", set())
     html = _parse(html_env, source.html, html_file, names)
     text = None if source.text is None else _parse(text_env, source.text, text_file, names)
+    variables = frozenset().union(*(_contact_variables(part) for part in (subject, html, text)))
     return CompiledTemplate(
         source=source,
         buttons={button.name: button for button in buttons},
-        _subject=text_env.from_string(bound_loops(subject)),
-        _html=html_env.from_string(bound_loops(html)),
-        _text=None if text is None else text_env.from_string(bound_loops(text)),
-        _variables=frozenset().union(*(_contact_variables(part) for part in (subject, html, text))),
+        _subject=_compiled(text_env, subject, "subject"),
+        _html=_compiled(html_env, html, html_file),
+        _text=None if text is None else _compiled(text_env, text, text_file),
+        _variables=variables,
         _files=(html_file, text_file),
     )
 
@@ -229,7 +234,7 @@ class CompiledTemplate:
         pieces: list[str] = []
         size = 0
         try:
-            with StepBudget():
+            with RenderBudget():
                 for piece in template.generate(values):
                     size += len(piece)
                     if size > limit:
@@ -258,11 +263,29 @@ class CompiledTemplate:
 
 
 def insert_before_body_end(html: str, addition: str) -> str:
-    """`addition` just before the last `</body>`, or at the end when there is none."""
-    end = html.lower().rfind("</body")
-    if end < 0:
+    """`addition` just before the last `</body>` outside HTML comments (Outlook's
+    `<!--[if mso]>...<![endif]-->` included), or at the end when there is none; a
+    comment left open at the end is closed first. So what is added (the unsubscribe
+    footer) is never commented out. One scan, linear in `html`."""
+    body_end = -1
+    position = 0
+    while (found := _BODY_END_OR_COMMENT.search(html, position)) is not None:
+        if found.group() != "<!--":
+            body_end = found.start()
+            position = found.end()
+            continue
+        if html.startswith((">", "->"), found.end()):  # `<!-->`, `<!--->`: empty comments
+            position = html.index(">", found.end()) + 1
+            continue
+        close = html.find("-->", found.end())
+        if close < 0:
+            if body_end < 0:
+                return f"{html}-->{addition}"
+            break
+        position = close + 3
+    if body_end < 0:
         return html + addition
-    return html[:end] + addition + html[end:]
+    return html[:body_end] + addition + html[body_end:]
 
 
 def _html_button(button: Button, url: str) -> str:
@@ -321,6 +344,14 @@ def _parse(env: BoundedEnvironment, text: str, file: str, buttons: set[str]) -> 
         known = ", ".join(sorted(buttons)) or "none defined"
         raise TemplateError(f"{file}: line {call.lineno}: no button named {named!r} ({known})")
     return parsed
+
+
+def _compiled(env: BoundedEnvironment, parsed: nodes.Template, file: str) -> Template:
+    """The parsed template bounded and compiled; a filter the sandbox lacks is refused here."""
+    try:
+        return env.from_string(bound_template(parsed))
+    except TemplateSyntaxError as error:
+        raise TemplateError(f"{file}: line {error.lineno}: {error.message}") from None
 
 
 def _contact_variables(template: nodes.Template | None) -> frozenset[str]:

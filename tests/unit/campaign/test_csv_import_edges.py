@@ -50,6 +50,34 @@ def test_a_column_named_twice_is_refused(tmp_path: Path, header: str) -> None:
         read_contacts_csv(path)
 
 
+@pytest.mark.parametrize(
+    ("header", "column"),
+    [
+        ("email," + "v" * 300, "'" + "v" * 80 + "…'"),
+        ('email,"line\r\nbreak"', "'line\\r\\nbreak'"),
+    ],
+)
+def test_a_header_that_is_no_variable_name_is_refused(
+    tmp_path: Path, header: str, column: str
+) -> None:
+    path = write(tmp_path, f"\r\n{header}\r\nann@b.test,x\r\n".encode())
+    with pytest.raises(CsvError) as caught:
+        read_contacts_csv(path)
+    assert str(caught.value).startswith(f"{path}: line 2: column {column}: variable name")
+    assert "\n" not in str(caught.value)
+
+
+def test_only_unambiguous_names_are_the_registration_date(tmp_path: Path) -> None:
+    data = b"email,created,signed up\r\nann@b.test,05/01/2024,yes\r\n"
+    (ann,) = read_contacts_csv(write(tmp_path, data)).rows
+    assert ann.variables == {"created": "05/01/2024", "signed up": "yes"}
+    assert ann.registered_at is None
+    data = b"email,created,Registration_Date\r\nann@b.test,05/01/2024,2024-03-15\r\n"
+    (ann,) = read_contacts_csv(write(tmp_path, data)).rows
+    assert ann.variables == {"created": "05/01/2024"}
+    assert ann.registered_at is not None
+
+
 def test_blank_lines_above_the_header_are_skipped(tmp_path: Path) -> None:
     parsed = read_contacts_csv(write(tmp_path, b"\r\n\r\nemail,name\r\nann@b.test,Ann\r\n"))
     assert parsed.columns == ("email", "name")

@@ -92,6 +92,27 @@ def test_a_bad_cell_refuses_the_file_naming_line_and_column(
     assert shop("contact", "show", "ann@example.com", "--project", "shop")[0] == 2
 
 
+def test_a_created_column_is_a_variable_not_the_registration_date(
+    shop: Run, tmp_path: Path
+) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_text("email,created,created_at\nann@example.com,05/01/2024,last spring\n")
+    status, _, err = shop("contact", "import", str(path), "--project", "shop", "--no-dns")
+    assert status == 0, err
+    ann = show(shop, "ann@example.com")
+    assert ann["variables"] == {"created": "05/01/2024", "created_at": "last spring"}
+
+
+def test_a_header_too_long_for_a_variable_name_refuses_the_file(shop: Run, tmp_path: Path) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_text("email," + "x" * 300 + "\nann@example.com,1\n")
+    status, out, err = shop("contact", "import", str(path), "--project", "shop", "--no-dns")
+    assert (status, out) == (2, "")
+    assert f"{path}: line 1: column 'xxx" in err and err.count("\n") == 1
+    assert "at most 128 characters" in err
+    assert shop("contact", "show", "ann@example.com", "--project", "shop")[0] == 2
+
+
 def test_the_template_shows_the_columns_and_imports(shop: Run, tmp_path: Path) -> None:
     status, template, _ = shop("contact", "template")
     assert status == 0
