@@ -53,12 +53,13 @@ from postroom.campaign.render import (
     UndefinedVariable,
     compile_template,
 )
-from postroom.campaign.templates import Templates, source_from_snapshot
+from postroom.campaign.templates import Templates, TemplateStoreError, source_from_snapshot
 from postroom.campaign.unsubscribe import UNSUBSCRIBE_KEY_INFO, UnsubscribeTokens, unsubscribe_links
 from postroom.config import Config
 from postroom.core.secretbox import SecretBox
 from postroom.db.models import MessageOrigin, campaign_sends, contacts
 from postroom.mta.queue.outbox import Outbox
+from postroom.rating.contacts import address_forms
 
 TEST_CONTACT_ID = 0
 """The contact id in a test copy's unsubscribe token: none."""
@@ -103,9 +104,11 @@ class Composer:
     def _source(self, campaign: Campaign) -> TemplateSource:
         """The campaign's template, else the content snapshot taken at its launch."""
         if campaign.template_id is not None:
-            return (
-                Templates(self.engine).get_by_id(campaign.template_id, campaign.project_id).source
-            )
+            try:
+                stored = Templates(self.engine).get_by_id(campaign.template_id, campaign.project_id)
+            except TemplateStoreError as error:
+                raise CampaignError(f"campaign {campaign.id}: {error}") from None
+            return stored.source
         if campaign.content:
             return source_from_snapshot(campaign.content)
         raise CampaignError(f"campaign {campaign.id} has neither a template nor its content")
@@ -188,9 +191,10 @@ class Composer:
 
 
 def contact_recipient(conn: Connection, project_id: int, address: str) -> Recipient | None:
+    """The project's contact `address` (either IDNA form of its domain), None if none."""
     row = conn.execute(
         select(*RECIPIENT_COLUMNS).where(
-            contacts.c.project_id == project_id, contacts.c.address == address
+            contacts.c.project_id == project_id, contacts.c.address.in_(address_forms(address))
         )
     ).first()
     return None if row is None else recipient_from_row(row)

@@ -413,7 +413,7 @@ def _preview(args: argparse.Namespace) -> int:
     if recipient is None:
         raise CliError(f"no contact {address} in project {campaign.project!r}")
     try:
-        composed = _composer(engine, config).compose(campaign, Copy(address, recipient))
+        composed = _composer(engine, config).compose(campaign, Copy(recipient.address, recipient))
     except CampaignError as error:
         raise CliError(str(error)) from None
     data = composed.body if args.format == "eml" else _part(composed.body, args.format)
@@ -514,7 +514,7 @@ def _resend(args: argparse.Namespace) -> int:
         raise CliError(f"contact {address} is blocked: campaigns skip it")
     if recipient.unsubscribed_at is not None:
         raise CliError(f"contact {address} unsubscribed on {utc_date(recipient.unsubscribed_at)}")
-    copies = [Copy(address, recipient)]
+    copies = [Copy(recipient.address, recipient)]
     (queue_id,) = _queue(engine, config, campaign, copies, "resend", config.default_pool)
     if args.json:
         print_json({"recipient": address, "queue_id": queue_id})
