@@ -432,7 +432,9 @@ def _part(message: bytes, format_name: str) -> bytes:
     part = parsed.get_body(preferencelist=(subtype,))  # type: ignore[attr-defined]
     if part is None or part.get_content_subtype() != subtype:
         raise CliError(f"the message has no text/{subtype} part")
-    return str(part.get_content()).encode("utf-8")
+    content = str(part.get_content())
+    # The part's last line break belongs to the MIME boundary: give a terminal one back.
+    return (content if content.endswith("\n") else content + "\n").encode("utf-8")
 
 
 def _write(out: str | None, data: bytes) -> None:
