@@ -44,6 +44,10 @@ transaction to one dump file, and the run only verifies if it holds N
 DKIM-Signature fields for d=client.bench.test (issue 4's target: a signing
 postroom at least as fast as an unsigned Postfix).
 
+`--new-connections`: each client opens a new connection for every message
+(connect, banner, EHLO, MAIL, RCPT, DATA, QUIT), as internet MX traffic arrives,
+instead of reusing one (the connection setup is inside the timed part).
+
 `--profile FILE` runs postroom once (no Postfix) under cProfile inside the
 server process (this file's `_serve-profiled` role: one profile for the event
 loop thread, one merged for the worker threads such as the group-commit
@@ -147,6 +151,7 @@ class ClientSetup:
     sender: str = SENDER  # MAIL FROM and the From header
     tls: ssl.SSLContext | None = None  # STARTTLS after EHLO, then EHLO again
     auth: tuple[str, str] | None = None  # AUTH PLAIN (user, password), initial response
+    new_connections: bool = False  # connect, greet and QUIT for every message
 
 
 async def _open(host: str, port: int, setup: ClientSetup) -> Any:
@@ -184,7 +189,10 @@ async def _loadgen(
     setup: ClientSetup = ClientSetup(),
 ) -> Any:
     filler = make_filler(size)
-    connections = [await _open(host, port, setup) for _ in range(clients)]
+    # Fresh connections are opened in the timed part, one per message.
+    connections = (
+        [] if setup.new_connections else [await _open(host, port, setup) for _ in range(clients)]
+    )
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
@@ -200,38 +208,48 @@ async def _loadgen(
         if len(first_errors) < 5:
             first_errors.append(text)
 
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        for index in indices:
-            writer.write(mail)
-            if (code := await _reply(reader)) != 250:
-                error(f"MAIL {code}")
+    async def transaction(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, index: int
+    ) -> None:
+        for command, expected in ((mail, 250), (rcpt, 250), (b"DATA\r\n", 354)):
+            writer.write(command)
+            if (code := await _reply(reader)) != expected:
+                error(f"{command.split()[0].decode()} {code}")
                 writer.write(b"RSET\r\n")
                 await _reply(reader)
-                continue
-            writer.write(rcpt)
-            if (code := await _reply(reader)) != 250:
-                error(f"RCPT {code}")
-                writer.write(b"RSET\r\n")
-                await _reply(reader)
-                continue
-            writer.write(b"DATA\r\n")
-            if (code := await _reply(reader)) != 354:
-                error(f"DATA {code}")
-                writer.write(b"RSET\r\n")
-                await _reply(reader)
-                continue
-            writer.write(make_message(index, size, token, filler, setup.sender) + b".\r\n")
-            if (code := await _reply(reader)) == 250:
-                state["accepted"] += 1
-                state["last"] = time.monotonic()
-            else:
-                error(f"end of DATA {code}")
+                return
+        writer.write(make_message(index, size, token, filler, setup.sender) + b".\r\n")
+        if (code := await _reply(reader)) == 250:
+            state["accepted"] += 1
+            state["last"] = time.monotonic()
+        else:
+            error(f"end of DATA {code}")
+
+    async def quit(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"QUIT\r\n")
         with contextlib.suppress(OSError, ConnectionError):
             await _reply(reader)
         writer.close()
 
-    await asyncio.gather(*(client(reader, writer) for reader, writer in connections))
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for index in indices:
+            await transaction(reader, writer, index)
+        await quit(reader, writer)
+
+    async def connection_per_message() -> None:
+        for index in indices:
+            try:
+                reader, writer = await _open(host, port, setup)
+            except (OSError, ConnectionError) as failure:
+                error(f"connect {failure}")
+                continue
+            await transaction(reader, writer, index)
+            await quit(reader, writer)
+
+    if setup.new_connections:
+        await asyncio.gather(*(connection_per_message() for _ in range(clients)))
+    else:
+        await asyncio.gather(*(client(reader, writer) for reader, writer in connections))
     usage = os.times()
     return {
         "start": start,
@@ -256,6 +274,7 @@ def loadgen_main(argv: list[str]) -> int:
     parser.add_argument("--starttls", action="store_true", help="STARTTLS after EHLO")
     parser.add_argument("--cafile", help="CA certificates (PEM) the TLS client trusts")
     parser.add_argument("--auth", metavar="USER:PASSWORD", help="AUTH PLAIN as USER")
+    parser.add_argument("--new-connections", action="store_true", help="a connection a message")
     args = parser.parse_args(argv)
     user, colon, password = (args.auth or "").partition(":")
     if args.auth is not None and not (user and colon):
@@ -264,6 +283,7 @@ def loadgen_main(argv: list[str]) -> int:
         sender=args.sender,
         tls=ssl.create_default_context(cafile=args.cafile) if args.starttls else None,
         auth=(user, password) if args.auth is not None else None,
+        new_connections=args.new_connections,
     )
 
     async def bounded() -> Any:
@@ -474,6 +494,7 @@ def drive(
         "--host", SERVER_IP, "--port", str(port), "--messages", str(args.messages),
         "--clients", str(args.clients), "--size", str(args.size),
         "--token", f"{result.server}{result.run}", "--timeout", str(args.timeout),
+        *(["--new-connections"] if getattr(args, "new_connections", False) else []),
         *loadgen_options,
     ]  # fmt: skip
     loadgen = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -891,6 +912,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--sign", action="store_true", help="postroom DKIM-signs every message (Postfix does not)"
     )
+    parser.add_argument(
+        "--new-connections",
+        action="store_true",
+        help="each client connects, greets and QUITs for every message (MX traffic)",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs per server (medians)")
     parser.add_argument("--timeout", type=float, default=600.0, help="bound per run, seconds")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
@@ -920,6 +946,7 @@ def main(argv: list[str]) -> int:
         f"relay bench: {args.messages} messages x {args.size} bytes, {args.clients} clients, "
         f"sink smtp-sink on {SINK_IP}, repeat {args.repeat}, {os.cpu_count()} CPUs"
         + (", postroom DKIM-signs (RSA-2048), Postfix does not" if args.sign else "")
+        + (", a new connection per message" if args.new_connections else "")
     )
     results: list[RunResult] = []
     with NsdServer({DOMAIN: zone}) as nsd:
