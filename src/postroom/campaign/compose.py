@@ -2,7 +2,8 @@
 
 `Composer(engine, config, outbox)` puts the parts together in flow order:
 the campaign's content (its template, or the snapshot taken at launch when the
-template is gone) compiled once per campaign; the contact's fields and
+template is gone) compiled once per campaign (`campaign_template`, which
+`campaign audience` uses alone); the contact's fields and
 variables, the project, the sender and the campaign as the template's context;
 the rendered subject, HTML and text; the contact's signed unsubscribe token and
 its links; the complete MIME message (`build_campaign_message`: footer,
@@ -29,9 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, insert
 
-from postroom.campaign.audience import RECIPIENT_COLUMNS
 from postroom.campaign.audience_report import Recipient, recipient_from_row
 from postroom.campaign.channels import project_view
 from postroom.campaign.drafts import Campaign, CampaignError
@@ -49,7 +49,6 @@ from postroom.campaign.render import (
     RenderError,
     SenderView,
     TemplateError,
-    TemplateSource,
     UndefinedVariable,
     compile_template,
 )
@@ -57,9 +56,9 @@ from postroom.campaign.templates import Templates, TemplateStoreError, source_fr
 from postroom.campaign.unsubscribe import UNSUBSCRIBE_KEY_INFO, UnsubscribeTokens, unsubscribe_links
 from postroom.config import Config
 from postroom.core.secretbox import SecretBox
-from postroom.db.models import MessageOrigin, campaign_sends, contacts
+from postroom.db.models import MessageOrigin, campaign_sends
 from postroom.mta.queue.outbox import Outbox
-from postroom.rating.contacts import address_forms
+from postroom.rating.contacts import contact_row
 
 TEST_CONTACT_ID = 0
 """The contact id in a test copy's unsubscribe token: none."""
@@ -94,24 +93,8 @@ class Composer:
     def template(self, campaign: Campaign) -> CompiledTemplate:
         compiled = self._compiled.get(campaign.id)
         if compiled is None:
-            try:
-                compiled = compile_template(self._source(campaign))
-            except TemplateError as error:
-                raise CampaignError(f"campaign {campaign.id}: {error}") from None
-            self._compiled[campaign.id] = compiled
+            compiled = self._compiled[campaign.id] = campaign_template(self.engine, campaign)
         return compiled
-
-    def _source(self, campaign: Campaign) -> TemplateSource:
-        """The campaign's template, else the content snapshot taken at its launch."""
-        if campaign.template_id is not None:
-            try:
-                stored = Templates(self.engine).get_by_id(campaign.template_id, campaign.project_id)
-            except TemplateStoreError as error:
-                raise CampaignError(f"campaign {campaign.id}: {error}") from None
-            return stored.source
-        if campaign.content:
-            return source_from_snapshot(campaign.content)
-        raise CampaignError(f"campaign {campaign.id} has neither a template nor its content")
 
     def _project(self, project_id: int) -> ProjectView:
         view = self._projects.get(project_id)
@@ -190,13 +173,27 @@ class Composer:
         return queue_ids
 
 
+def campaign_template(engine: Engine, campaign: Campaign) -> CompiledTemplate:
+    """The campaign's template compiled: its template row, else the content snapshot
+    taken at its launch; a one-line CampaignError when neither compiles or exists."""
+    if campaign.template_id is not None:
+        try:
+            source = Templates(engine).get_by_id(campaign.template_id, campaign.project_id).source
+        except TemplateStoreError as error:
+            raise CampaignError(f"campaign {campaign.id}: {error}") from None
+    elif campaign.content:
+        source = source_from_snapshot(campaign.content)
+    else:
+        raise CampaignError(f"campaign {campaign.id} has neither a template nor its content")
+    try:
+        return compile_template(source)
+    except TemplateError as error:
+        raise CampaignError(f"campaign {campaign.id}: {error}") from None
+
+
 def contact_recipient(conn: Connection, project_id: int, address: str) -> Recipient | None:
     """The project's contact `address` (either IDNA form of its domain), None if none."""
-    row = conn.execute(
-        select(*RECIPIENT_COLUMNS).where(
-            contacts.c.project_id == project_id, contacts.c.address.in_(address_forms(address))
-        )
-    ).first()
+    row = contact_row(conn, project_id, address)
     return None if row is None else recipient_from_row(row)
 
 

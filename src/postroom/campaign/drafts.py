@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from postroom.campaign.audience import AudienceError, AudienceFilter, audience_query
+from postroom.campaign.lists import find_list
 from postroom.campaign.senders import SenderError, require_confirmed
 from postroom.db.models import (
     CampaignState,
@@ -307,23 +308,16 @@ def _fresh_list_name(conn: Connection, project_id: int, base: str) -> str:
     base = base[: MAX_NAME_CHARS - 8]
     for attempt in range(1, _MAX_LIST_NAME_TRIES + 1):
         name = base if attempt == 1 else f"{base} ({attempt})"
-        if _list_id_or_none(conn, project_id, name) is None:
+        if find_list(conn, project_id, name) is None:
             return name
     raise CampaignError(f"too many lists named like {base!r}: delete some")
 
 
 def _list_id(conn: Connection, project_id: int, name: str) -> int:
-    found = _list_id_or_none(conn, project_id, name)
+    found = find_list(conn, project_id, name)
     if found is None:
         raise CampaignError(f"the campaign's list {name!r} was not created")
-    return found
-
-
-def _list_id_or_none(conn: Connection, project_id: int, name: str) -> int | None:
-    found = conn.execute(
-        select(lists.c.id).where(lists.c.project_id == project_id, lists.c.name == name)
-    ).scalar()
-    return None if found is None else int(found)
+    return int(found.id)
 
 
 def _check_audience(conn: Connection, project_id: int, audience: AudienceFilter) -> None:

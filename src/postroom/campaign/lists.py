@@ -68,7 +68,7 @@ def create_list(engine: Engine, project: str, name: str) -> ListInfo:
     check_list_name(name)
     with engine.begin() as conn:
         project_id = project_id_of(conn, project)
-        if _find_list(conn, project_id, name) is not None:
+        if find_list(conn, project_id, name) is not None:
             raise ContactError(f"list {name!r} already exists in project {project!r}")
         now = time.time()
         conn.execute(insert(lists).values(project_id=project_id, name=name, created_at=now))
@@ -176,7 +176,8 @@ def remove_members(engine: Engine, project: str, name: str, addresses: Sequence[
     return len(unique)
 
 
-def _find_list(conn: Connection, project_id: int, name: str) -> Row | None:  # type: ignore[type-arg]
+def find_list(conn: Connection, project_id: int, name: str) -> Row | None:  # type: ignore[type-arg]
+    """(id, created_at) of the project's list `name`, or None."""
     return conn.execute(
         select(lists.c.id, lists.c.created_at).where(
             lists.c.project_id == project_id, lists.c.name == name
@@ -186,7 +187,7 @@ def _find_list(conn: Connection, project_id: int, name: str) -> Row | None:  # t
 
 def _list_row(conn: Connection, project_id: int, name: str) -> tuple[int, ListInfo]:
     """(id, info) of the project's list `name`; ContactError when there is none."""
-    row = _find_list(conn, project_id, name)
+    row = find_list(conn, project_id, name)
     if row is None:
         raise ContactError(f"no list named {name!r} in this project (see `postroom list list`)")
     return row.id, ListInfo(name, _member_count(conn, row.id), row.created_at)

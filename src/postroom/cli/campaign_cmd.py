@@ -361,6 +361,7 @@ def _described(audience: AudienceFilter) -> str:
 def _audience(args: argparse.Namespace) -> int:
     from postroom.campaign.audience import AudienceError
     from postroom.campaign.audience_report import audience_report, missing_variables
+    from postroom.campaign.compose import campaign_template
     from postroom.campaign.drafts import CampaignError
     from postroom.config import load_config
 
@@ -372,7 +373,7 @@ def _audience(args: argparse.Namespace) -> int:
         report = audience_report(
             engine, campaign.project_id, campaign.audience, validator, config.rating
         )
-        names = sorted(_composer(engine, config).template(campaign).contact_variables())
+        names = sorted(campaign_template(engine, campaign).contact_variables())
         with engine.connect() as conn:
             missing = missing_variables(conn, campaign.project_id, campaign.audience, names)
     except (AudienceError, CampaignError) as error:

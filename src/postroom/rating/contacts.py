@@ -110,7 +110,7 @@ class Contacts:
         address = address.lower()
         with self.engine.begin() as conn:
             project_id = project_id_of(conn, project)
-            if _contact_row(conn, project_id, address) is not None:
+            if contact_row(conn, project_id, address) is not None:
                 raise ContactError(f"contact {address} already exists in project {project!r}")
             state = self.rules.created(manual=True)
             contact_id = _insert_contact(conn, project_id, address, state, "manual")
@@ -121,7 +121,7 @@ class Contacts:
 
     def contact(self, project: str, address: str) -> Contact:
         with self.engine.connect() as conn:
-            row = _contact_row(conn, project_id_of(conn, project), address.lower())
+            row = contact_row(conn, project_id_of(conn, project), address.lower())
         if row is None:
             raise ContactError(f"no contact {address.lower()} in project {project!r}")
         return _contact(row, project)
@@ -216,7 +216,7 @@ class Contacts:
         """Apply `change` to a contact and write the event; False when no such contact.
         A change that returns None (the event does not move the rating) writes nothing,
         unless `keep_unchanged`: the contact's history shows every reply."""
-        row = _contact_row(conn, project_id, address.lower())
+        row = contact_row(conn, project_id, address.lower())
         if row is None:
             return False
         old = _state(row)
@@ -272,7 +272,7 @@ class Contacts:
 
     def is_blocked(self, project_id: int, address: str) -> bool:
         with self.engine.connect() as conn:
-            row = _contact_row(conn, project_id, address.lower())
+            row = contact_row(conn, project_id, address.lower())
         return row is not None and bool(row.blocked)
 
 
@@ -285,7 +285,7 @@ def project_id_of(conn: Connection, name: str) -> int:
 
 def contact_id_of(conn: Connection, project_id: int, address: str) -> int:
     """The id of the project's contact `address` (either IDNA form); ContactError if none."""
-    row = _contact_row(conn, project_id, address.lower())
+    row = contact_row(conn, project_id, address.lower())
     if row is None:
         raise ContactError(f"no contact {address.lower()} in this project")
     return int(row.id)
@@ -387,7 +387,8 @@ def join_list_many(conn: Connection, project_id: int, name: str, contact_ids: li
         conn.execute(statement, rows[start : start + INSERT_CHUNK_ROWS])
 
 
-def _contact_row(conn: Connection, project_id: int, address: str) -> Row | None:  # type: ignore[type-arg]
+def contact_row(conn: Connection, project_id: int, address: str) -> Row | None:  # type: ignore[type-arg]
+    """The project's contacts row for `address` (either IDNA form of its domain), or None."""
     forms = address_forms(address)
     rows = conn.execute(
         select(contacts).where(contacts.c.project_id == project_id, contacts.c.address.in_(forms))
