@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     and_,
@@ -61,6 +62,16 @@ from postroom.mta.queue.records import (
 log = logging.getLogger("postroom.queue")
 
 KEEP_IN_MEMORY_BYTES = 256 * 1024
+
+
+def release_leases(conn: Connection, owned_by: ColumnElement[bool]) -> int:
+    """Deliveries in flight whose lease owner matches `owned_by` go back to the queue."""
+    return conn.execute(
+        update(deliveries)
+        .where(owned_by, deliveries.c.state == DeliveryState.INFLIGHT)
+        .values(state=DeliveryState.QUEUED, lease_owner=None, lease_until=None)
+    ).rowcount
+
 
 # What recording an outcome writes, as one executemany UPDATE per batch.
 _OUTCOME_COLUMNS = (
@@ -328,18 +339,9 @@ class QueueStore(OutcomeRecording):
 
     async def release_own_leases(self) -> int:
         """At start: whatever this node held when it stopped goes back to the queue."""
-
-        def release(conn: Connection) -> int:
-            return conn.execute(
-                update(deliveries)
-                .where(
-                    deliveries.c.lease_owner == self.node_name,
-                    deliveries.c.state == DeliveryState.INFLIGHT,
-                )
-                .values(state=DeliveryState.QUEUED, lease_owner=None, lease_until=None)
-            ).rowcount
-
-        return await self._committer.submit(release)
+        return await self._committer.submit(
+            lambda conn: release_leases(conn, deliveries.c.lease_owner == self.node_name)
+        )
 
     async def pending_count(self) -> int:
         def count() -> int:
