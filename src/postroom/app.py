@@ -173,7 +173,14 @@ async def _node(
     servers: list[asyncio.Server] = []
     try:
         handler, servers = await start_inbound(
-            config, router, pools, delivery.resolver, rating.intake, rating.suppression, listening
+            config,
+            router,
+            pools,
+            delivery.resolver,
+            rating.intake,
+            rating.suppression,
+            listening,
+            worker.connection_limits(config) if worker is not None else None,
         )
         # Submission is one worker's (shares.py): its session limits are not split.
         submission, submission_servers = await start_submission(

@@ -2,18 +2,17 @@
 
 With `[server] workers` = N, every worker is a node of its own (lanes, connection
 counters) on the same machine, its same sending IPs and the same remote sites, so the
-limits that count connections or messages are split between the workers, and their
-sum is the configured limit:
-- `[delivery] max_connections`, `max_per_minute`, `max_per_hour` and the same keys of
-  every `[[delivery.destination]]` (lanes are per worker: a site limited to 10
-  connections gets 5 from each of 2 workers);
-- `[smtp.inbound] max_connections` and `max_connections_per_ip` (port 25 sessions
-  are counted per worker; each worker takes whichever new connection it is ready for).
-A share is `limit // N`, the remainder going one each to the first workers. A limit
-smaller than N still gives every worker 1 (a lane that may never open a connection
-would hold its mail forever, a listener that admits nobody would refuse at random):
-the node then allows up to N. `limits_below_workers(config, N)` names those keys so
-that `serve` can say so at start. 0 ("the default", "unlimited") stays 0.
+lane limits are split between the workers, and their sum is the configured limit:
+`[delivery] max_connections`, `max_per_minute`, `max_per_hour` and the same keys of
+every `[[delivery.destination]]` (a site limited to 10 connections gets 5 from each of
+2 workers). A share is `limit // N`, the remainder going one each to the first
+workers. A limit smaller than N still gives every worker 1 (a lane that may never
+open a connection would hold its mail forever): the node then allows up to N.
+`limits_below_workers(config, N)` names those keys so that `serve` can say so at
+start. 0 ("the default", "unlimited") stays 0. Port 25's connection caps are not
+split but counted across the workers (mta/inbound/shared_limits.py): which worker
+accepts a connection is the kernel's choice, so a share per worker would refuse at
+random.
 Each worker's node name is `<node name>/w<index>`: it owns its leases, and a worker
 restarted under the same index takes back at once what the dead one held.
 Submission (587/465) is served by worker 0 alone, whose per-mailbox rates and AUTH
@@ -28,7 +27,6 @@ from dataclasses import replace
 from postroom.config import Config
 
 _LANE_KEYS = ("max_connections", "max_per_minute", "max_per_hour")
-_SESSION_KEYS = ("max_connections", "max_connections_per_ip")
 
 
 def share(limit: int, index: int, count: int) -> int:
@@ -48,13 +46,10 @@ def worker_config(config: Config, index: int, count: int) -> Config:
         replace(limits, **{key: share(getattr(limits, key), index, count) for key in _LANE_KEYS})
         for limits in delivery.destination
     )
-    inbound = config.smtp.inbound
-    sessions = {key: share(getattr(inbound, key), index, count) for key in _SESSION_KEYS}
     return replace(
         config,
         server=replace(config.server, node_name=worker_node_name(config.node_name, index)),
         delivery=replace(delivery, **split, destination=destinations),
-        smtp=replace(config.smtp, inbound=replace(inbound, **sessions)),
     )
 
 
@@ -79,9 +74,4 @@ def limits_below_workers(config: Config, count: int) -> list[str]:
             for key in _LANE_KEYS
             if 0 < getattr(limits, key) < count
         ]
-    found += [
-        f"smtp.inbound.{key} = {getattr(config.smtp.inbound, key)}"
-        for key in _SESSION_KEYS
-        if 0 < getattr(config.smtp.inbound, key) < count
-    ]
     return found

@@ -5,7 +5,8 @@ return every lease this node and its workers held (none of them runs now), bind 
 listeners (sockets.py) and load the TLS certificate, so that a mistake in either is one
 line and exit 2 before any worker starts; then start N workers (`postroom -c FILE serve
 --worker I/N`, role.py) on those sockets — the submission sockets go to worker 0 only
-(shares.py says why) — and send systemd READY once every worker said `ready`. A worker
+(shares.py says why) — with one table of port 25 session counts they all share
+(shared_limits.py), and send systemd READY once every worker said `ready`. A worker
 that exits before it is ready fails the start: the others are stopped, exit 2.
 While running:
 - a worker that dies is logged (exit status or signal) and started again under the same
@@ -39,9 +40,16 @@ from postroom.core.tls import server_context
 from postroom.db.engine import make_engine
 from postroom.db.migrate import ensure_current
 from postroom.db.models import deliveries
+from postroom.mta.inbound.shared_limits import SharedCounts
 from postroom.mta.inbound.sockets import Listening, bind_listeners
 from postroom.mta.queue.store import release_leases
-from postroom.workers.role import LISTEN_FDS_ENV, READY, RELOADED, SUPERVISOR_PID_ENV
+from postroom.workers.role import (
+    CONNECTION_COUNTS_ENV,
+    LISTEN_FDS_ENV,
+    READY,
+    RELOADED,
+    SUPERVISOR_PID_ENV,
+)
 from postroom.workers.shares import limits_below_workers, worker_name_prefix
 
 log = logging.getLogger("postroom.supervisor")
@@ -69,6 +77,7 @@ class Supervisor:
         self.config_path = config_path
         self.config = config
         self.count = count
+        self._counts = SharedCounts.create(count)
         self._workers = [
             _Worker(i, listening if i == 0 else listening.without_submission())
             for i in range(count)
@@ -114,7 +123,10 @@ class Supervisor:
             if key != "NOTIFY_SOCKET"  # systemd hears the supervisor only
         }
         env[LISTEN_FDS_ENV] = described
+        env[CONNECTION_COUNTS_ENV] = str(self._counts.fd)
         env[SUPERVISOR_PID_ENV] = str(os.getpid())
+        # A predecessor's sessions died with it; its successor starts from zero.
+        self._counts.clear_row(worker.index)
         worker.reported = {}
         worker.process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -127,7 +139,7 @@ class Supervisor:
             f"{worker.index}/{self.count}",
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
-            pass_fds=fds,
+            pass_fds=[*fds, self._counts.fd],
             env=env,
         )
         worker.alive = True

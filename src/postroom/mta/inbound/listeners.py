@@ -31,6 +31,7 @@ from postroom.mta.inbound.handler import InboundHandler, InboundPolicy
 from postroom.mta.inbound.policy import RelayNetworks
 from postroom.mta.inbound.ratelimit import RateLimiter
 from postroom.mta.inbound.session import ConnectionLimits, ErrorLimits, Session
+from postroom.mta.inbound.shared_limits import SharedConnectionLimits
 from postroom.mta.inbound.sockets import Listening
 from postroom.mta.inbound.submission import SubmissionHandler
 from postroom.mta.inbound.throttle import AuthThrottle, ThrottlePolicy
@@ -60,7 +61,9 @@ async def start_inbound(
     bounces: BounceIntake,
     suppression: Suppression,
     listening: Listening,
+    limits: SharedConnectionLimits | None = None,
 ) -> tuple[InboundHandler, list[asyncio.Server]]:
+    """`limits`: the node's session counts when this is one worker of several."""
     handler = InboundHandler(
         inbound_policy(config),
         router,
@@ -72,7 +75,7 @@ async def start_inbound(
         if config.checks.enabled
         else None,
     )
-    factory = _sessions(config, handler)
+    factory = _sessions(config, handler, limits)
     servers = await _serve_on(listening.inbound, listening, factory)
     return handler, servers
 
@@ -114,21 +117,27 @@ async def start_submission(
     starttls = _sessions(
         config,
         handler,
+        None,
         tls_context=context,
         require_starttls=True,
         auth_required=True,
         auth_require_tls=True,
     )
     # On 465 the transport is TLS from the first byte (the session's implicit_tls).
-    implicit = _sessions(config, handler, auth_required=True, implicit_tls=True)
+    implicit = _sessions(config, handler, None, auth_required=True, implicit_tls=True)
     servers = await _serve_on(listening.submission, listening, starttls)
     servers += await _serve_on(listening.submission_tls, listening, implicit, tls=context)
     return handler, servers
 
 
-def _sessions(config: Config, handler: InboundHandler, **options: object) -> Callable[[], Session]:
+def _sessions(
+    config: Config,
+    handler: InboundHandler,
+    shared: SharedConnectionLimits | None,
+    **options: object,
+) -> Callable[[], Session]:
     inbound = config.smtp.inbound
-    limits = ConnectionLimits(
+    limits = shared or ConnectionLimits(
         max_total=inbound.max_connections, max_per_ip=inbound.max_connections_per_ip
     )
     errors = ErrorLimits(

@@ -187,10 +187,14 @@ class Session(SMTP):
         if abandoned is not None and getattr(self, "envelope", None) is not None:
             abandoned(self.envelope)
 
-    def eof_received(self) -> bool | None:
-        if self.session is None or self._handler_coroutine is None:
-            return False
-        return super().eof_received()
+    def eof_received(self) -> bool:
+        if self.session is not None and self._handler_coroutine is not None:
+            super().eof_received()  # aiosmtpd cancels the session's task
+        # False: the transport closes and `connection_lost` frees the slot. Kept open
+        # (asyncio's default), a client that closed before its session task first ran
+        # (the task is cancelled unstarted, so none of its cleanup runs) would hold its
+        # slot until the idle timeout: connect-and-close in a loop filled the caps.
+        return False
 
     def _timeout_cb(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
