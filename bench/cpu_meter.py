@@ -100,14 +100,22 @@ def sample_tree(root: int) -> ProcSample:
 
 
 def cpu_by_name(before: ProcSample, after: ProcSample) -> dict[str, float]:
+    """CPU seconds between two samples by process name ("python x3": three live
+    processes of that name, e.g. a supervisor and two workers)."""
     by_name: dict[str, float] = defaultdict(float)
+    count: dict[str, int] = defaultdict(int)
     for pid, (name, cpu) in after.live.items():
         old = before.live.get(pid)
         by_name[name] += cpu - (old[1] if old and old[0] == name else 0.0)
+        count[name] += 1
     reaped = after.reaped - before.reaped
     if reaped:
         by_name["(exited processes)"] += reaped
-    return {name: round(cpu, 3) for name, cpu in sorted(by_name.items()) if round(cpu, 3)}
+    return {
+        name if count[name] < 2 else f"{name} x{count[name]}": round(cpu, 3)
+        for name, cpu in sorted(by_name.items())
+        if round(cpu, 3)
+    }
 
 
 # -- the meters --------------------------------------------------------------------

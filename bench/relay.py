@@ -1,61 +1,77 @@
 """Relay throughput: postroom against a private Postfix, both relaying to one smtp-sink.
 
 Contract (`.venv/bin/python bench/relay.py [options]`, as root, from the repo root):
-the same workload — `--messages` N messages of `--size` bytes from `--clients`
-concurrent SMTP clients, each reusing one connection (MAIL, RCPT, DATA, next
-MAIL), all to `user@bench.test` — goes through
+issue 14's workload — `--messages` N (10,000) messages from `--clients` (20)
+concurrent SMTP sessions of Postfix's `smtp-source` (bench/smtp_source.py:
+`-s 20 -m N -l 2111`, `--size` being the payload after its four header lines),
+all to `user@bench.test` from `bench@client.bench.test` — goes through
 
 - postroom: `postroom serve` (tests/peers/postroom.py) with a fresh SQLite state
   directory, production durability (WAL, synchronous=FULL: 250 only after
   fsync), `[logging] level = "warning"`, default delivery settings, its
   `[dns] nameservers` pointing at an NSD (tests/peers/dns.py) that serves
-  `bench.test MX → mx.bench.test A 127.0.0.10`, `[delivery] port` = the sink's;
+  `bench.test MX → mx.bench.test A 127.0.0.10`, `[delivery] port` = the sink's,
+  `[server] workers` = `--workers` when given (else the server's default);
 - Postfix: a private instance (tests/peers/postfix.py: `postfix -c DIR`, its
   own main.cf, master.cf and queue directory, smtpd on 127.0.0.1 only) with
   `relayhost = [127.0.0.10]:PORT`, stock settings otherwise (queue files fsynced);
 
 each time into a fresh Postfix `smtp-sink` on 127.0.0.10 (tests/peers/sinks.py,
 no recording, `-c` running counters: the sink's "mesg=" counter is how delivered
-messages are counted, polled every 50 ms). Per run it measures
+messages are counted, polled every 50 ms).
+
+Workloads (`--workload`, comma-separated; default `new,reuse`), one row each of
+the issue's table, run in one series: per `--repeat` round (3), each workload
+on postroom and on Postfix, the order flipped every other round.
+
+- `new`: a new connection per message (connect, banner, HELO, MAIL, RCPT, DATA,
+  QUIT), as internet MX traffic arrives (`--new-connections` is `--workload new`);
+- `reuse`: each session keeps its connection (`smtp-source -d`);
+- `sign` (or `--sign`): reuse, and postroom DKIM-signs every message with
+  RSA-2048 — the sender's domain is made a verified linked domain before serve
+  starts (through the directory API: the bench measures signing, not the DNS
+  proof), the sink appends every transaction to one dump file, and the run only
+  verifies if it holds N DKIM-Signature fields for d=client.bench.test. Postfix
+  does not sign: this row's Postfix figures are the reuse runs.
+
+Per run it measures, from the first injection (smtp-source's start):
 
 - accepted msg/s: N / (time of the last 250 to DATA − start);
 - delivered msg/s: N / (time the sink counted N messages − start), end to end;
-- server CPU seconds (utime+stime from /proc of the server's process tree: the
-  postroom process; Postfix's master, its live daemons and the reaped ones
-  through the master's cutime/cstime) up to "delivered" and once the server
-  has gone quiet (bounded settle), and per message.
+- server CPU seconds of the server's whole process tree (bench/cpu_meter.py:
+  a child cgroup v2 the server is started in, `cpu.stat` usage_usec, as the
+  maintainers measured; else, or with `--cpu proc`, /proc utime+stime of the
+  live tree plus its reaped children — Postfix's exited daemons, postroom's
+  restarted workers), up to "delivered" and once the server has gone quiet
+  (bounded settle), and per message; the /proc tree's count and a breakdown by
+  process name beside it. The output says which source counted.
 
-The load generator is this file run as `_loadgen` in its own process (asyncio,
-uvloop, a minimal non-pipelining SMTP client), so that its CPU is not the
-orchestrator's; its CPU is reported too. Its options `--sender` (MAIL FROM and
-From), `--starttls`/`--cafile` and `--auth USER:PASSWORD` (AUTH PLAIN), all off
-here, and `run_postroom`'s `PostroomSetup` serve bench/submission.py. Each run
-is checked: no client error, the sink counted exactly N, and (postroom) `queue
-stats` says N delivered.
-Runs alternate postroom/Postfix `--repeat` times; medians and the ratio
-postroom/Postfix of both figures are printed (`--json`: one JSON document).
-Target (the issue): postroom ≥ 1.5× Postfix delivered msg/s, durability kept.
+Goals (issue 14), delivered msg/s over Postfix's: new ≥ 2.0×, reuse ≥ 3.0×,
+sign ≥ 1.5× (against an unsigned Postfix); the table says met or not.
 
-`--sign` makes the sender's domain (client.bench.test) a verified linked domain
-with an RSA-2048 key before postroom starts (through the directory API: the
-bench measures signing, not the DNS proof), so postroom DKIM-signs every
-message it relays while Postfix relays unsigned; the sink then appends every
-transaction to one dump file, and the run only verifies if it holds N
-DKIM-Signature fields for d=client.bench.test (issue 4's target: a signing
-postroom at least as fast as an unsigned Postfix).
+`--loadgen python` uses this file's own load generator instead (`_loadgen` in
+its own process: asyncio, uvloop, a minimal non-pipelining SMTP client with
+EHLO, connections opened before the clock starts; `--size` is the whole
+message). Its options `--sender` (MAIL FROM and From), `--starttls`/`--cafile`
+and `--auth USER:PASSWORD` (AUTH PLAIN), and `run_postroom`'s `PostroomSetup`,
+serve bench/submission.py, which always uses it (smtp-source has no TLS, no
+AUTH). The load generator's CPU is reported too.
 
-`--new-connections`: each client opens a new connection for every message
-(connect, banner, EHLO, MAIL, RCPT, DATA, QUIT), as internet MX traffic arrives,
-instead of reusing one (the connection setup is inside the timed part).
+Each run is checked: no client error, every message accepted, the sink counted
+exactly N, and (postroom) `queue stats` says N delivered, SIGTERM exits 0,
+SQLite is WAL with synchronous=FULL; (Postfix) its queue is empty. Medians per
+workload and server, the ratio postroom/Postfix and the goal are printed as one
+Markdown table (`--json`: one JSON document).
 
-`--profile FILE` runs postroom once (no Postfix) under cProfile inside the
-server process (this file's `_serve-profiled` role: one profile for the event
-loop thread, one merged for the worker threads such as the group-commit
-thread; thread CPU time by default, `--profile-clock wall` for wall time),
-writes FILE and FILE.threads (pstats) and prints the top functions.
+`--profile FILE` runs postroom once (no Postfix; the first workload) under
+cProfile inside the server process (this file's `_serve-profiled` role: one
+profile for the event loop thread, one merged for the worker threads such as
+the group-commit thread; thread CPU time by default, `--profile-clock wall` for
+wall time), writes FILE and FILE.threads (pstats) and prints the top functions.
 
 Loopback only (127.0.0.0/8); every wait is bounded (`--timeout` per run).
-Exit status: 0 when every run verified, 1 otherwise, 2 for a setup failure.
+Exit status: 0 when every run verified, 1 otherwise, 2 for a setup failure
+(a peer that would not start, a run past `--timeout`).
 """
 
 from __future__ import annotations
@@ -963,7 +979,7 @@ def print_summary(summary: dict[str, Any], notes: Sequence[str]) -> None:
             )
             + " |"
         )
-    for note in notes:
+    for note in filter(None, notes):
         print(note)
 
 
