@@ -474,20 +474,13 @@ class PythonLoadgen:
             self.process.wait(5)
 
 
-class SmtpSourceLoadgen(SmtpSource):
-    """smtp-source started by `start()` (it connects in the timed part, as in the issue)."""
-
-    def prepare(self) -> None:
-        pass
-
-
 def make_loadgen(
     args: argparse.Namespace, token: str, port: int, options: Sequence[str]
-) -> PythonLoadgen | SmtpSourceLoadgen:
+) -> PythonLoadgen | SmtpSource:
     """The load generator `args.loadgen` names; options (STARTTLS, AUTH) need Python's."""
     if getattr(args, "loadgen", "python") == "python" or options:
         return PythonLoadgen(args, token, port, options)
-    return SmtpSourceLoadgen(
+    return SmtpSource(
         SERVER_IP,
         port,
         messages=args.messages,
