@@ -8,13 +8,18 @@ synchronous=FULL) or one PostgreSQL database, start at the same moment and:
   committed with its deliveries leased to the process that enqueued it;
 - record rating changes of one contact, each in a transaction of its own: no
   change is lost (the contact's events form one unbroken chain of steps).
+And two threads (own connections, as two workers' feedback threads) process
+the same bounce at once: it counts once (the "already counted" check and the
+change it guards are serialised per delivery).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -23,12 +28,18 @@ from sqlalchemy.engine import make_url
 from tests.flow import writer_processes
 from tests.peers.postgres import PostgresServer
 
+from postroom.config.schema import RatingConfig
 from postroom.db.engine import make_engine
 from postroom.db.migrate import upgrade
 from postroom.db.models import MessageOrigin, contact_events, contacts, deliveries, messages
 from postroom.db.states import DeliveryState
 from postroom.mailbox.directory import Directory
+from postroom.mta.bounce.classify import Classifier
+from postroom.mta.bounce.inbox import BounceInbox
+from postroom.mta.bounce.verp import Verp
 from postroom.mta.queue.outbox import store_queued
+from postroom.rating.contacts import Contacts
+from postroom.rating.rules import Rules
 
 pytestmark = pytest.mark.flow
 
@@ -37,6 +48,8 @@ PREPARED_MESSAGES = 150  # two recipients each: 300 due deliveries to share out
 ENQUEUED_PER_WRITER = 100
 CHANGES_PER_WRITER = 150
 JOIN_TIMEOUT_S = 180.0
+BOUNCED_RECIPIENTS = 30
+BOUNCE_COPIES = 2
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -160,4 +173,53 @@ def test_concurrent_rating_changes_of_one_contact_are_not_lost(database_url: str
         assert (old, new) == (expected_from, writer_processes.toggle_rating(expected_from))
         expected_from = new
     assert final == expected_from
+    engine.dispose()
+
+
+def mailbox_full_report(recipient: str) -> bytes:
+    return (
+        "From: Mail Delivery System <mailer-daemon@far.test>\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\nThe mailbox is full.\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.far.test\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.2.2\r\n"
+        "Diagnostic-Code: smtp; 552 5.2.2 Mailbox full, over quota\r\n"
+        "--B--\r\n"
+    ).encode()
+
+
+def test_a_bounce_processed_twice_at_once_counts_once(database_url: str) -> None:
+    engine = make_engine(database_url)
+    directory = Directory(engine)
+    directory.add_project("shop")
+    directory.add_domain("shop.test", "shop")
+    directory.mark_verified("shop.test", [])
+    rated = Contacts(engine, Rules(RatingConfig()))
+    recipients = [f"user{number}@far.test" for number in range(BOUNCED_RECIPIENTS)]
+    for recipient in recipients:
+        rated.add("shop", recipient)  # rating 10
+    with engine.begin() as conn:
+        body = b"Subject: x\r\n\r\nx\r\n"
+        store_queued(conn, "news@shop.test", recipients, body, "bulk", MessageOrigin.SUBMISSION)
+        delivery_of = dict(conn.execute(select(deliveries.c.recipient, deliveries.c.id)).all())
+    inbox = BounceInbox(engine, rated, Verp(b"k" * 32, "bounces.test"), Classifier.load())
+    barrier = threading.Barrier(BOUNCE_COPIES)
+
+    def process(recipient: str) -> None:
+        barrier.wait(writer_processes.BARRIER_TIMEOUT_S)
+        inbox.process(mailbox_full_report(recipient), [delivery_of[recipient]], feedback=False)
+
+    with ThreadPoolExecutor(BOUNCE_COPIES) as threads:
+        for recipient in recipients:
+            list(threads.map(process, [recipient] * BOUNCE_COPIES))
+
+    for recipient in recipients:
+        assert rated.contact("shop", recipient).rating == 9, recipient
+    with engine.connect() as conn:
+        counted = conn.execute(
+            select(func.count()).where(contact_events.c.kind == "bounced")
+        ).scalar_one()
+    assert counted == BOUNCED_RECIPIENTS
     engine.dispose()
