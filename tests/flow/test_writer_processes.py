@@ -15,6 +15,7 @@ change it guards are serialised per delivery).
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import threading
 import uuid
@@ -23,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy import Engine, create_engine, func, insert, select, text
 from sqlalchemy.engine import make_url
 from tests.flow import writer_processes
 from tests.peers.postgres import PostgresServer
@@ -38,6 +39,8 @@ from postroom.mta.bounce.classify import Classifier
 from postroom.mta.bounce.inbox import BounceInbox
 from postroom.mta.bounce.verp import Verp
 from postroom.mta.queue.outbox import store_queued
+from postroom.mta.queue.records import DeliveryResult
+from postroom.mta.queue.store import QueueStore
 from postroom.rating.contacts import Contacts
 from postroom.rating.rules import Rules
 
@@ -50,6 +53,7 @@ CHANGES_PER_WRITER = 150
 JOIN_TIMEOUT_S = 180.0
 BOUNCED_RECIPIENTS = 30
 BOUNCE_COPIES = 2
+SPLIT_MESSAGES = 30
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -223,3 +227,55 @@ def test_a_bounce_processed_twice_at_once_counts_once(database_url: str) -> None
         ).scalar_one()
     assert counted == BOUNCED_RECIPIENTS
     engine.dispose()
+
+
+async def test_outcomes_recorded_at_once_by_two_nodes_complete_the_message(
+    database_url: str,
+) -> None:
+    """A message whose deliveries were claimed by two workers (after a retry) is
+    complete, its body released, when both record their outcome at the same moment."""
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        queue_ids = [
+            store_queued(
+                conn,
+                "app@src.test",
+                [f"a{n}@dest.test", f"b{n}@other.test"],
+                b"Subject: x\r\n\r\nx\r\n",
+                "default",
+                MessageOrigin.RELAY,
+            )
+            for n in range(SPLIT_MESSAGES)
+        ]
+    nodes = [QueueStore(make_engine(database_url), node_name=f"node/w{i}") for i in range(2)]
+    for node in nodes:
+        node.start()
+    try:
+        for queue_id in queue_ids:
+            claimed = [d for job in await nodes[0].claim_due(2) for d in job.deliveries]
+            assert {d.delivery_id for d in claimed} == set(delivery_ids_of(engine, queue_id))
+            await asyncio.gather(
+                *(
+                    node.record([DeliveryResult(d.delivery_id, "delivered", "2.0.0", "", "data")])
+                    for node, d in zip(nodes, claimed, strict=True)
+                )
+            )
+    finally:
+        for node in nodes:
+            await node.close()
+            node.engine.dispose()
+    with engine.connect() as conn:
+        incomplete = conn.execute(
+            select(messages.c.id).where(messages.c.completed_at.is_(None))
+        ).scalars()
+        assert list(incomplete) == []
+    engine.dispose()
+
+
+def delivery_ids_of(engine: Engine, queue_id: str) -> list[int]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(deliveries.c.id).where(deliveries.c.message_id == queue_id)
+            ).scalars()
+        )
