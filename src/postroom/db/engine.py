@@ -5,6 +5,17 @@ Durability is the contract here: SQLite runs with `journal_mode=WAL` and
 `synchronous=FULL`, so a commit returns only after the WAL is fsynced; that is
 what lets the SMTP session say 250 right after the queue's group commit.
 PostgreSQL keeps its own defaults (`synchronous_commit=on`).
+
+Several writer processes (the workers of `serve`, the CLI) share one database.
+`write_transaction(engine)` is `engine.begin()` for a transaction that writes:
+on SQLite it starts with `BEGIN IMMEDIATE`, so the write lock is taken first
+(waiting up to the busy timeout) and everything the transaction reads stays
+true until it commits. Without it, Python's sqlite3 (legacy transaction
+control, the default before 3.16) sends BEGIN only before the first
+INSERT/UPDATE/DELETE: a SELECT before it runs outside the transaction and
+another process may change what it read before the write. PostgreSQL
+transactions are unchanged (READ COMMITTED: lock rows that a decision depends
+on, or make the write conditional).
 The SQLite file is created by `core.statefiles.prepare_sqlite_file` (0640 in a
 0750 directory, whatever the umask) before SQLite opens it; when it cannot be,
 `StartupError` names the path and the reason (one line, exit 2, at any command).
@@ -12,9 +23,11 @@ The SQLite file is created by `core.statefiles.prepare_sqlite_file` (0640 in a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from postroom.core.errors import StartupError
@@ -50,3 +63,14 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
 
 def is_postgresql(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """`engine.begin()` holding SQLite's write lock from its first statement on."""
+    with engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            # The first statement on the DBAPI connection: sqlite3 sees no transaction
+            # open, passes it through, and its commit()/rollback() then end this one.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        yield connection

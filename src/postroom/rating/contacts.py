@@ -6,7 +6,10 @@
 - the mail engine, inside its own transaction (`conn`): `ensure_many` when mail
   is sent (new addresses start at `[rating] automatic`), `record` when a
   bounce, complaint or reply moves a rating. Every change is a `contact_events`
-  row naming its cause (kind, reason, message, delivery, detail).
+  row naming its cause (kind, reason, message, delivery, detail). A change is
+  a conditional UPDATE (compare and set, retried): processes and threads that
+  change one contact at once lose none of their changes, on SQLite and
+  PostgreSQL alike.
 
 Addresses are stored lower-cased. The validator stores an IDN domain in
 Unicode (U-labels), envelopes may carry it in ASCII (A-labels): a lookup
@@ -32,11 +35,18 @@ from postroom.db.models import contact_events, contacts, list_members, lists, pr
 from postroom.rating.rules import BlockCause, ContactState, GateResult, Rules, gate
 
 INSERT_CHUNK_ROWS = 1000
+# Reads of a contact that others keep changing before `record` gives up (see there).
+RECORD_ATTEMPTS = 10
 MAX_LIST_NAME_CHARS = 128  # lists.name
 
 
 class ContactError(Exception):
     """A refused operator change or a missing object; nothing was changed."""
+
+
+class ContactBusy(ContactError):
+    """Other writers changed the contact at every attempt; the caller's transaction
+    should roll back and be tried again later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,28 +225,44 @@ class Contacts:
     ) -> bool:
         """Apply `change` to a contact and write the event; False when no such contact.
         A change that returns None (the event does not move the rating) writes nothing,
-        unless `keep_unchanged`: the contact's history shows every reply."""
-        row = contact_row(conn, project_id, address.lower())
-        if row is None:
-            return False
-        old = _state(row)
-        new = change(old)
-        if new is None:
-            if keep_unchanged:
-                _event(conn, row.id, old.rating, old, cause)
-            return True
-        conn.execute(
-            update(contacts)
-            .where(contacts.c.id == row.id)
-            .values(
-                rating=new.rating,
-                blocked=int(new.blocked),
-                blocked_cause=new.cause.value,
-                updated_at=time.time(),
-            )
-        )
-        _event(conn, row.id, old.rating, new, cause)
-        return True
+        unless `keep_unchanged`: the contact's history shows every reply.
+
+        Safe when several processes or threads change one contact at once, whatever
+        transaction `conn` is in: the UPDATE applies only if the contact still has the
+        state `change` was given, else the contact is read again and `change` applied
+        to what another writer left (bounded; `ContactBusy` when it never settles).
+        On SQLite the first miss has taken the write lock, so the second try holds; on
+        PostgreSQL (READ COMMITTED) a miss means another transaction committed a change
+        of this contact meanwhile, which the next read sees."""
+        for _ in range(RECORD_ATTEMPTS):
+            row = contact_row(conn, project_id, address.lower())
+            if row is None:
+                return False
+            old = _state(row)
+            new = change(old)
+            if new is None:
+                if keep_unchanged:
+                    _event(conn, row.id, old.rating, old, cause)
+                return True
+            applied = conn.execute(
+                update(contacts)
+                .where(
+                    contacts.c.id == row.id,
+                    contacts.c.rating == row.rating,
+                    contacts.c.blocked == row.blocked,
+                    contacts.c.blocked_cause == row.blocked_cause,
+                )
+                .values(
+                    rating=new.rating,
+                    blocked=int(new.blocked),
+                    blocked_cause=new.cause.value,
+                    updated_at=time.time(),
+                )
+            ).rowcount
+            if applied:
+                _event(conn, row.id, old.rating, new, cause)
+                return True
+        raise ContactBusy(f"contact {address.lower()} kept changing; try again")
 
     def received(self, project_ids: Iterable[int], sender: str, message_id: str) -> None:
         """Mail from `sender` reached mailboxes of these projects: a known contact is

@@ -8,6 +8,13 @@ fsync instead of queueing behind each other's (this is how the queue reaches
 thousands of durable messages a second on SQLite). The caller's future resolves
 only after the commit returned: acknowledge after commit.
 
+Several processes may each run a committer on one database (the workers of a
+multi-process `serve`). On SQLite every transaction here starts with
+`BEGIN IMMEDIATE` (`db.engine.write_transaction`): it waits for the write lock
+(busy timeout) before its first statement, so what an operation reads (the
+due deliveries of a claim, a contact's rating) cannot change under it before
+it commits, and it never fails with "database is locked" half-way through.
+
 When a batch's transaction fails, each operation is retried alone so that one
 bad operation fails only its own caller. Reads do not come here. A caller
 cancelled while its write is pending does not withdraw it: the write commits
@@ -26,6 +33,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
+
+from postroom.db.engine import write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +118,7 @@ class GroupCommitter:
 
     def _commit_batch(self, batch: list[_Entry]) -> list[tuple[bool, Any]]:
         try:
-            with self._engine.begin() as connection:
+            with write_transaction(self._engine) as connection:
                 return [(True, value) for value in self._apply(connection, batch)]
         except Exception:
             if len(batch) == 1:

@@ -7,7 +7,8 @@ deferred with the next attempt time from the backoff, failed — or expired afte
 inserted as new messages in the same transaction, so a crash loses neither),
 the observer's view of final failures (the rating engine; in a savepoint, so
 its failure never costs the outcome), and the release of the bytes of messages
-whose every delivery is final. An outcome for a delivery an operator held or
+whose every delivery is final (also when two nodes record the last deliveries
+of one message at once). An outcome for a delivery an operator held or
 deleted meanwhile is ignored: the operator's word stands.
 
 A mixin of `QueueStore` (it uses the store's committer, statements, policy and
@@ -157,9 +158,20 @@ class OutcomeRecording:
 
     def _complete_messages(self, conn: Connection, message_ids: Iterable[str], now: float) -> None:
         """Drop the bytes of messages whose every delivery is final."""
-        candidates = list(message_ids)
+        candidates = sorted(message_ids)
         if not candidates:
             return
+        if conn.dialect.name == "postgresql":
+            # Two nodes recording the last two deliveries of one message at once would
+            # each see the other's still in flight (READ COMMITTED) and neither would
+            # complete it: the message row lock makes the second wait and then see the
+            # first's. (On SQLite the group commit's transaction holds the write lock.)
+            conn.execute(
+                select(messages.c.id)
+                .where(messages.c.id.in_(candidates))
+                .order_by(messages.c.id)
+                .with_for_update()
+            ).all()
         pending = {
             row.message_id
             for row in conn.execute(

@@ -6,8 +6,11 @@ Contract:
   already claimed by this node (`inflight`, leased), so fresh mail goes straight
   to the delivery engine without a round trip through the database.
 - `claim_due(limit)` claims due `queued`/`deferred` deliveries and those whose
-  lease expired (a crashed node's). On PostgreSQL rows are locked with
-  SKIP LOCKED, so several nodes can share one database.
+  lease expired (a crashed node's). Several nodes (the worker processes of
+  one `serve`, or machines) can share one database and never claim one
+  delivery twice: on PostgreSQL rows are locked with SKIP LOCKED, on SQLite
+  the group commit's transaction holds the write lock from its start, and the
+  UPDATE claims only rows that are still due.
 - `record(results)` stores outcomes: delivered; deferred with the next attempt
   from the retry schedule, or failed once the queue lifetime is over; failed.
   Failures produce a DSN in the same transaction (through `bounce_builder`), so
@@ -254,20 +257,29 @@ class QueueStore(OutcomeRecording):
         )
         if self._skip_locked:
             query = query.with_for_update(skip_locked=True)
-        claimed = conn.execute(query).all()
+        candidates = conn.execute(query).all()
+        if not candidates:
+            return []
+        # The UPDATE claims only what is still due: a row another node claimed since
+        # the SELECT is left to it. (The group commit's BEGIN IMMEDIATE on SQLite and
+        # SKIP LOCKED on PostgreSQL already keep that from happening; this keeps the
+        # claim exact whatever transaction it runs in.)
+        taken = set(
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_([row.id for row in candidates]), due)
+                .values(
+                    state=DeliveryState.INFLIGHT,
+                    lease_owner=self.node_name,
+                    lease_until=now + self.lease_s,
+                    updated_at=now,
+                )
+                .returning(deliveries.c.id)
+            ).scalars()
+        )
+        claimed = [row for row in candidates if row.id in taken]
         if not claimed:
             return []
-        ids = [row.id for row in claimed]
-        conn.execute(
-            update(deliveries)
-            .where(deliveries.c.id.in_(ids))
-            .values(
-                state=DeliveryState.INFLIGHT,
-                lease_owner=self.node_name,
-                lease_until=now + self.lease_s,
-                updated_at=now,
-            )
-        )
         message_ids = {row.message_id for row in claimed}
         envelopes = {
             row.id: row
