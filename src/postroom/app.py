@@ -132,7 +132,7 @@ async def serve(config_path: str, worker: WorkerRole | None = None) -> int:
     the supervisor bound (workers/supervisor.py)."""
     loaded = load_config(config_path)
     config = worker.configure(loaded) if worker is not None else loaded
-    listening = worker.listening if worker is not None else bind_listeners(config)
+    listening = worker.listening if worker is not None else bind_listeners(config)[0]
     try:
         return await _node(config_path, loaded, config, listening, worker)
     finally:

@@ -4,10 +4,11 @@ The supervisor handles no mail. Start: apply the migrations (once, before any wo
 return every lease this node and its workers held (none of them runs now), bind the
 listeners (sockets.py) and load the TLS certificate, so that a mistake in either is one
 line and exit 2 before any worker starts; then start N workers (`postroom -c FILE serve
---worker I/N`, role.py) on those sockets — the submission sockets go to worker 0 only
-(shares.py says why) — with one table of port 25 session counts they all share
-(shared_limits.py), and send systemd READY once every worker said `ready`. A worker
-that exits before it is ready fails the start: the others are stopped, exit 2.
+--worker I/N`, role.py), each on its own port 25 sockets (SO_REUSEPORT), worker 0 also
+on the submission sockets (shares.py says why), with one table of port 25 session
+counts they all share (shared_limits.py), and send systemd READY once every worker
+said `ready`. A worker that exits before it is ready fails the start: the others are
+stopped, exit 2.
 While running:
 - a worker that dies is logged (exit status or signal) and started again under the same
   index: at once the first time, then after 1, 2, 4 ... 30 s while it keeps dying within
@@ -73,15 +74,14 @@ class _Worker:
 
 
 class Supervisor:
-    def __init__(self, config_path: str, config: Config, listening: Listening, count: int) -> None:
+    def __init__(
+        self, config_path: str, config: Config, listening: list[Listening], count: int
+    ) -> None:
         self.config_path = config_path
         self.config = config
         self.count = count
         self._counts = SharedCounts.create(count)
-        self._workers = [
-            _Worker(i, listening if i == 0 else listening.without_submission())
-            for i in range(count)
-        ]
+        self._workers = [_Worker(i, listening[i]) for i in range(count)]
         self._news = asyncio.Condition()
         self._stop = asyncio.Event()
         self._stopping = False
@@ -281,10 +281,11 @@ async def supervise(config_path: str, config: Config, count: int) -> int:
         log.info("returned %d deliveries this node held before it stopped", released)
     for key in limits_below_workers(config, count):
         log.warning("%s is below the %d workers: each worker allows 1", key, count)
-    listening = bind_listeners(config)
+    listening = bind_listeners(config, count)
     try:
-        if listening.submission or listening.submission_tls:
+        if listening[0].submission or listening[0].submission_tls:
             server_context(config.tls.cert, config.tls.key)  # a StartupError, before workers
         return await Supervisor(config_path, config, listening, count).run()
     finally:
-        listening.close()
+        for sockets in listening:
+            sockets.close()

@@ -79,3 +79,37 @@ def test_a_second_writer_waits_for_the_lock(database: tuple[Engine, Path]) -> No
     assert seen == 1
     assert time.monotonic() - started >= HOLD_S / 2
     assert values(path) == [1, 2]
+
+
+def flock_is_free(path: Path) -> bool:
+    import fcntl
+    import os
+
+    descriptor = os.open(f"{path}-writers", os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(descriptor)
+    return True
+
+
+def test_writers_queue_on_the_writers_file(database: tuple[Engine, Path]) -> None:
+    engine, path = database
+    assert flock_is_free(path)
+    with write_transaction(engine) as conn:
+        conn.exec_driver_sql("INSERT INTO items VALUES (1)")
+        assert not flock_is_free(path)  # the next writer waits in the kernel, not in sleeps
+    assert flock_is_free(path)
+
+
+def test_without_the_writers_file_sqlite_alone_orders_writers(
+    database: tuple[Engine, Path],
+) -> None:
+    engine, path = database
+    Path(f"{path}-writers").unlink()  # a database created before the file existed
+    with write_transaction(engine) as conn:
+        conn.exec_driver_sql("INSERT INTO items VALUES (2)")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM items").scalar() == 1

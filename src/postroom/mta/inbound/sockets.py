@@ -1,14 +1,19 @@
 """The listening sockets of `serve`, bound once and shared by every worker process.
 
-`bind_listeners(config)` binds `[smtp.inbound] listen`, `[smtp.submission] listen` and
-`tls_listen` before any worker starts (an address in use, or a privileged port without
-the capability, is a `StartupError` naming the key and its index; what was bound is
-closed again). In a single-process `serve` the node serves them itself; with `[server]
-workers` > 1 the supervisor passes them on: `Listening.inherit_env()` gives the file
-descriptors to keep open in the child and an environment value naming them, which
-`Listening.from_env(value)` turns back into sockets in the worker. All workers then
-accept on the same sockets: the kernel hands each new connection to whichever worker
-is waiting in accept, so a busy worker takes fewer.
+`bind_listeners(config, workers)` binds `[smtp.inbound] listen`, `[smtp.submission]
+listen` and `tls_listen` before any worker starts (an address in use, or a privileged
+port without the capability, is a `StartupError` naming the key and its index; what
+was bound is closed again) and returns one `Listening` per worker. In a single-process
+`serve` the node serves its one set itself. With `[server] workers` > 1 each port 25
+address gets one socket per worker, all bound with SO_REUSEPORT, so that the kernel
+spreads new connections over the workers by their addresses and ports (one socket
+shared by all, the worker that wakes first takes every connection waiting: 20 clients
+connecting at once all went to one worker). Submission is worker 0's alone: one
+socket each. The supervisor keeps every socket open, so connections the kernel gives
+to a worker that just died wait in its socket's queue for its successor, which
+inherits the same socket: `Listening.inherit_env()` gives the file descriptors to
+keep open in the child and an environment value naming them, which
+`Listening.from_env(value)` turns back into sockets in the worker.
 Untrusted input: none (config values were validated when loaded; the environment
 value is written by our own supervisor). Config keys: the three listen lists above.
 """
@@ -40,9 +45,6 @@ class Listening:
     def all(self) -> tuple[socket.socket, ...]:
         return self.inbound + self.submission + self.submission_tls
 
-    def without_submission(self) -> Listening:
-        return Listening(inbound=self.inbound, names=self.names)
-
     def close(self) -> None:
         for sock in self.all():
             sock.close()
@@ -72,28 +74,34 @@ class Listening:
         )
 
 
-def bind_listeners(config: Config) -> Listening:
+def bind_listeners(config: Config, workers: int = 1) -> list[Listening]:
+    """One `Listening` per worker (see the module docstring)."""
     submission = config.smtp.submission
     bound: list[socket.socket] = []
     names: dict[int, str] = {}
     try:
-        groups = [
-            _bind_each(listens, key, bound, names)
-            for listens, key in (
-                (config.smtp.inbound.listen, "smtp.inbound.listen"),
-                (submission.listen, "smtp.submission.listen"),
-                (submission.tls_listen, "smtp.submission.tls_listen"),
-            )
+        inbound = [
+            _bind_each(config.smtp.inbound.listen, "smtp.inbound.listen", bound, names, workers > 1)
+            for _ in range(workers)
         ]
+        starttls = _bind_each(submission.listen, "smtp.submission.listen", bound, names)
+        implicit = _bind_each(submission.tls_listen, "smtp.submission.tls_listen", bound, names)
     except StartupError:
         for sock in bound:
             sock.close()
         raise
-    return Listening(*groups, names=names)
+    return [
+        Listening(mine, starttls, implicit, names) if index == 0 else Listening(mine, names=names)
+        for index, mine in enumerate(inbound)
+    ]
 
 
 def _bind_each(
-    listens: tuple[str, ...], key: str, bound: list[socket.socket], names: dict[int, str]
+    listens: tuple[str, ...],
+    key: str,
+    bound: list[socket.socket],
+    names: dict[int, str],
+    reuse_port: bool = False,
 ) -> tuple[socket.socket, ...]:
     mine: list[socket.socket] = []
     for index, listen in enumerate(listens):
@@ -107,6 +115,8 @@ def _bind_each(
                 sock = socket.socket(family, kind, proto)
                 bound.append(sock)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 sock.bind(address)
