@@ -218,11 +218,13 @@ class Supervisor:
     async def _reload(self) -> None:
         sdnotify.reloading()
         try:
-            load_config(self.config_path)
+            reloaded = load_config(self.config_path)
         except ConfigError as error:
             log.error("reload refused, keeping the running config: %s", error)
             sdnotify.ready("reload refused")
             return
+        if reloaded.server.worker_count() != self.count:
+            log.warning("[server] workers changed: takes effect at the next start")
         live = [w for w in self._workers if w.alive and w.process is not None]
         before = {w.index: w.reported.get(RELOADED, 0) for w in live}
         for worker in live:
