@@ -35,12 +35,26 @@ soft_error_limit, hard_error_limit, error_sleep.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
+import ssl
+import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiosmtpd.smtp import ALLOWED_BEFORE_STARTTLS, MISSING, SMTP, TLSSetupException, syntax
+from aiosmtpd.smtp import (
+    ALLOWED_BEFORE_STARTTLS,
+    DATA_SIZE_DEFAULT,
+    MISSING,
+    SMTP,
+    TLSSetupException,
+    _AuthMechAttr,
+    login_always_fail,
+    syntax,
+)
+from aiosmtpd.smtp import __ident__ as aiosmtpd_ident
 
 from postroom.core.reply import Reply
 from postroom.mta.inbound.data import discard_until, read_message
@@ -101,6 +115,90 @@ class ConnectionLimits:
             del self._per_ip[client_ip]
 
 
+@dataclass(frozen=True, slots=True)
+class _HandlerTables:
+    """What aiosmtpd's constructor derives from a session class and a handler by
+    introspection (`inspect.getmembers`, `dir`, `inspect.signature`): a third of a
+    connection's CPU when done per connection, as aiosmtpd does. Built once."""
+
+    handler: Any  # the identity the cache checks
+    builtin_auth: tuple[tuple[str, str], ...]  # (mechanism, method name) on the session
+    handler_auth: tuple[tuple[str, Callable[..., Any]], ...]  # bound to the handler
+    handle_hooks: dict[str, Callable[..., Any]]  # read-only, shared by the sessions
+    ehlo_hook_ver: str | None
+    smtp_methods: tuple[tuple[str, str], ...]  # (verb, method name) on the session
+
+    @classmethod
+    def build(cls, session_class: type[SMTP], handler: Any) -> _HandlerTables:
+        def mechanisms(owner: Any) -> list[tuple[str, str, Any]]:
+            return [
+                (
+                    getattr(member, "__auth_mechanism_name__", name[5:].replace("__", "-")),
+                    name,
+                    member,
+                )
+                for name, member in inspect.getmembers(owner)
+                if name.startswith("auth_")
+            ]
+
+        hooks = {
+            name[7:]: getattr(handler, name) for name in dir(handler) if name.startswith("handle_")
+        }
+        return cls(
+            handler=handler,
+            builtin_auth=tuple(
+                (mechanism, name) for mechanism, name, _ in mechanisms(session_class)
+            ),
+            handler_auth=tuple((mechanism, member) for mechanism, _, member in mechanisms(handler)),
+            handle_hooks=hooks,
+            ehlo_hook_ver=_ehlo_hook_version(hooks.get("EHLO")),
+            smtp_methods=tuple(
+                (name[5:], name) for name in dir(session_class) if name.startswith("smtp_")
+            ),
+        )
+
+
+def _ehlo_hook_version(hook: Callable[..., Any] | None) -> str | None:
+    """aiosmtpd's check of the handler's handle_EHLO: 5 arguments, or the deprecated 4."""
+    if hook is None:
+        return None
+    arguments = len(inspect.signature(hook).parameters)
+    if arguments == 4:
+        warnings.warn(
+            "Use the 5-argument handle_EHLO() hook instead of the 4-argument handle_EHLO() "
+            "hook; support for the 4-argument handle_EHLO() hook will be removed in version 2.0",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return "old"
+    if arguments == 5:
+        return "new"
+    raise RuntimeError("Unsupported EHLO Hook")
+
+
+# (session class, id(handler)) → tables. A listener has one handler for all its sessions;
+# bounded, since tests build many handlers (each entry holds its handler).
+_TABLES: dict[tuple[type, int], _HandlerTables] = {}
+_TABLES_MAX = 32
+
+
+def _tables_for(session_class: type[SMTP], handler: Any) -> _HandlerTables:
+    key = (session_class, id(handler))
+    tables = _TABLES.get(key)
+    if tables is None or tables.handler is not handler:
+        if len(_TABLES) >= _TABLES_MAX:
+            _TABLES.clear()
+        tables = _TABLES[key] = _HandlerTables.build(session_class, handler)
+        mechanisms = {mechanism: "(builtin)" for mechanism, _ in tables.builtin_auth}
+        mechanisms |= {mechanism: "" for mechanism, _ in tables.handler_auth}
+        log.debug(
+            "%s sessions, AUTH mechanisms: %s",
+            session_class.__name__,
+            " ".join(m + mark for m, mark in sorted(mechanisms.items())),
+        )
+    return tables
+
+
 class Session(SMTP):
     """One client connection. Created by the listener for each accepted socket."""
 
@@ -112,18 +210,73 @@ class Session(SMTP):
         max_line_length: int,
         idle_timeout_s: float,
         data_timeout_s: float,
+        hostname: str,
         error_limits: ErrorLimits = ErrorLimits(),
         implicit_tls: bool = False,
-        **kwargs: Any,
+        data_size_limit: int | None = DATA_SIZE_DEFAULT,
+        enable_SMTPUTF8: bool = False,
+        ident: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        require_starttls: bool = False,
+        auth_required: bool = False,
+        auth_require_tls: bool = True,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        # What aiosmtpd's SMTP.__init__ sets, from tables built once per handler instead
+        # of per connection (tests/unit/mta/test_inbound_session_init.py pins that every
+        # attribute it sets is set here, to the same value). Not offered: decode_data,
+        # authenticator/auth_callback, auth_exclude_mechanism, command_call_limit, PROXY.
+        tables = _tables_for(type(self), handler)
         # StreamReader's limit counts the separator; +1 for the transparent dot.
         self.line_length_limit = max_line_length + 1
-        super().__init__(handler, timeout=idle_timeout_s, **kwargs)
-        if implicit_tls:
-            # aiosmtpd knows TLS only as STARTTLS; on 465 the transport is TLS from
-            # the first byte, so "AUTH needs TLS" holds by construction. Said here,
-            # after aiosmtpd's constructor: told there, it logs a WARNING per connection.
-            self._auth_require_tls = False
+        self.__ident__ = ident or aiosmtpd_ident
+        self.loop = loop = loop or asyncio.get_running_loop()
+        asyncio.StreamReaderProtocol.__init__(
+            self,
+            asyncio.StreamReader(loop=loop, limit=self.line_length_limit),
+            client_connected_cb=self._cb_client_connected,
+            loop=loop,
+        )
+        self.event_handler = handler
+        self.data_size_limit = data_size_limit
+        self.enable_SMTPUTF8 = enable_SMTPUTF8
+        self._decode_data = False
+        self.hostname = hostname
+        self.tls_context = tls_context
+        self.require_starttls = tls_context and require_starttls
+        self._timeout_duration = idle_timeout_s
+        self._timeout_handle: asyncio.TimerHandle | None = None
+        self._tls_handshake_okay = True
+        self._tls_protocol = None
+        self._original_transport: asyncio.BaseTransport | None = None
+        self.session = None
+        self.envelope = None
+        self.transport: asyncio.BaseTransport | None = None
+        self._handler_coroutine: asyncio.Task[None] | None = None
+        if auth_required and not auth_require_tls and not implicit_tls:
+            warnings.warn(
+                "Requiring AUTH while not requiring TLS can lead to security vulnerabilities!",
+                stacklevel=2,
+            )
+            log.warning("auth_required == True but auth_require_tls == False")
+        # aiosmtpd knows TLS only as STARTTLS; on 465 the transport is TLS from the
+        # first byte, so "AUTH needs TLS" holds by construction (and is no warning).
+        self._auth_require_tls = auth_require_tls and not implicit_tls
+        self._proxy_timeout = None
+        self._auth_callback = login_always_fail
+        self._authenticator = None
+        self._auth_required = auth_required
+        self._auth_methods = {
+            mechanism: _AuthMechAttr(getattr(self, name), True)
+            for mechanism, name in tables.builtin_auth
+        }
+        self._auth_methods.update(
+            (mechanism, _AuthMechAttr(method, False)) for mechanism, method in tables.handler_auth
+        )
+        self._handle_hooks = tables.handle_hooks
+        self._ehlo_hook_ver = tables.ehlo_hook_ver
+        self._smtp_methods = {verb: getattr(self, name) for verb, name in tables.smtp_methods}
+        self._enforce_call_limit = False
         self._limits = limits
         self._data_timeout_s = data_timeout_s
         self._error_limits = error_limits
