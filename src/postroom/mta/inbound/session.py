@@ -292,6 +292,7 @@ class Session(SMTP):
         self._errors = 0
         self._junk = 0
         self._inside_bare_line = False  # the last line ended with a bare LF
+        self._held_lines: list[bytes] | None = None  # replies to write as one (EHLO)
 
     # -- connection caps, and nothing left behind -----------------------------------
 
@@ -453,9 +454,16 @@ class Session(SMTP):
             response = add_enhanced_code(response)
         if response[:1] in (b"4", b"5"):
             self._errors += 1
+        if self._held_lines is not None:
+            self._held_lines.append(response)
+        else:
+            await self._send(response)
+
+    async def _send(self, response: bytes) -> None:
         if self.transport is None or self.transport.is_closing():
             return  # the client left: writing would only make asyncio complain
-        await super().push(response)
+        self._writer.write(response + b"\r\n")
+        await self._writer.drain()
 
     @syntax("HELO hostname")
     async def smtp_HELO(self, hostname: str) -> None:
@@ -467,11 +475,17 @@ class Session(SMTP):
 
     @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
+        """aiosmtpd's EHLO, whose reply lines (one push each) leave in one write: one
+        send(2) instead of five or six."""
         self._plain_reply = True
+        self._held_lines = held = []
         try:
             await super().smtp_EHLO(hostname)
         finally:
             self._plain_reply = False
+            self._held_lines = None
+            if held:
+                await self._send(b"\r\n".join(held))
 
     @syntax("VRFY <address>")
     async def smtp_VRFY(self, arg: str | None) -> None:
