@@ -23,6 +23,11 @@ generator is this file's `_loadgen` role in its own process (uvloop); each run
 is checked (no client error, K sessions completed). Runs alternate the order
 of servers `--repeat` times; medians are printed (`--json`: one document).
 
+`--compare NAME=DIR` (repeatable) adds postroom run from another source tree
+(DIR holds its `postroom` package, e.g. `git archive REV src | tar -x -C /tmp/rev`
+then DIR=/tmp/rev/src; PYTHONPATH puts it before the installed one), labelled
+`postroom@NAME` and alternated with the others: before/after in the same run.
+
 `--profile FILE` runs postroom once under cProfile (relay.py's `_serve-profiled`
 role; thread CPU time) and prints the top functions.
 
@@ -257,11 +262,16 @@ def _workers_key_known() -> bool:
 
 
 def run_postroom(
-    args: argparse.Namespace, run: int, nameserver: str, sink_port: int, profile: str | None
+    args: argparse.Namespace,
+    run: int,
+    nameserver: str,
+    sink_port: int,
+    profile: str | None,
+    label: str = "postroom",
 ) -> RunResult:
     from tests.peers.postroom import free_tcp_port
 
-    result = RunResult("postroom", run, args.connections)
+    result = RunResult(label, run, args.connections)
     directory = Path(tempfile.mkdtemp(prefix="postroom-conn-bench-", dir=args.workdir))
     try:
         directory.chmod(0o755)
@@ -269,7 +279,10 @@ def run_postroom(
         config = relay.postroom_config(directory / "state", port, nameserver, sink_port)
         if _workers_key_known():
             config = config.replace("[server]\n", "[server]\nworkers = 1\n", 1)
-        with relay.ProfiledPostroom(directory, config, port, profile, "cpu") as server:
+        server = relay.ProfiledPostroom(directory, config, port, profile, "cpu")
+        if label in args.compare:
+            server.server.env = {"PYTHONPATH": args.compare[label]}
+        with server:
             assert server.process is not None
             drive(args, result, port, server.process.pid)
             result.ok = result.ok and server.stop() == 0
@@ -313,8 +326,9 @@ def schedule(args: argparse.Namespace) -> Iterator[tuple[int, str]]:
 
 
 def summarise(results: list[RunResult]) -> dict[str, dict[str, float]]:
+    """Medians per server label."""
     medians: dict[str, dict[str, float]] = {}
-    for server in SERVERS:
+    for server in sorted({result.server for result in results}):
         runs = [result for result in results if result.server == server]
         if runs:
             medians[server] = {
@@ -332,7 +346,7 @@ def summarise(results: list[RunResult]) -> dict[str, dict[str, float]]:
 def print_run(result: RunResult) -> None:
     flag = "ok" if result.ok else f"FAILED {result.client_errors} errors {result.first_errors}"
     print(
-        f"run {result.run} {result.server:8s} {result.completed} connections in "
+        f"run {result.run} {result.server:15s} {result.completed} connections in "
         f"{result.elapsed_s:.2f} s  server CPU {result.server_cpu_s:.3f} s "
         f"({result.server_cpu_ms_per_connection:.3f} ms/connection)  "
         f"loadgen CPU {result.loadgen_cpu_s:.2f} s  {flag}",
@@ -356,12 +370,27 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=300.0, help="bound per run, seconds")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp"), help="postroom state parent")
+    parser.add_argument(
+        "--compare",
+        metavar="NAME=DIR",
+        action="append",
+        default=[],
+        help="also run postroom from the source tree DIR, as postroom@NAME",
+    )
     parser.add_argument("--profile", metavar="FILE", help="one profiled postroom run → pstats")
     parser.add_argument("--profile-top", type=int, default=40, help="functions printed")
     args = parser.parse_args(argv)
     if args.connections < 1 or args.concurrency < 1 or args.repeat < 1 or args.size < 256:
         parser.error("--connections, --concurrency, --repeat must be >= 1 and --size >= 256")
     args.servers = list(args.only or SERVERS)
+    compare = {}
+    for option in args.compare:
+        name, equals, directory = option.partition("=")
+        if not (name and equals and Path(directory, "postroom").is_dir()):
+            parser.error(f"--compare {option}: NAME=DIR, DIR holding the postroom package")
+        compare[f"postroom@{name}"] = str(Path(directory).resolve())
+    args.compare = compare
+    args.servers += list(compare)
     if args.no_postfix and "postfix" in args.servers:
         args.servers.remove("postfix")
     if args.profile:
@@ -389,8 +418,9 @@ def main(argv: list[str]) -> int:
     sink = SmtpSink(relay.SINK_IP, 0, hostname="mx.bench.test", record=False)
     with NsdServer({relay.DOMAIN: zone}) as nsd, sink:
         for run, server in schedule(args):
-            if server == "postroom":
-                result = run_postroom(args, run, nsd.nameserver(), sink.port, args.profile)
+            if server.startswith("postroom"):
+                profile = args.profile if server == "postroom" else None
+                result = run_postroom(args, run, nsd.nameserver(), sink.port, profile, server)
             elif server == "aiosmtpd":
                 result = run_aiosmtpd(args, run)
             else:
@@ -407,10 +437,13 @@ def main(argv: list[str]) -> int:
         }
         print(json.dumps(document, indent=2, default=str))
     else:
-        print(f"\n{'median':10s} {'CPU ms/connection':>18s} {'connections/s':>14s} {'runs':>5s}")
+        width = max(10, *(len(server) for server in medians))
+        print(
+            f"\n{'median':{width}s} {'CPU ms/connection':>18s} {'connections/s':>14s} {'runs':>5s}"
+        )
         for server, figures in medians.items():
             print(
-                f"{server:10s} {figures['server_cpu_ms_per_connection']:18.3f} "
+                f"{server:{width}s} {figures['server_cpu_ms_per_connection']:18.3f} "
                 f"{figures['connections_per_s']:14.1f} {figures['runs']:5.0f}"
             )
         if args.profile:
