@@ -24,7 +24,11 @@ back, for port 25 and submission alike:
   its connection, and a STARTTLS handshake that does not complete (the client
   left, or the idle timer cut it) ends the session and frees its slot;
 - a per-client-IP and a global connection cap (421 4.7.0), counted by the
-  `ConnectionLimits` that all sessions of a listener share.
+  `ConnectionLimits` that all sessions of a listener share;
+- a connection is cheap: what aiosmtpd's constructor finds by introspection
+  per connection (AUTH mechanisms, handler hooks, command methods) is built
+  once per (session class, handler) and reused, and the lines of the EHLO
+  reply leave in one write.
 Untrusted input: everything the client sends. What we log of it is escaped
 once for all loggers (core/logsetup.py).
 Config keys (through the listener): [smtp.inbound] max_line_length,
@@ -241,6 +245,10 @@ class Session(SMTP):
         self.data_size_limit = data_size_limit
         self.enable_SMTPUTF8 = enable_SMTPUTF8
         self._decode_data = False
+        # aiosmtpd's EHLO adds to this class-level table, read only by aiosmtpd's own
+        # command loop (ours applies wire.py's limits); cleared as aiosmtpd does, so
+        # that it does not grow.
+        self.command_size_limits.clear()
         self.hostname = hostname
         self.tls_context = tls_context
         self.require_starttls = tls_context and require_starttls
