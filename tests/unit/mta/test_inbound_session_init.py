@@ -8,6 +8,7 @@ must then learn it (session.py, `Session.__init__`)."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import weakref
 from typing import Any
 
@@ -72,12 +73,20 @@ def aiosmtpds(handler: Any, **options: Any) -> Session:
 
 
 def comparable(value: Any, owner: object) -> Any:
-    """A value with its references to `owner` (the session) made owner-independent."""
+    """A value with its references to `owner` (the session) made owner-independent.
+    The session's own methods, which aiosmtpd binds per connection, are shared plain
+    functions in ours (called with the session): both compare as ("own", function)."""
     if value is owner:
         return "<session>"
     if isinstance(value, weakref.ReferenceType):
         return ("weakref", comparable(value(), owner))
-    if hasattr(value, "__func__") and hasattr(value, "__self__"):  # a bound method
+    if isinstance(value, session_module._OwnAuthMethod):
+        return ("own", value.function)
+    if getattr(value, "__self__", None) is owner:  # a bound method of the session
+        return ("own", value.__func__)
+    if inspect.isfunction(value) and getattr(Session, value.__name__, None) is value:
+        return ("own", value)
+    if hasattr(value, "__func__") and hasattr(value, "__self__"):  # bound elsewhere
         return ("method", value.__func__, comparable(value.__self__, owner))
     if isinstance(value, _AuthMechAttr):
         return (comparable(value.method, owner), value.is_builtin)
@@ -108,7 +117,25 @@ async def test_every_attribute_aiosmtpd_sets_is_set_alike(
 async def test_auth_mechanisms_are_the_builtin_ones_and_the_handlers_in_aiosmtpd_order() -> None:
     session = ours(Hooks(), auth_required=True)
     assert list(session._auth_methods) == ["LOGIN", "PLAIN", "CRAM-MD5", "X-TOKEN"]
-    assert session._auth_methods["PLAIN"].method.__self__ is session
+    assert [method.is_builtin for method in session._auth_methods.values()] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+
+
+async def test_a_builtin_auth_mechanism_is_called_as_aiosmtpd_calls_a_bound_method() -> None:
+    session = ours(object(), auth_required=True)
+    called = []
+
+    async def fake_plain(server: Any, caller: Any, args: list[str]) -> AuthResult:
+        called.append((server, caller, args))
+        return AuthResult(success=True)
+
+    assert session._auth_methods["PLAIN"].method.function is Session.auth_PLAIN
+    result = await session_module._OwnAuthMethod(fake_plain)(session, ["AUTH", "PLAIN"])
+    assert result.success and called == [(session, session, ["AUTH", "PLAIN"])]
 
 
 async def test_tables_are_built_once_per_handler_and_not_shared_across_handlers(
@@ -127,6 +154,7 @@ async def test_tables_are_built_once_per_handler_and_not_shared_across_handlers(
     assert builds == [first, second]
     assert sessions[0]._handle_hooks["DATA"].__self__ is first
     assert sessions[3]._handle_hooks["DATA"].__self__ is second
+    assert sessions[0]._smtp_methods is sessions[2]._smtp_methods
 
 
 async def test_implicit_tls_offers_auth_without_starttls_and_without_a_warning(

@@ -119,46 +119,61 @@ class ConnectionLimits:
             del self._per_ip[client_ip]
 
 
+class _OwnAuthMethod:
+    """A session's own AUTH mechanism (aiosmtpd's auth_PLAIN, auth_LOGIN) in a table
+    that all sessions share: aiosmtpd calls `method(session, args)` as it would the
+    session's bound method, which would be one more object (and cycle) per connection."""
+
+    __slots__ = ("function",)
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.function = function
+
+    def __call__(self, session: SMTP, args: list[str]) -> Any:
+        return self.function(session, session, args)
+
+
 @dataclass(frozen=True, slots=True)
 class _HandlerTables:
-    """What aiosmtpd's constructor derives from a session class and a handler by
-    introspection (`inspect.getmembers`, `dir`, `inspect.signature`): a third of a
-    connection's CPU when done per connection, as aiosmtpd does. Built once."""
+    """What aiosmtpd's constructor derives per connection by introspection
+    (`inspect.getmembers`, `dir`, `inspect.signature`), built once per session class
+    and handler, then shared read-only by the sessions (aiosmtpd only reads them):
+    a third of a connection's CPU when done per connection, and no per-connection
+    bound methods. The session's own methods are plain functions here: our command
+    loop calls `method(session, argument)`; aiosmtpd's HELP reads their attributes."""
 
     handler: Any  # the identity the cache checks
-    builtin_auth: tuple[tuple[str, str], ...]  # (mechanism, method name) on the session
-    handler_auth: tuple[tuple[str, Callable[..., Any]], ...]  # bound to the handler
-    handle_hooks: dict[str, Callable[..., Any]]  # read-only, shared by the sessions
+    auth_methods: dict[str, _AuthMechAttr]
+    handle_hooks: dict[str, Callable[..., Any]]
     ehlo_hook_ver: str | None
-    smtp_methods: tuple[tuple[str, str], ...]  # (verb, method name) on the session
+    smtp_methods: dict[str, Callable[..., Any]]
 
     @classmethod
     def build(cls, session_class: type[SMTP], handler: Any) -> _HandlerTables:
-        def mechanisms(owner: Any) -> list[tuple[str, str, Any]]:
-            return [
-                (
-                    getattr(member, "__auth_mechanism_name__", name[5:].replace("__", "-")),
-                    name,
-                    member,
-                )
-                for name, member in inspect.getmembers(owner)
-                if name.startswith("auth_")
-            ]
-
+        # Mechanism names, the builtin ones first, a handler's overriding: aiosmtpd's.
+        auth_methods = {
+            getattr(member, "__auth_mechanism_name__", name[5:].replace("__", "-")): (
+                _AuthMechAttr(_OwnAuthMethod(member), True)
+                if owner is session_class
+                else _AuthMechAttr(member, False)
+            )
+            for owner in (session_class, handler)
+            for name, member in inspect.getmembers(owner)
+            if name.startswith("auth_")
+        }
         hooks = {
             name[7:]: getattr(handler, name) for name in dir(handler) if name.startswith("handle_")
         }
         return cls(
             handler=handler,
-            builtin_auth=tuple(
-                (mechanism, name) for mechanism, name, _ in mechanisms(session_class)
-            ),
-            handler_auth=tuple((mechanism, member) for mechanism, _, member in mechanisms(handler)),
+            auth_methods=auth_methods,
             handle_hooks=hooks,
             ehlo_hook_ver=_ehlo_hook_version(hooks.get("EHLO")),
-            smtp_methods=tuple(
-                (name[5:], name) for name in dir(session_class) if name.startswith("smtp_")
-            ),
+            smtp_methods={
+                name[5:]: getattr(session_class, name)
+                for name in dir(session_class)
+                if name.startswith("smtp_")
+            },
         )
 
 
@@ -193,12 +208,13 @@ def _tables_for(session_class: type[SMTP], handler: Any) -> _HandlerTables:
         if len(_TABLES) >= _TABLES_MAX:
             _TABLES.clear()
         tables = _TABLES[key] = _HandlerTables.build(session_class, handler)
-        mechanisms = {mechanism: "(builtin)" for mechanism, _ in tables.builtin_auth}
-        mechanisms |= {mechanism: "" for mechanism, _ in tables.handler_auth}
         log.debug(
             "%s sessions, AUTH mechanisms: %s",
             session_class.__name__,
-            " ".join(m + mark for m, mark in sorted(mechanisms.items())),
+            " ".join(
+                name + ("(builtin)" if method.is_builtin else "")
+                for name, method in sorted(tables.auth_methods.items())
+            ),
         )
     return tables
 
@@ -228,8 +244,10 @@ class Session(SMTP):
     ) -> None:
         # What aiosmtpd's SMTP.__init__ sets, from tables built once per handler instead
         # of per connection (tests/unit/mta/test_inbound_session_init.py pins that every
-        # attribute it sets is set here, to the same value). Not offered: decode_data,
-        # authenticator/auth_callback, auth_exclude_mechanism, command_call_limit, PROXY.
+        # attribute it sets is set here, to the same value, but for the session's own
+        # methods: shared functions rather than bound methods, see _HandlerTables).
+        # Not offered: decode_data, authenticator/auth_callback, auth_exclude_mechanism,
+        # command_call_limit, PROXY.
         tables = _tables_for(type(self), handler)
         # StreamReader's limit counts the separator; +1 for the transparent dot.
         self.line_length_limit = max_line_length + 1
@@ -274,16 +292,10 @@ class Session(SMTP):
         self._auth_callback = login_always_fail
         self._authenticator = None
         self._auth_required = auth_required
-        self._auth_methods = {
-            mechanism: _AuthMechAttr(getattr(self, name), True)
-            for mechanism, name in tables.builtin_auth
-        }
-        self._auth_methods.update(
-            (mechanism, _AuthMechAttr(method, False)) for mechanism, method in tables.handler_auth
-        )
+        self._auth_methods = tables.auth_methods
         self._handle_hooks = tables.handle_hooks
         self._ehlo_hook_ver = tables.ehlo_hook_ver
-        self._smtp_methods = {verb: getattr(self, name) for verb, name in tables.smtp_methods}
+        self._smtp_methods = tables.smtp_methods
         self._enforce_call_limit = False
         self._limits = limits
         self._data_timeout_s = data_timeout_s
@@ -436,7 +448,7 @@ class Session(SMTP):
         self._reset_timeout()
         self._verb = verb
         try:
-            await method(command.argument)
+            await method(self, command.argument)
         except _CLIENT_GONE:
             raise
         except Exception as error:  # a bug or a failing hook: 451, never a traceback
