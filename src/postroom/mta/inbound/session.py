@@ -140,7 +140,9 @@ class _HandlerTables:
     and handler, then shared read-only by the sessions (aiosmtpd only reads them):
     a third of a connection's CPU when done per connection, and no per-connection
     bound methods. The session's own methods are plain functions here: our command
-    loop calls `method(session, argument)`; aiosmtpd's HELP reads their attributes."""
+    loop calls `method(session, argument)`; aiosmtpd's HELP reads their attributes.
+    A handler's hooks are looked up when its first session starts, as the rest of a
+    listener's setup: a hook assigned to the handler later is not seen."""
 
     handler: Any  # the identity the cache checks
     auth_methods: dict[str, _AuthMechAttr]
