@@ -110,6 +110,7 @@ bench: install-test test-debs
 	$(BIN)/python bench/crash.py
 	$(BIN)/python bench/signing.py
 	$(BIN)/python bench/submission.py
+	$(BIN)/python bench/connections.py
 	$(BIN)/python bench/bounces.py
 	$(BIN)/python bench/fuzz_bounces.py
 	$(BIN)/python bench/addresses.py
