@@ -46,7 +46,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiosmtpd.smtp import (
     ALLOWED_BEFORE_STARTTLS,
@@ -94,6 +94,15 @@ class ErrorLimits:
     soft_errors: int = 10
     hard_errors: int = 20
     error_sleep_s: float = 1.0
+
+
+class SessionCounts(Protocol):
+    """What caps a listener's sessions: this process's `ConnectionLimits`, or the
+    node's across its workers (shared_limits.SharedConnectionLimits)."""
+
+    def admit(self, client_ip: str) -> bool: ...
+
+    def release(self, client_ip: str) -> None: ...
 
 
 class ConnectionLimits:
@@ -228,7 +237,7 @@ class Session(SMTP):
         self,
         handler: Any,
         *,
-        limits: ConnectionLimits,
+        limits: SessionCounts,
         max_line_length: int,
         idle_timeout_s: float,
         data_timeout_s: float,
