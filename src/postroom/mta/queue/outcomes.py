@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.engine import Connection
 
 from postroom.db.models import deliveries, messages
@@ -31,6 +31,48 @@ from postroom.mta.queue.records import DeliveryResult, FailedDelivery, Job, Orig
 from postroom.mta.queue.retry import is_expired, next_attempt_at
 
 log = logging.getLogger("postroom.queue")
+
+# The statements of every batch, built once: executing a ready statement skips
+# SQLAlchemy's expression building, coercion and cache-key walk, which cost more
+# CPU than SQLite's own work, under the database's write lock.
+_OUTCOME_ROWS = (
+    select(
+        deliveries.c.id,
+        deliveries.c.message_id,
+        deliveries.c.recipient,
+        deliveries.c.attempts,
+        deliveries.c.state,
+        messages.c.created_at,
+    )
+    .join(messages, messages.c.id == deliveries.c.message_id)
+    .where(deliveries.c.id.in_(bindparam("delivery_ids", expanding=True)))
+)
+_ORIGINALS = select(
+    messages.c.id,
+    messages.c.mail_from,
+    messages.c.origin,
+    messages.c.created_at,
+    messages.c.envelope_id,
+    messages.c.body,
+).where(messages.c.id.in_(bindparam("message_ids", expanding=True)))
+_LOCK_MESSAGES = (
+    select(messages.c.id)
+    .where(messages.c.id.in_(bindparam("message_ids", expanding=True)))
+    .order_by(messages.c.id)
+    .with_for_update()
+)
+# One statement: the candidates none of whose deliveries is still pending.
+_COMPLETE_MESSAGES = (
+    update(messages)
+    .where(
+        messages.c.id.in_(bindparam("message_ids", expanding=True)),
+        ~exists().where(
+            deliveries.c.message_id == messages.c.id,
+            deliveries.c.state.not_in([state.value for state in FINAL_STATES]),
+        ),
+    )
+    .values(body=None, completed_at=bindparam("now"))
+)
 
 
 class OutcomeRecording:
@@ -45,16 +87,7 @@ class OutcomeRecording:
         rows = {
             row.id: row
             for row in conn.execute(
-                select(
-                    deliveries.c.id,
-                    deliveries.c.message_id,
-                    deliveries.c.recipient,
-                    deliveries.c.attempts,
-                    deliveries.c.state,
-                    messages.c.created_at,
-                )
-                .join(messages, messages.c.id == deliveries.c.message_id)
-                .where(deliveries.c.id.in_([result.delivery_id for result in results]))
+                _OUTCOME_ROWS, {"delivery_ids": [result.delivery_id for result in results]}
             )
         }
         updates: list[dict[str, object]] = []
@@ -131,16 +164,7 @@ class OutcomeRecording:
         if not failed or self.bounce_builder is None:
             return []
         jobs: list[Job] = []
-        for original in conn.execute(
-            select(
-                messages.c.id,
-                messages.c.mail_from,
-                messages.c.origin,
-                messages.c.created_at,
-                messages.c.envelope_id,
-                messages.c.body,
-            ).where(messages.c.id.in_(list(failed)))
-        ):
+        for original in conn.execute(_ORIGINALS, {"message_ids": list(failed)}):
             dsn = self.bounce_builder(
                 OriginalMessage(
                     queue_id=original.id,
@@ -164,27 +188,8 @@ class OutcomeRecording:
         if conn.dialect.name == "postgresql":
             # Two nodes recording the last two deliveries of one message at once would
             # each see the other's still in flight (READ COMMITTED) and neither would
-            # complete it: the message row lock makes the second wait and then see the
-            # first's. (On SQLite the group commit's transaction holds the write lock.)
-            conn.execute(
-                select(messages.c.id)
-                .where(messages.c.id.in_(candidates))
-                .order_by(messages.c.id)
-                .with_for_update()
-            ).all()
-        pending = {
-            row.message_id
-            for row in conn.execute(
-                select(deliveries.c.message_id)
-                .where(
-                    deliveries.c.message_id.in_(candidates),
-                    deliveries.c.state.not_in([state.value for state in FINAL_STATES]),
-                )
-                .group_by(deliveries.c.message_id)
-            )
-        }
-        done = [message_id for message_id in candidates if message_id not in pending]
-        if done:
-            conn.execute(
-                update(messages).where(messages.c.id.in_(done)).values(body=None, completed_at=now)
-            )
+            # complete it: the message row lock makes the second wait, and its UPDATE
+            # (a statement started after the wait) then sees the first's. (On SQLite
+            # the group commit's transaction holds the write lock.)
+            conn.execute(_LOCK_MESSAGES, {"message_ids": candidates}).all()
+        conn.execute(_COMPLETE_MESSAGES, {"message_ids": candidates, "now": now})
