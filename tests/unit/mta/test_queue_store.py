@@ -799,7 +799,7 @@ async def test_a_failing_observer_never_costs_the_queue_its_change(
     store.observer = BrokenObserver()
     store.start()
     try:
-        message = new_message(clock, "gone@dest.test")
+        message = replace(new_message(clock, "gone@dest.test"), project_id=1)
         (job,) = await store.enqueue(message)
         await store.record([result(job.deliveries[0].delivery_id, "failed")])
     finally:
@@ -808,6 +808,37 @@ async def test_a_failing_observer_never_costs_the_queue_its_change(
     assert row.state == DeliveryState.FAILED  # the outcome committed
     assert message_row(engine, message.queue_id).envelope_id == ""  # its writes undone
     assert caplog.text.count("queue observer failed") == 2
+
+
+class QueuedMessages:
+    """An observer that remembers the messages it was told were queued."""
+
+    def __init__(self) -> None:
+        self.queued: list[str] = []
+
+    def messages_queued(self, conn: Any, new_messages: list[NewMessage]) -> None:
+        self.queued += [message.queue_id for message in new_messages]
+
+    def deliveries_failed(self, conn: Any, failed: Any) -> None:
+        pass
+
+
+async def test_the_observer_hears_only_of_mail_of_a_project(
+    engine: Engine, clock: FakeClock
+) -> None:
+    store = make_store(engine, clock, "node-a")
+    observer = QueuedMessages()
+    store.observer = observer
+    store.start()
+    try:
+        relayed = new_message(clock, "a@dest.test")
+        of_project = replace(new_message(clock, "b@dest.test"), project_id=1)
+        await asyncio.gather(store.enqueue(relayed), store.enqueue(of_project))
+        await store.enqueue(new_message(clock, "c@dest.test"))
+    finally:
+        await store.close()
+    assert observer.queued == [of_project.queue_id]
+    assert len(delivery_rows(engine)) == 3
 
 
 async def test_mail_queued_outside_serve_is_claimed_by_the_engine(
