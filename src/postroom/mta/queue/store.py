@@ -28,7 +28,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,8 +122,12 @@ class QueueStore(OutcomeRecording):
         self._committer = GroupCommitter(engine, batch_max=batch_max)
         self._skip_locked = is_postgresql(engine)
         # Built once: the same statement objects keep SQLAlchemy's compiled cache warm.
+        self._insert_messages = insert(messages)
+        # Without `sort_by_parameter_order` SQLAlchemy sends one multi-row INSERT
+        # ... RETURNING (with it, SQLite gets one INSERT per row); the ids are matched
+        # to their rows by (message, recipient) instead.
         self._insert_deliveries = insert(deliveries).returning(
-            deliveries.c.id, sort_by_parameter_order=True
+            deliveries.c.id, deliveries.c.message_id, deliveries.c.recipient
         )
         self._update_outcome = (
             update(deliveries)
@@ -154,7 +158,7 @@ class QueueStore(OutcomeRecording):
         """Every message of a group commit in two multi-row INSERTs."""
         now = self.clock()
         conn.execute(
-            insert(messages),
+            self._insert_messages,
             [
                 {
                     "id": message.queue_id,
@@ -197,8 +201,9 @@ class QueueStore(OutcomeRecording):
             for message in new_messages
             for recipient in message.recipients
         ]
-        inserted = conn.execute(self._insert_deliveries, rows)
-        ids = iter(row.id for row in inserted)
+        ids: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for row in conn.execute(self._insert_deliveries, rows):
+            ids[(row.message_id, row.recipient)].append(row.id)
         jobs = [self._jobs_for(message, ids) for message in new_messages]
         # Mail of no project moves no contact: most relayed batches skip the observer
         # and its savepoint (two more statements under the write lock).
@@ -208,11 +213,13 @@ class QueueStore(OutcomeRecording):
         return jobs
 
     @staticmethod
-    def _jobs_for(message: NewMessage, ids: Iterator[int]) -> list[Job]:
+    def _jobs_for(message: NewMessage, ids: dict[tuple[str, str], list[int]]) -> list[Job]:
+        """The message's jobs, taking its deliveries' ids from `ids` (a recipient given
+        twice has two rows that differ only by id: either id serves either)."""
         body = message.body if len(message.body) <= KEEP_IN_MEMORY_BYTES else None
         by_domain: dict[str, list[ClaimedDelivery]] = defaultdict(list)
         for recipient in message.recipients:
-            delivery_id = next(ids)
+            delivery_id = ids[(message.queue_id, recipient)].pop()
             if recipient not in message.held:  # held ones wait for `queue release`
                 by_domain[recipient_domain(recipient)].append(
                     ClaimedDelivery(delivery_id, recipient, 0)
