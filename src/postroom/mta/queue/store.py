@@ -92,6 +92,50 @@ _OUTCOME_COLUMNS = (
 )
 
 
+# Claiming, built once (see `_claim`): due, and the leases of crashed nodes.
+_DUE = or_(
+    and_(
+        deliveries.c.state.in_([DeliveryState.QUEUED.value, DeliveryState.DEFERRED.value]),
+        deliveries.c.next_attempt_at <= bindparam("now"),
+    ),
+    and_(
+        deliveries.c.state == DeliveryState.INFLIGHT.value,
+        deliveries.c.lease_until < bindparam("now"),
+    ),
+)
+_DUE_DELIVERIES = (
+    select(
+        deliveries.c.id,
+        deliveries.c.message_id,
+        deliveries.c.recipient,
+        deliveries.c.domain,
+        deliveries.c.attempts,
+    )
+    .where(_DUE)
+    .order_by(deliveries.c.next_attempt_at)
+    .limit(bindparam("limit"))
+)
+_CLAIM = (
+    update(deliveries)
+    .where(deliveries.c.id.in_(bindparam("delivery_ids", expanding=True)), _DUE)
+    .values(
+        state=DeliveryState.INFLIGHT.value,
+        lease_owner=bindparam("owner"),
+        lease_until=bindparam("claimed_until"),
+        updated_at=bindparam("now"),
+    )
+    .returning(deliveries.c.id)
+)
+_ENVELOPES = select(
+    messages.c.id,
+    messages.c.mail_from,
+    messages.c.pool,
+    messages.c.origin,
+    messages.c.created_at,
+    messages.c.size_bytes,
+).where(messages.c.id.in_(bindparam("message_ids", expanding=True)))
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     min_backoff_s: float = 300
@@ -120,7 +164,6 @@ class QueueStore(OutcomeRecording):
         self.bounce_builder = bounce_builder
         self.clock = clock
         self._committer = GroupCommitter(engine, batch_max=batch_max)
-        self._skip_locked = is_postgresql(engine)
         # Built once: the same statement objects keep SQLAlchemy's compiled cache warm.
         self._insert_messages = insert(messages)
         # Without `sort_by_parameter_order` SQLAlchemy sends one multi-row INSERT
@@ -128,6 +171,11 @@ class QueueStore(OutcomeRecording):
         # to their rows by (message, recipient) instead.
         self._insert_deliveries = insert(deliveries).returning(
             deliveries.c.id, deliveries.c.message_id, deliveries.c.recipient
+        )
+        self._due_deliveries = (
+            _DUE_DELIVERIES.with_for_update(skip_locked=True)
+            if is_postgresql(engine)
+            else _DUE_DELIVERIES
         )
         self._update_outcome = (
             update(deliveries)
@@ -246,28 +294,7 @@ class QueueStore(OutcomeRecording):
 
     def _claim(self, conn: Connection, limit: int) -> list[Job]:
         now = self.clock()
-        due = or_(
-            and_(
-                deliveries.c.state.in_([DeliveryState.QUEUED, DeliveryState.DEFERRED]),
-                deliveries.c.next_attempt_at <= now,
-            ),
-            and_(deliveries.c.state == DeliveryState.INFLIGHT, deliveries.c.lease_until < now),
-        )
-        query = (
-            select(
-                deliveries.c.id,
-                deliveries.c.message_id,
-                deliveries.c.recipient,
-                deliveries.c.domain,
-                deliveries.c.attempts,
-            )
-            .where(due)
-            .order_by(deliveries.c.next_attempt_at)
-            .limit(limit)
-        )
-        if self._skip_locked:
-            query = query.with_for_update(skip_locked=True)
-        candidates = conn.execute(query).all()
+        candidates = conn.execute(self._due_deliveries, {"now": now, "limit": limit}).all()
         if not candidates:
             return []
         # The UPDATE claims only what is still due: a row another node claimed since
@@ -276,15 +303,13 @@ class QueueStore(OutcomeRecording):
         # claim exact whatever transaction it runs in.)
         taken = set(
             conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id.in_([row.id for row in candidates]), due)
-                .values(
-                    state=DeliveryState.INFLIGHT,
-                    lease_owner=self.node_name,
-                    lease_until=now + self.lease_s,
-                    updated_at=now,
-                )
-                .returning(deliveries.c.id)
+                _CLAIM,
+                {
+                    "delivery_ids": [row.id for row in candidates],
+                    "now": now,
+                    "owner": self.node_name,
+                    "claimed_until": now + self.lease_s,
+                },
             ).scalars()
         )
         claimed = [row for row in candidates if row.id in taken]
@@ -292,17 +317,7 @@ class QueueStore(OutcomeRecording):
             return []
         message_ids = {row.message_id for row in claimed}
         envelopes = {
-            row.id: row
-            for row in conn.execute(
-                select(
-                    messages.c.id,
-                    messages.c.mail_from,
-                    messages.c.pool,
-                    messages.c.origin,
-                    messages.c.created_at,
-                    messages.c.size_bytes,
-                ).where(messages.c.id.in_(message_ids))
-            )
+            row.id: row for row in conn.execute(_ENVELOPES, {"message_ids": list(message_ids)})
         }
         jobs: dict[tuple[str, str], Job] = {}
         for row in claimed:
