@@ -211,6 +211,31 @@ async def test_enqueue_returns_claimed_jobs_grouped_by_domain(
     assert stored.completed_at is None
 
 
+async def test_a_batch_of_messages_gets_each_delivery_its_own_row(
+    store: QueueStore, engine: Engine, clock: FakeClock
+) -> None:
+    batch = [
+        new_message(clock, "a@x.test", "b@y.test"),
+        new_message(clock, "a@x.test", "twice@x.test", "twice@x.test"),
+        new_message(clock, "c@z.test"),
+    ]
+    jobs = [job for jobs in await asyncio.gather(*map(store.enqueue, batch)) for job in jobs]
+
+    rows = {row.id: row for row in delivery_rows(engine)}
+    handed_out = [
+        (job.message_id, delivery.recipient, delivery.delivery_id)
+        for job in jobs
+        for delivery in job.deliveries
+    ]
+    assert len(handed_out) == len(rows) == 6
+    assert {delivery_id for _, _, delivery_id in handed_out} == set(rows)
+    for message_id, recipient, delivery_id in handed_out:
+        assert (rows[delivery_id].message_id, rows[delivery_id].recipient) == (
+            message_id,
+            recipient,
+        )
+
+
 async def test_large_bodies_are_not_kept_in_memory(store: QueueStore, clock: FakeClock) -> None:
     body = b"Subject: big\r\n\r\n" + b"x" * KEEP_IN_MEMORY_BYTES
     (job,) = await store.enqueue(new_message(clock, body=body))

@@ -177,7 +177,7 @@ class OutcomeRecording:
                 failed[original.id],
             )
             if dsn is not None:
-                jobs.extend(self._insert_many(conn, [dsn])[0])
+                jobs.extend(self._jobs_for(dsn, self._insert_many(conn, [dsn])[0]))
         return jobs
 
     def _complete_messages(self, conn: Connection, message_ids: Iterable[str], now: float) -> None:

@@ -199,11 +199,13 @@ class QueueStore(OutcomeRecording):
 
     async def enqueue(self, message: NewMessage) -> list[Job]:
         """Store `message` durably; return its deliveries as claimed jobs."""
-        jobs: list[Job] = await self._committer.submit_item(self._insert_many, message)
-        return jobs
+        delivery_ids: list[int] = await self._committer.submit_item(self._insert_many, message)
+        # Built after the commit: not under the database's write lock.
+        return self._jobs_for(message, delivery_ids)
 
-    def _insert_many(self, conn: Connection, new_messages: list[NewMessage]) -> list[list[Job]]:
-        """Every message of a group commit in two multi-row INSERTs."""
+    def _insert_many(self, conn: Connection, new_messages: list[NewMessage]) -> list[list[int]]:
+        """Every message of a group commit in two multi-row INSERTs; each message's
+        delivery ids, in the order of its recipients."""
         now = self.clock()
         conn.execute(
             self._insert_messages,
@@ -252,22 +254,24 @@ class QueueStore(OutcomeRecording):
         ids: dict[tuple[str, str], list[int]] = defaultdict(list)
         for row in conn.execute(self._insert_deliveries, rows):
             ids[(row.message_id, row.recipient)].append(row.id)
-        jobs = [self._jobs_for(message, ids) for message in new_messages]
+        # A recipient given twice has two rows that differ only by id: either id serves.
+        delivery_ids = [
+            [ids[(message.queue_id, recipient)].pop() for recipient in message.recipients]
+            for message in new_messages
+        ]
         # Mail of no project moves no contact: most relayed batches skip the observer
         # and its savepoint (two more statements under the write lock).
         projects_mail = [message for message in new_messages if message.project_id is not None]
         if self.observer is not None and projects_mail:
             self._observe(conn, self.observer.messages_queued, projects_mail)
-        return jobs
+        return delivery_ids
 
     @staticmethod
-    def _jobs_for(message: NewMessage, ids: dict[tuple[str, str], list[int]]) -> list[Job]:
-        """The message's jobs, taking its deliveries' ids from `ids` (a recipient given
-        twice has two rows that differ only by id: either id serves either)."""
+    def _jobs_for(message: NewMessage, delivery_ids: list[int]) -> list[Job]:
+        """The jobs of a message just stored, given its recipients' delivery ids."""
         body = message.body if len(message.body) <= KEEP_IN_MEMORY_BYTES else None
         by_domain: dict[str, list[ClaimedDelivery]] = defaultdict(list)
-        for recipient in message.recipients:
-            delivery_id = ids[(message.queue_id, recipient)].pop()
+        for recipient, delivery_id in zip(message.recipients, delivery_ids, strict=True):
             if recipient not in message.held:  # held ones wait for `queue release`
                 by_domain[recipient_domain(recipient)].append(
                     ClaimedDelivery(delivery_id, recipient, 0)
