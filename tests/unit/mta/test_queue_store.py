@@ -472,6 +472,25 @@ async def test_a_result_recorded_twice_counts_once(
     assert (row.state, row.attempts) == (DeliveryState.DELIVERED, 1)
 
 
+async def test_a_delivered_result_for_a_held_delivery_or_recorded_twice_changes_nothing(
+    store: QueueStore, engine: Engine, clock: FakeClock
+) -> None:
+    held = new_message(clock, "held@x.test")
+    held_id = only_delivery(await store.enqueue(held))
+    QueueAdmin(engine).hold(held.queue_id)
+    twice = new_message(clock, "twice@x.test")
+    twice_id = only_delivery(await store.enqueue(twice))
+    await store.record([result(twice_id, "delivered")])
+    clock.advance(5)
+    await store.record([result(held_id, "delivered"), result(twice_id, "delivered")])
+
+    rows = {row.id: row for row in delivery_rows(engine)}
+    assert (rows[held_id].state, rows[held_id].attempts) == (DeliveryState.HELD, 0)
+    assert (rows[twice_id].state, rows[twice_id].attempts) == (DeliveryState.DELIVERED, 1)
+    assert rows[twice_id].updated_at == clock() - 5
+    assert message_row(engine, held.queue_id).completed_at is None
+
+
 # -- claiming and leases ----------------------------------------------------------------------
 
 

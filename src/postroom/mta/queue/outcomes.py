@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import bindparam, exists, select, update
@@ -55,9 +55,34 @@ _ORIGINALS = select(
     messages.c.envelope_id,
     messages.c.body,
 ).where(messages.c.id.in_(bindparam("message_ids", expanding=True)))
+# A delivered outcome needs nothing of its row: one conditional UPDATE (the row is
+# still in flight, else an operator held or deleted it and their word stands).
+_RECORD_DELIVERED = (
+    update(deliveries)
+    .where(
+        deliveries.c.id == bindparam("b_id"),
+        deliveries.c.state == DeliveryState.INFLIGHT.value,
+    )
+    .values(
+        state=DeliveryState.DELIVERED.value,
+        attempts=deliveries.c.attempts + 1,
+        next_attempt_at=bindparam("b_now"),
+        updated_at=bindparam("b_now"),
+        lease_owner=None,
+        lease_until=None,
+        last_status=bindparam("b_last_status"),
+        last_reply=bindparam("b_last_reply"),
+        last_stage=bindparam("b_last_stage"),
+        remote_mta=bindparam("b_remote_mta"),
+        source=bindparam("b_source"),
+    )
+)
+_MESSAGES_OF_DELIVERIES = select(deliveries.c.message_id).where(
+    deliveries.c.id.in_(bindparam("delivery_ids", expanding=True))
+)
 _LOCK_MESSAGES = (
     select(messages.c.id)
-    .where(messages.c.id.in_(bindparam("message_ids", expanding=True)))
+    .where(messages.c.id.in_(_MESSAGES_OF_DELIVERIES))
     .order_by(messages.c.id)
     .with_for_update()
 )
@@ -65,7 +90,7 @@ _LOCK_MESSAGES = (
 _COMPLETE_MESSAGES = (
     update(messages)
     .where(
-        messages.c.id.in_(bindparam("message_ids", expanding=True)),
+        messages.c.id.in_(_MESSAGES_OF_DELIVERIES),
         ~exists().where(
             deliveries.c.message_id == messages.c.id,
             deliveries.c.state.not_in([state.value for state in FINAL_STATES]),
@@ -84,6 +109,33 @@ class OutcomeRecording:
 
     def _record(self, conn: Connection, results: list[DeliveryResult]) -> list[Job]:
         now = self.clock()
+        delivered = [result for result in results if result.verdict == DeliveryState.DELIVERED]
+        if delivered:
+            conn.execute(
+                _RECORD_DELIVERED,
+                [
+                    {
+                        "b_id": result.delivery_id,
+                        "b_now": now,
+                        "b_last_status": result.status,
+                        "b_last_reply": result.diagnostic,
+                        "b_last_stage": result.stage,
+                        "b_remote_mta": result.remote_mta,
+                        "b_source": result.source,
+                    }
+                    for result in delivered
+                ],
+            )
+        others = [result for result in results if result.verdict != DeliveryState.DELIVERED]
+        jobs = self._record_unsuccessful(conn, others, now) if others else []
+        self._complete_messages(conn, [result.delivery_id for result in results], now)
+        return jobs
+
+    def _record_unsuccessful(
+        self, conn: Connection, results: list[DeliveryResult], now: float
+    ) -> list[Job]:
+        """Deferred and failed outcomes: the next attempt, the expiry, the DSNs and the
+        observer depend on what the rows hold."""
         rows = {
             row.id: row
             for row in conn.execute(
@@ -147,7 +199,6 @@ class OutcomeRecording:
         jobs = self._bounce(conn, failed)
         if failed and self.observer is not None:
             self._observe(conn, self.observer.deliveries_failed, failed)
-        self._complete_messages(conn, {row.message_id for row in rows.values()}, now)
         return jobs
 
     @staticmethod
@@ -180,16 +231,13 @@ class OutcomeRecording:
                 jobs.extend(self._jobs_for(dsn, self._insert_many(conn, [dsn])[0]))
         return jobs
 
-    def _complete_messages(self, conn: Connection, message_ids: Iterable[str], now: float) -> None:
-        """Drop the bytes of messages whose every delivery is final."""
-        candidates = sorted(message_ids)
-        if not candidates:
-            return
+    def _complete_messages(self, conn: Connection, delivery_ids: list[int], now: float) -> None:
+        """Drop the bytes of the messages of these deliveries whose every delivery is final."""
         if conn.dialect.name == "postgresql":
             # Two nodes recording the last two deliveries of one message at once would
             # each see the other's still in flight (READ COMMITTED) and neither would
             # complete it: the message row lock makes the second wait, and its UPDATE
             # (a statement started after the wait) then sees the first's. (On SQLite
             # the group commit's transaction holds the write lock.)
-            conn.execute(_LOCK_MESSAGES, {"message_ids": candidates}).all()
-        conn.execute(_COMPLETE_MESSAGES, {"message_ids": candidates, "now": now})
+            conn.execute(_LOCK_MESSAGES, {"delivery_ids": delivery_ids}).all()
+        conn.execute(_COMPLETE_MESSAGES, {"delivery_ids": delivery_ids, "now": now})
