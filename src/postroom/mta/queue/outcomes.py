@@ -93,7 +93,8 @@ _COMPLETE_MESSAGES = (
         messages.c.id.in_(_MESSAGES_OF_DELIVERIES),
         ~exists().where(
             deliveries.c.message_id == messages.c.id,
-            deliveries.c.state.not_in([state.value for state in FINAL_STATES]),
+            # Not `not_in`: a constant list would still be expanded at every execution.
+            *(deliveries.c.state != state.value for state in FINAL_STATES),
         ),
     )
     .values(body=None, completed_at=bindparam("now"))
