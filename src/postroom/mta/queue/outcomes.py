@@ -9,7 +9,9 @@ the observer's view of final failures (the rating engine; in a savepoint, so
 its failure never costs the outcome), and the release of the bytes of messages
 whose every delivery is final (also when two nodes record the last deliveries
 of one message at once). An outcome for a delivery an operator held or
-deleted meanwhile is ignored: the operator's word stands.
+deleted meanwhile is ignored: the operator's word stands. The statements are
+built once and a delivered outcome does not read its row first: this runs under
+the database's write lock, which every worker process of a node waits for.
 
 A mixin of `QueueStore` (it uses the store's committer, statements, policy and
 clock), split out to keep each module to one concern.
