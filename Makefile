@@ -106,7 +106,7 @@ lint: install-test
 
 bench: install-test test-debs
 	@$(MAKE) --no-print-directory debs DEBS="$(BENCH_DEBS)"
-	$(BIN)/python bench/relay.py --workload new,reuse,sign
+	$(BIN)/python bench/relay.py --sign
 	$(BIN)/python bench/crash.py
 	$(BIN)/python bench/signing.py
 	$(BIN)/python bench/submission.py

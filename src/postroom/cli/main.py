@@ -66,8 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="run every listener and worker ([server] workers processes)"
     )
     add_config_option(serve)
-    # The supervisor starts its workers with this (workers/role.py); not for people.
-    serve.add_argument("--worker", metavar="I/N", help=argparse.SUPPRESS)
+    serve.add_argument(
+        "--worker",
+        metavar="I/N",
+        help="internal: how serve starts its own worker processes (workers/role.py)",
+    )
     serve.set_defaults(handler=_serve)
 
     db = verbs.add_parser("db", help="database schema")
