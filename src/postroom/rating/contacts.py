@@ -268,10 +268,12 @@ class Contacts:
         state `change` was given, else the contact is read again and `change` applied
         to what another writer left (bounded; `ContactBusy` when it never settles).
         On SQLite the first miss has taken the write lock, so the second try holds; on
-        PostgreSQL (READ COMMITTED) a miss means another transaction committed a change
-        of this contact meanwhile, which the next read sees."""
+        PostgreSQL the row is read FOR UPDATE, so the first try holds (the loop stays
+        for a row read without it, as SQLite's deferred transactions do)."""
         for _ in range(RECORD_ATTEMPTS):
-            row = contact_row(conn, project_id, address.lower())
+            # Locked on PostgreSQL: under heavy contention a compare-and-set alone could
+            # lose every round; the lock makes the first one hold.
+            row = contact_row(conn, project_id, address.lower(), for_update=True)
             if row is None:
                 return False
             old = _state(row)
@@ -451,12 +453,17 @@ def join_list_many(conn: Connection, project_id: int, name: str, contact_ids: li
         conn.execute(statement, rows[start : start + INSERT_CHUNK_ROWS])
 
 
-def contact_row(conn: Connection, project_id: int, address: str) -> Row | None:  # type: ignore[type-arg]
-    """The project's contacts row for `address` (either IDNA form of its domain), or None."""
+def contact_row(  # type: ignore[type-arg]
+    conn: Connection, project_id: int, address: str, *, for_update: bool = False
+) -> Row | None:
+    """The project's contacts row for `address` (either IDNA form of its domain), or None;
+    `for_update` locks it until the transaction ends (PostgreSQL; SQLite's writer holds
+    the whole database already)."""
     forms = address_forms(address)
-    rows = conn.execute(
-        select(contacts).where(contacts.c.project_id == project_id, contacts.c.address.in_(forms))
-    ).all()
+    query = select(contacts).where(
+        contacts.c.project_id == project_id, contacts.c.address.in_(forms)
+    )
+    rows = conn.execute(query.with_for_update() if for_update else query).all()
     return min(rows, key=lambda row: forms.index(row.address), default=None)
 
 
