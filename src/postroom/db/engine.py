@@ -30,6 +30,7 @@ The SQLite file is created by `core.statefiles.prepare_sqlite_file` (0640 in a
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from collections.abc import Iterator
@@ -75,16 +76,26 @@ def is_postgresql(engine: Engine) -> bool:
 
 
 @contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """`engine.begin()` holding SQLite's write lock from its first statement on."""
+def write_transaction(engine: Engine, *, in_turn: bool = False) -> Iterator[Connection]:
+    """`engine.begin()` holding SQLite's write lock from its first statement on;
+    `in_turn`: the caller already holds `writers_turn(engine)`."""
+    turn = contextlib.nullcontext() if in_turn else writers_turn(engine)
+    with turn, engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            # The first statement on the DBAPI connection: sqlite3 sees no transaction
+            # open, passes it through, and its commit()/rollback() then end this one.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        yield connection
+
+
+@contextmanager
+def writers_turn(engine: Engine) -> Iterator[None]:
+    """This writer's turn among the processes writing one SQLite file (the flock; a
+    no-op elsewhere). A group commit takes its batch once its turn came, so that what
+    arrived while it waited rides in the same transaction."""
     queued = _queue_behind_writers(engine)
     try:
-        with engine.begin() as connection:
-            if connection.dialect.name == "sqlite":
-                # The first statement on the DBAPI connection: sqlite3 sees no transaction
-                # open, passes it through, and its commit()/rollback() then end this one.
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-            yield connection
+        yield
     finally:
         if queued is not None:
             os.close(queued)  # releases the flock
