@@ -106,10 +106,11 @@ lint: install-test
 
 bench: install-test test-debs
 	@$(MAKE) --no-print-directory debs DEBS="$(BENCH_DEBS)"
-	$(BIN)/python bench/relay.py
 	$(BIN)/python bench/relay.py --sign
+	$(BIN)/python bench/crash.py
 	$(BIN)/python bench/signing.py
 	$(BIN)/python bench/submission.py
+	$(BIN)/python bench/connections.py
 	$(BIN)/python bench/bounces.py
 	$(BIN)/python bench/fuzz_bounces.py
 	$(BIN)/python bench/addresses.py

@@ -1,61 +1,77 @@
 """Relay throughput: postroom against a private Postfix, both relaying to one smtp-sink.
 
 Contract (`.venv/bin/python bench/relay.py [options]`, as root, from the repo root):
-the same workload — `--messages` N messages of `--size` bytes from `--clients`
-concurrent SMTP clients, each reusing one connection (MAIL, RCPT, DATA, next
-MAIL), all to `user@bench.test` — goes through
+issue 14's workload — `--messages` N (10,000) messages from `--clients` (20)
+concurrent SMTP sessions of Postfix's `smtp-source` (bench/smtp_source.py:
+`-s 20 -m N -l 2111`, `--size` being the payload after its four header lines),
+all to `user@bench.test` from `bench@client.bench.test` — goes through
 
 - postroom: `postroom serve` (tests/peers/postroom.py) with a fresh SQLite state
   directory, production durability (WAL, synchronous=FULL: 250 only after
   fsync), `[logging] level = "warning"`, default delivery settings, its
   `[dns] nameservers` pointing at an NSD (tests/peers/dns.py) that serves
-  `bench.test MX → mx.bench.test A 127.0.0.10`, `[delivery] port` = the sink's;
+  `bench.test MX → mx.bench.test A 127.0.0.10`, `[delivery] port` = the sink's,
+  `[server] workers` = `--workers` when given (else the server's default);
 - Postfix: a private instance (tests/peers/postfix.py: `postfix -c DIR`, its
   own main.cf, master.cf and queue directory, smtpd on 127.0.0.1 only) with
   `relayhost = [127.0.0.10]:PORT`, stock settings otherwise (queue files fsynced);
 
 each time into a fresh Postfix `smtp-sink` on 127.0.0.10 (tests/peers/sinks.py,
 no recording, `-c` running counters: the sink's "mesg=" counter is how delivered
-messages are counted, polled every 50 ms). Per run it measures
+messages are counted, polled every 50 ms).
+
+Workloads (`--workload`, comma-separated; default `new,reuse`), one row each of
+the issue's table, run in one series: per `--repeat` round (3), each workload
+on postroom and on Postfix, the order flipped every other round.
+
+- `new`: a new connection per message (connect, banner, HELO, MAIL, RCPT, DATA,
+  QUIT), as internet MX traffic arrives (`--new-connections` is `--workload new`);
+- `reuse`: each session keeps its connection (`smtp-source -d`);
+- `sign` (or `--sign`): reuse, and postroom DKIM-signs every message with
+  RSA-2048 — the sender's domain is made a verified linked domain before serve
+  starts (through the directory API: the bench measures signing, not the DNS
+  proof), the sink appends every transaction to one dump file, and the run only
+  verifies if it holds N DKIM-Signature fields for d=client.bench.test. Postfix
+  does not sign: this row's Postfix figures are the reuse runs.
+
+Per run it measures, from the first injection (smtp-source's start):
 
 - accepted msg/s: N / (time of the last 250 to DATA − start);
 - delivered msg/s: N / (time the sink counted N messages − start), end to end;
-- server CPU seconds (utime+stime from /proc of the server's process tree: the
-  postroom process; Postfix's master, its live daemons and the reaped ones
-  through the master's cutime/cstime) up to "delivered" and once the server
-  has gone quiet (bounded settle), and per message.
+- server CPU seconds of the server's whole process tree (bench/cpu_meter.py:
+  a child cgroup v2 the server is started in, `cpu.stat` usage_usec, as the
+  maintainers measured; else, or with `--cpu proc`, /proc utime+stime of the
+  live tree plus its reaped children — Postfix's exited daemons, postroom's
+  restarted workers), up to "delivered" and once the server has gone quiet
+  (bounded settle), and per message; the /proc tree's count and a breakdown by
+  process name beside it. The output says which source counted.
 
-The load generator is this file run as `_loadgen` in its own process (asyncio,
-uvloop, a minimal non-pipelining SMTP client), so that its CPU is not the
-orchestrator's; its CPU is reported too. Its options `--sender` (MAIL FROM and
-From), `--starttls`/`--cafile` and `--auth USER:PASSWORD` (AUTH PLAIN), all off
-here, and `run_postroom`'s `PostroomSetup` serve bench/submission.py. Each run
-is checked: no client error, the sink counted exactly N, and (postroom) `queue
-stats` says N delivered.
-Runs alternate postroom/Postfix `--repeat` times; medians and the ratio
-postroom/Postfix of both figures are printed (`--json`: one JSON document).
-Target (the issue): postroom ≥ 1.5× Postfix delivered msg/s, durability kept.
+Goals (issue 14), delivered msg/s over Postfix's: new ≥ 2.0×, reuse ≥ 3.0×,
+sign ≥ 1.5× (against an unsigned Postfix); the table says met or not.
 
-`--sign` makes the sender's domain (client.bench.test) a verified linked domain
-with an RSA-2048 key before postroom starts (through the directory API: the
-bench measures signing, not the DNS proof), so postroom DKIM-signs every
-message it relays while Postfix relays unsigned; the sink then appends every
-transaction to one dump file, and the run only verifies if it holds N
-DKIM-Signature fields for d=client.bench.test (issue 4's target: a signing
-postroom at least as fast as an unsigned Postfix).
+`--loadgen python` uses this file's own load generator instead (`_loadgen` in
+its own process: asyncio, uvloop, a minimal non-pipelining SMTP client with
+EHLO, connections opened before the clock starts; `--size` is the whole
+message). Its options `--sender` (MAIL FROM and From), `--starttls`/`--cafile`
+and `--auth USER:PASSWORD` (AUTH PLAIN), and `run_postroom`'s `PostroomSetup`,
+serve bench/submission.py, which always uses it (smtp-source has no TLS, no
+AUTH). The load generator's CPU is reported too.
 
-`--new-connections`: each client opens a new connection for every message
-(connect, banner, EHLO, MAIL, RCPT, DATA, QUIT), as internet MX traffic arrives,
-instead of reusing one (the connection setup is inside the timed part).
+Each run is checked: no client error, every message accepted, the sink counted
+exactly N, and (postroom) `queue stats` says N delivered, SIGTERM exits 0,
+SQLite is WAL with synchronous=FULL; (Postfix) its queue is empty. Medians per
+workload and server, the ratio postroom/Postfix and the goal are printed as one
+Markdown table (`--json`: one JSON document).
 
-`--profile FILE` runs postroom once (no Postfix) under cProfile inside the
-server process (this file's `_serve-profiled` role: one profile for the event
-loop thread, one merged for the worker threads such as the group-commit
-thread; thread CPU time by default, `--profile-clock wall` for wall time),
-writes FILE and FILE.threads (pstats) and prints the top functions.
+`--profile FILE` runs postroom once (no Postfix; the first workload) under
+cProfile inside the server process (this file's `_serve-profiled` role: one
+profile for the event loop thread, one merged for the worker threads such as
+the group-commit thread; thread CPU time by default, `--profile-clock wall` for
+wall time), writes FILE and FILE.threads (pstats) and prints the top functions.
 
 Loopback only (127.0.0.0/8); every wait is bounded (`--timeout` per run).
-Exit status: 0 when every run verified, 1 otherwise, 2 for a setup failure.
+Exit status: 0 when every run verified, 1 otherwise, 2 for a setup failure
+(a peer that would not start, a run past `--timeout`).
 """
 
 from __future__ import annotations
@@ -77,11 +93,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from cpu_meter import CpuMeter, cpu_by_name, open_meter, sample_tree, settle
+from smtp_source import SmtpSource
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -94,13 +112,8 @@ RECIPIENT = f"user@{DOMAIN}"
 SENDER = "bench@client.bench.test"
 PROJECT = "bench"  # the project of the sender's domain under --sign
 POLL_S = 0.05
-SETTLE_INTERVAL_S = 0.5
-SETTLE_QUIET_CPU_S = 0.02
 SETTLE_MAX_S = 30.0
 READY_TIMEOUT_S = 30.0
-TARGET_RATIO = 1.5  # issue 2: plain relaying
-SIGNING_TARGET_RATIO = 1.0  # issue 4: a DKIM-signing postroom against an unsigned Postfix
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _SINK_COUNTER = re.compile(rb"mesg=(\d+)\r")
 
 
@@ -356,79 +369,6 @@ def serve_profiled_main(argv: list[str]) -> int:
     return status
 
 
-# -- measuring processes ----------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ProcSample:
-    """CPU seconds of a process tree: live processes by pid, reaped ones via the root."""
-
-    live: dict[int, tuple[str, float]]
-    root_reaped: float
-
-    @property
-    def total(self) -> float:
-        return sum(cpu for _, cpu in self.live.values()) + self.root_reaped
-
-
-def _read_stat(pid: int) -> tuple[str, int, float, float] | None:
-    """(comm, ppid, own CPU s, reaped children's CPU s) from /proc/PID/stat."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    comm = raw[raw.index(b"(") + 1 : raw.rindex(b")")].decode(errors="replace")
-    fields = raw[raw.rindex(b")") + 2 :].split()
-    own = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    reaped = (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
-    return comm, int(fields[1]), own, reaped
-
-
-def sample_tree(root: int) -> ProcSample:
-    stats = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = _read_stat(int(entry))
-            if stat is not None:
-                stats[int(entry)] = stat
-    if root not in stats:
-        return ProcSample({}, 0.0)
-    children: dict[int, list[int]] = defaultdict(list)
-    for pid, (_, ppid, _, _) in stats.items():
-        children[ppid].append(pid)
-    live: dict[int, tuple[str, float]] = {}
-    pending = [root]
-    while pending and len(live) < 10_000:
-        pid = pending.pop()
-        live[pid] = (stats[pid][0], stats[pid][2])
-        pending.extend(children.get(pid, []))
-    return ProcSample(live, stats[root][3])
-
-
-def cpu_by_name(before: ProcSample, after: ProcSample) -> dict[str, float]:
-    by_name: dict[str, float] = defaultdict(float)
-    for pid, (name, cpu) in after.live.items():
-        old = before.live.get(pid)
-        by_name[name] += cpu - (old[1] if old and old[0] == name else 0.0)
-    reaped = after.root_reaped - before.root_reaped
-    if reaped:
-        by_name["(exited daemons)"] += reaped
-    return {name: round(cpu, 3) for name, cpu in sorted(by_name.items()) if round(cpu, 3)}
-
-
-def settle(root: int, deadline_s: float) -> ProcSample:
-    """Wait (bounded) until the tree uses almost no CPU for two intervals in a row."""
-    previous = sample_tree(root)
-    quiet = 0
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end and quiet < 2:
-        time.sleep(SETTLE_INTERVAL_S)
-        current = sample_tree(root)
-        quiet = quiet + 1 if current.total - previous.total < SETTLE_QUIET_CPU_S else 0
-        previous = current
-    return previous
-
-
 # -- the sink counter -------------------------------------------------------------
 
 
@@ -458,6 +398,7 @@ class RunResult:
     server: str
     run: int
     messages: int
+    workload: str = ""  # WORKLOADS key; "" for another bench's runs (submission.py)
     accepted: int = 0
     client_errors: int = 0
     first_errors: list[str] = field(default_factory=list)
@@ -470,6 +411,8 @@ class RunResult:
     server_cpu_total_s: float = 0.0
     server_cpu_ms_per_msg: float = 0.0
     server_cpu_by_process: dict[str, float] = field(default_factory=dict)
+    cpu_source: str = ""  # how server CPU was counted (cpu_meter: cgroup v2 or /proc)
+    server_cpu_tree_s: float = 0.0  # the /proc tree's count of server_cpu_total_s
     loadgen_cpu_s: float = 0.0
     sink_cpu_s: float = 0.0
     checks: dict[str, bool] = field(default_factory=dict)
@@ -478,35 +421,97 @@ class RunResult:
     profiled: bool = False
 
 
+class PythonLoadgen:
+    """This file's `_loadgen` role in its own process: connections opened (and, per
+    `options`, encrypted and authenticated) in `prepare()`, the clock starts at
+    `start()`. The same interface as smtp_source.SmtpSource."""
+
+    def __init__(
+        self, args: argparse.Namespace, token: str, port: int, options: Sequence[str]
+    ) -> None:
+        self.command = [
+            sys.executable, str(Path(__file__).resolve()), "_loadgen",
+            "--host", SERVER_IP, "--port", str(port), "--messages", str(args.messages),
+            "--clients", str(args.clients), "--size", str(args.size),
+            "--token", token, "--timeout", str(args.timeout),
+            *(["--new-connections"] if getattr(args, "new_connections", False) else []),
+            *options,
+        ]  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def prepare(self) -> None:
+        self.process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], READY_TIMEOUT_S)
+        if not ready or self.process.stdout.readline().strip() != b"ready":
+            raise RuntimeError(f"load generator not ready (exit {self.process.poll()})")
+
+    def start(self) -> None:
+        assert self.process is not None and self.process.stdin is not None
+        self.process.stdin.write(b"go\n")
+        self.process.stdin.flush()
+
+    def poll(self) -> int | None:
+        assert self.process is not None
+        return self.process.poll()
+
+    def wait(self, timeout_s: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout_s)
+
+    def report(self) -> dict[str, Any]:
+        assert self.process is not None and self.process.stdout is not None
+        output = self.process.stdout.read().decode(errors="replace")
+        if self.process.returncode != 0:
+            raise RuntimeError(
+                f"load generator failed ({self.process.returncode}): {output[-2000:]}"
+            )
+        return json.loads(output.strip().splitlines()[-1])
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+
+def make_loadgen(
+    args: argparse.Namespace, token: str, port: int, options: Sequence[str]
+) -> PythonLoadgen | SmtpSource:
+    """The load generator `args.loadgen` names; options (STARTTLS, AUTH) need Python's."""
+    if getattr(args, "loadgen", "python") == "python" or options:
+        return PythonLoadgen(args, token, port, options)
+    return SmtpSource(
+        SERVER_IP,
+        port,
+        messages=args.messages,
+        clients=args.clients,
+        size=args.size,
+        new_connections=args.new_connections,
+        sender=SENDER,
+        recipient=RECIPIENT,
+    )
+
+
 def drive(
     args: argparse.Namespace,
     result: RunResult,
     port: int,
+    meter: CpuMeter,
     server_pid: int,
     sink_pid: int,
     counter: SinkCounter,
     loadgen_options: Sequence[str] = (),
 ) -> None:
     """Run the load generator (with `loadgen_options`) against SERVER_IP:port and fill
-    `result`."""
-    command = [
-        sys.executable, str(Path(__file__).resolve()), "_loadgen",
-        "--host", SERVER_IP, "--port", str(port), "--messages", str(args.messages),
-        "--clients", str(args.clients), "--size", str(args.size),
-        "--token", f"{result.server}{result.run}", "--timeout", str(args.timeout),
-        *(["--new-connections"] if getattr(args, "new_connections", False) else []),
-        *loadgen_options,
-    ]  # fmt: skip
-    loadgen = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert loadgen.stdin is not None and loadgen.stdout is not None
+    `result`: the server's CPU from `meter`, its breakdown from the tree of `server_pid`."""
+    loadgen = make_loadgen(args, f"{result.server}{result.run}", port, loadgen_options)
+    meter.wait_for_strays(SETTLE_MAX_S)
     try:
-        ready, _, _ = select.select([loadgen.stdout], [], [], READY_TIMEOUT_S)
-        if not ready or loadgen.stdout.readline().strip() != b"ready":
-            raise RuntimeError(f"load generator not ready (exit {loadgen.poll()})")
-        cpu_start = sample_tree(server_pid)
+        loadgen.prepare()
+        tree_start = sample_tree(server_pid)
+        cpu_start = meter.total()
         sink_start = sample_tree(sink_pid).total
-        loadgen.stdin.write(b"go\n")
-        loadgen.stdin.flush()
+        loadgen.start()
         deadline = time.monotonic() + args.timeout
         target = args.messages
         report: dict[str, Any] | None = None
@@ -517,7 +522,7 @@ def drive(
                 delivered_at = now
                 break
             if report is None and loadgen.poll() is not None:
-                report = _loadgen_report(loadgen)
+                report = loadgen.report()
                 target = min(target, report["accepted"])
                 continue
             if now > deadline:
@@ -526,15 +531,13 @@ def drive(
                     f"{args.timeout} s"
                 )
             time.sleep(POLL_S)
-        cpu_delivered = sample_tree(server_pid)
+        cpu_delivered = meter.total()
         if report is None:
             loadgen.wait(max(1.0, deadline - time.monotonic()))
-            report = _loadgen_report(loadgen)
+            report = loadgen.report()
     finally:
-        if loadgen.poll() is None:
-            loadgen.kill()
-            loadgen.wait(5)
-    cpu_total = settle(server_pid, SETTLE_MAX_S)
+        loadgen.kill()
+    cpu_total = settle(meter, SETTLE_MAX_S)
     result.accepted = report["accepted"]
     result.client_errors = report["errors"]
     result.first_errors = report["first_errors"]
@@ -545,10 +548,13 @@ def drive(
         result.accepted_per_s = round(result.accepted / result.accepted_s, 1)
     if result.delivered_s > 0:
         result.delivered_per_s = round(target / result.delivered_s, 1)
-    result.server_cpu_delivered_s = round(cpu_delivered.total - cpu_start.total, 3)
-    result.server_cpu_total_s = round(cpu_total.total - cpu_start.total, 3)
+    result.server_cpu_delivered_s = round(cpu_delivered - cpu_start, 3)
+    result.server_cpu_total_s = round(cpu_total - cpu_start, 3)
     result.server_cpu_ms_per_msg = round(1000 * result.server_cpu_total_s / args.messages, 3)
-    result.server_cpu_by_process = cpu_by_name(cpu_start, cpu_total)
+    tree_end = sample_tree(server_pid)
+    result.server_cpu_tree_s = round(tree_end.total - tree_start.total, 3)
+    result.server_cpu_by_process = cpu_by_name(tree_start, tree_end)
+    result.cpu_source = meter.source
     result.sink_cpu_s = round(sample_tree(sink_pid).total - sink_start, 3)
     result.sink_count = counter.count()
     result.checks["no_client_errors"] = result.client_errors == 0
@@ -556,22 +562,21 @@ def drive(
     result.checks["sink_count_equals_n"] = result.sink_count == args.messages
 
 
-def _loadgen_report(loadgen: subprocess.Popen[bytes]) -> dict[str, Any]:
-    assert loadgen.stdout is not None
-    output = loadgen.stdout.read().decode(errors="replace")
-    if loadgen.returncode != 0:
-        raise RuntimeError(f"load generator failed ({loadgen.returncode}): {output[-2000:]}")
-    return json.loads(output.strip().splitlines()[-1])
-
-
 def postroom_config(
-    state_dir: Path, smtp_port: int, nameserver: str, sink_port: int, extra: str = ""
+    state_dir: Path,
+    smtp_port: int,
+    nameserver: str,
+    sink_port: int,
+    extra: str = "",
+    workers: int | None = None,
 ) -> str:
+    """The bench's config; `workers` sets `[server] workers` (None: the server's default)."""
+    workers_line = "" if workers is None else f"workers = {workers}\n"
     return f"""
 [server]
 hostname = "relay.postroom.test"
 drain_timeout = "30s"
-
+{workers_line}
 [state]
 dir = "{state_dir}"
 
@@ -633,15 +638,25 @@ def run_postroom(
             counter = SinkCounter(sink.base_dir / "smtp-sink.log")
             port = free_tcp_port(SERVER_IP)
             config = postroom_config(
-                directory / "state", port, nameserver, sink.port, setup.extra_config
+                directory / "state",
+                port,
+                nameserver,
+                sink.port,
+                setup.extra_config,
+                getattr(args, "workers", None),
             )
             if args.sign:
                 link_sender_domain(directory / "state")
             if setup.prepare_state is not None:
                 setup.prepare_state(directory / "state")
             server = ProfiledPostroom(directory, config, port, profile, args.profile_clock)
-            with server:
+            meter = open_meter(getattr(args, "cpu", "auto"))
+            with contextlib.ExitStack() as cleanup:
+                cleanup.callback(meter.close)
+                with meter.spawning():
+                    cleanup.enter_context(server)
                 assert server.process is not None
+                meter.watch(server.process.pid)
                 client_port = port
                 if setup.client_port is not None:  # bound after port 25 (see serve)
                     wait_for_greeting(SERVER_IP, setup.client_port, READY_TIMEOUT_S)
@@ -650,6 +665,7 @@ def run_postroom(
                     args,
                     result,
                     client_port,
+                    meter,
                     server.process.pid,
                     sink.process.pid,
                     counter,
@@ -722,11 +738,17 @@ def run_postfix(args: argparse.Namespace, run: int) -> RunResult:
     with SmtpSink(SINK_IP, 0, hostname="mx.bench.test", record=False, extra_args=["-c"]) as sink:
         assert sink.process is not None and sink.base_dir is not None
         counter = SinkCounter(sink.base_dir / "smtp-sink.log")
-        with PostfixRelay(listen=f"{SERVER_IP}:0", relayhost=f"[{SINK_IP}]:{sink.port}") as relay:
+        relay = PostfixRelay(listen=f"{SERVER_IP}:0", relayhost=f"[{SINK_IP}]:{sink.port}")
+        meter = open_meter(getattr(args, "cpu", "auto"))
+        with contextlib.ExitStack() as cleanup:
+            cleanup.callback(meter.close)
+            with meter.spawning():
+                cleanup.enter_context(relay)
             master = relay.master_pid()
             if master is None:
                 raise RuntimeError("private postfix has no master pid")
-            drive(args, result, relay.port, master, sink.process.pid, counter)
+            meter.watch(master)
+            drive(args, result, relay.port, meter, master, sink.process.pid, counter)
             result.checks["postfix_queue_empty"] = relay.queued_message_count() == 0
     result.ok = all(result.checks.values())
     return result
@@ -813,19 +835,67 @@ def medians_and_ratio(
     return medians, ratio
 
 
-def summarise(results: list[RunResult], target: float) -> dict[str, Any]:
-    medians, ratio = medians_and_ratio(results, ("postroom", "postfix"))
-    summary: dict[str, Any] = {"median": medians, "ratio_postroom_over_postfix": ratio}
-    if ratio:
-        delivered = ratio.get("delivered_per_s", 0.0)
-        summary["target"] = {"delivered_ratio_min": target, "met": delivered >= target}
-    return summary
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """One row of issue 14's table: how clients connect and whether postroom signs."""
+
+    name: str  # what --workload takes
+    title: str  # the table's first column
+    new_connections: bool  # a connection per message, or each client's one reused
+    sign: bool  # postroom DKIM-signs every message (RSA-2048)
+    postfix_runs: str  # the workload whose Postfix runs this row compares with
+    target_ratio: float  # issue 14: postroom delivered msg/s / Postfix's
+
+
+WORKLOADS = {
+    workload.name: workload
+    for workload in (
+        Workload("new", "a new connection per message", True, False, "new", 2.0),
+        Workload("reuse", "connections reused", False, False, "reuse", 3.0),
+        # Postfix does not sign: its figure is the reuse workload's.
+        Workload(
+            "sign", "connections reused, postroom signs (RSA-2048)", False, True, "reuse", 1.5
+        ),
+    )
+}
+
+
+def workload_args(args: argparse.Namespace, workload: Workload) -> argparse.Namespace:
+    """`args` as run_postroom, run_postfix and drive read them for one workload."""
+    return argparse.Namespace(
+        **vars(args) | {"new_connections": workload.new_connections, "sign": workload.sign}
+    )
+
+
+def summarise(results: list[RunResult], workloads: Sequence[Workload]) -> dict[str, Any]:
+    """Per workload: medians, the ratio postroom/Postfix and the issue's target."""
+    rows: dict[str, Any] = {}
+    for workload in workloads:
+        runs = [
+            result
+            for result in results
+            if (result.server, result.workload)
+            in (("postroom", workload.name), ("postfix", workload.postfix_runs))
+        ]
+        medians, ratio = medians_and_ratio(runs, ("postroom", "postfix"))
+        row: dict[str, Any] = {
+            "title": workload.title,
+            "postfix_runs": workload.postfix_runs,
+            "median": medians,
+            "ratio_postroom_over_postfix": ratio,
+        }
+        if ratio:
+            met = ratio.get("delivered_per_s", 0.0) >= workload.target_ratio
+            row["target"] = {"delivered_ratio_min": workload.target_ratio, "met": met}
+        rows[workload.name] = row
+    return {"workloads": rows}
 
 
 def print_run(result: RunResult) -> None:
     flag = "ok" if result.ok else "FAILED " + json.dumps(result.checks)
     print(
-        f"run {result.run} {result.server:8s} accepted {result.accepted_per_s:8.1f} msg/s "
+        f"run {result.run} {result.workload:5s} {result.server:8s} "
+        f"accepted {result.accepted_per_s:8.1f} msg/s "
         f"({result.accepted_s:.2f} s)  delivered {result.delivered_per_s:8.1f} msg/s "
         f"({result.delivered_s:.2f} s)  server CPU {result.server_cpu_total_s:.2f} s "
         f"({result.server_cpu_ms_per_msg:.3f} ms/msg; {result.server_cpu_delivered_s:.2f} s "
@@ -833,7 +903,11 @@ def print_run(result: RunResult) -> None:
         f"sink CPU {result.sink_cpu_s:.2f} s  sink {result.sink_count}  {flag}",
         flush=True,
     )
-    print(f"      CPU by process: {json.dumps(result.server_cpu_by_process)}", flush=True)
+    print(
+        f"      CPU by process (/proc tree: {result.server_cpu_tree_s:.2f} s): "
+        f"{json.dumps(result.server_cpu_by_process)}",
+        flush=True,
+    )
     if result.client_errors:
         print(f"      client errors: {result.client_errors} {result.first_errors}", flush=True)
     if result.log_tail:
@@ -867,14 +941,39 @@ def print_medians(
         )
 
 
-def print_summary(summary: dict[str, Any]) -> None:
-    ratio = summary["ratio_postroom_over_postfix"]
-    names = {"postroom": "postroom", "postfix": "postfix"}
-    print_medians(summary["median"], names, ratio, "postroom/Postfix")
-    if ratio:
-        met = "met" if summary["target"]["met"] else "NOT met"
-        target = summary["target"]["delivered_ratio_min"]
-        print(f"target postroom >= {target}x Postfix delivered msg/s: {met}")
+def print_summary(summary: dict[str, Any], notes: Sequence[str]) -> None:
+    """Issue 14's table (Markdown), one row per workload, then `notes`."""
+    print()
+    print(
+        "| workload | Postfix delivered | postroom delivered | ratio | "
+        "CPU/msg postroom vs Postfix | target |"
+    )
+    print("|---|---|---|---|---|---|")
+    for row in summary["workloads"].values():
+        postroom = row["median"].get("postroom", {})
+        postfix = row["median"].get("postfix", {})
+        ratio = row["ratio_postroom_over_postfix"]
+        target = row.get("target")
+
+        def rate(figures: dict[str, float]) -> str:
+            return f"{figures['delivered_per_s']:,.0f} msg/s" if figures else "-"
+
+        def cpu(figures: dict[str, float]) -> str:
+            return f"{figures['server_cpu_ms_per_msg']:.2f} ms" if figures else "-"
+
+        print(
+            f"| {row['title']} | {rate(postfix)} | {rate(postroom)} | "
+            + (f"**{ratio['delivered_per_s']:.2f}x**" if "delivered_per_s" in ratio else "-")
+            + f" | {cpu(postroom)} vs {cpu(postfix)} | "
+            + (
+                f">= {target['delivered_ratio_min']}x: {'met' if target['met'] else 'NOT met'}"
+                if target
+                else "-"
+            )
+            + " |"
+        )
+    for note in filter(None, notes):
+        print(note)
 
 
 def print_profile(path: str, limit: int) -> None:
@@ -890,14 +989,20 @@ def print_profile(path: str, limit: int) -> None:
             print(stream.getvalue().split("\n", 4)[-1].rstrip())
 
 
-def schedule(args: argparse.Namespace) -> Iterator[tuple[int, str]]:
-    servers = ["postroom", "postfix"]
-    if args.only:
-        servers = [args.only]
+def schedule(args: argparse.Namespace) -> Iterator[tuple[int, Workload, str]]:
+    """(run, workload, server): per run, each workload on postroom and Postfix
+    alternately (Postfix once per distinct `postfix_runs`), the order flipped
+    every other run."""
+    servers = [args.only] if args.only else ["postroom", "postfix"]
     for run in range(1, args.repeat + 1):
         order = servers if run % 2 else list(reversed(servers))
-        for server in order:
-            yield run, server
+        scheduled: set[tuple[str, str]] = set()
+        for workload in args.workloads:
+            for server in order:
+                name = workload.name if server == "postroom" else workload.postfix_runs
+                if (server, name) not in scheduled:
+                    scheduled.add((server, name))
+                    yield run, WORKLOADS[name], server
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -906,18 +1011,38 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Relay throughput of postroom vs a private Postfix into one smtp-sink.",
     )
     parser.add_argument("--messages", type=int, default=10_000, help="messages per run")
-    parser.add_argument("--clients", type=int, default=20, help="concurrent SMTP clients")
-    parser.add_argument("--size", type=int, default=2048, help="message size in bytes")
+    parser.add_argument("--clients", type=int, default=20, help="concurrent SMTP sessions")
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=2111,
+        help="smtp-source: payload bytes (-l); python: whole message bytes",
+    )
+    parser.add_argument(
+        "--workload",
+        help=f"comma-separated, of {', '.join(WORKLOADS)} (default: new,reuse)",
+    )
+    parser.add_argument(
+        "--loadgen",
+        choices=("smtp-source", "python"),
+        default="smtp-source",
+        help="Postfix's smtp-source (the issue's), or this file's _loadgen",
+    )
     parser.add_argument("--only", choices=("postroom", "postfix"), help="run one server only")
     parser.add_argument(
-        "--sign", action="store_true", help="postroom DKIM-signs every message (Postfix does not)"
+        "--sign", action="store_true", help="add the sign workload (postroom DKIM-signs)"
     )
     parser.add_argument(
-        "--new-connections",
-        action="store_true",
-        help="each client connects, greets and QUITs for every message (MX traffic)",
+        "--new-connections", action="store_true", help="the new workload (--workload new)"
     )
-    parser.add_argument("--repeat", type=int, default=1, help="runs per server (medians)")
+    parser.add_argument("--workers", type=int, help="postroom's [server] workers (default unset)")
+    parser.add_argument(
+        "--cpu",
+        choices=("auto", "cgroup", "proc"),
+        default="auto",
+        help="server CPU from a cgroup v2 or /proc (auto: cgroup when possible)",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="runs per server (medians)")
     parser.add_argument("--timeout", type=float, default=600.0, help="bound per run, seconds")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp"), help="postroom state parent")
@@ -927,8 +1052,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.messages < 1 or args.clients < 1 or args.repeat < 1 or args.size < 256:
         parser.error("--messages, --clients, --repeat must be >= 1 and --size >= 256")
+    if args.workers is not None and args.workers < 1:
+        parser.error("--workers must be >= 1")
+    if args.workload:
+        names = [name.strip() for name in args.workload.split(",") if name.strip()]
+    else:
+        names = ["new"] if args.new_connections else ["new", "reuse"]
+    if args.sign and "sign" not in names:
+        names.append("sign")
+    if unknown := [name for name in names if name not in WORKLOADS]:
+        parser.error(f"--workload: unknown {', '.join(unknown)} (known: {', '.join(WORKLOADS)})")
+    args.workloads = [WORKLOADS[name] for name in dict.fromkeys(names)]
     if args.profile:
-        args.only, args.repeat = "postroom", 1
+        args.only, args.repeat, args.workloads = "postroom", 1, args.workloads[:1]
         args.profile = str(Path(args.profile).resolve())
     return args
 
@@ -940,39 +1076,70 @@ def main(argv: list[str]) -> int:
     if os.geteuid() != 0:
         print("bench/relay.py: run as root (private Postfix, smtp-sink)", file=sys.stderr)
         return 2
+    try:
+        probe = open_meter(args.cpu)
+    except OSError as failure:
+        print(f"bench/relay.py: --cpu {args.cpu}: no usable cgroup v2: {failure}", file=sys.stderr)
+        return 2
+    cpu_source = probe.source
+    probe.close()
     zone = make_zone(DOMAIN, ["@ IN MX 10 mx.bench.test.", f"mx IN A {SINK_IP}"])
     log = (lambda *_: None) if args.json else print
+    size = "payload bytes" if args.loadgen == "smtp-source" else "bytes"
     log(
-        f"relay bench: {args.messages} messages x {args.size} bytes, {args.clients} clients, "
-        f"sink smtp-sink on {SINK_IP}, repeat {args.repeat}, {os.cpu_count()} CPUs"
-        + (", postroom DKIM-signs (RSA-2048), Postfix does not" if args.sign else "")
-        + (", a new connection per message" if args.new_connections else "")
+        f"relay bench: {args.messages} messages x {args.size} {size}, {args.clients} "
+        f"sessions of {args.loadgen}, workloads {', '.join(w.name for w in args.workloads)}, "
+        f"sink smtp-sink on {SINK_IP}, repeat {args.repeat}, {os.cpu_count()} CPUs, "
+        f"postroom workers {args.workers or 'default'}, server CPU from {cpu_source}"
     )
     results: list[RunResult] = []
-    with NsdServer({DOMAIN: zone}) as nsd:
-        for run, server in schedule(args):
-            if server == "postroom":
-                result = run_postroom(args, run, nsd.nameserver(), args.workdir, args.profile)
-            else:
-                result = run_postfix(args, run)
-            results.append(result)
-            if not args.json:
-                print_run(result)
-    summary = summarise(results, SIGNING_TARGET_RATIO if args.sign else TARGET_RATIO)
+    try:
+        with NsdServer({DOMAIN: zone}) as nsd:
+            for run, workload, server in schedule(args):
+                run_args = workload_args(args, workload)
+                if server == "postroom":
+                    result = run_postroom(
+                        run_args, run, nsd.nameserver(), args.workdir, args.profile
+                    )
+                else:
+                    result = run_postfix(run_args, run)
+                result.workload = workload.name
+                results.append(result)
+                if not args.json:
+                    print_run(result)
+    except (RuntimeError, OSError) as failure:  # a peer that would not start, a timeout
+        print(f"bench/relay.py: {failure}", file=sys.stderr)
+        return 2
+    summary = summarise(results, args.workloads)
     if args.json:
+        parameters = {
+            key: value
+            for key, value in vars(args).items()
+            if key not in ("json", "workdir", "profile_top", "workloads", "workload")
+        }
         document = {
-            "parameters": {
-                key: value
-                for key, value in vars(args).items()
-                if key not in ("json", "workdir", "profile_top")
-            }
-            | {"sink": SINK_IP, "cpus": os.cpu_count()},
+            "parameters": parameters
+            | {
+                "workloads": [workload.name for workload in args.workloads],
+                "sink": SINK_IP,
+                "cpus": os.cpu_count(),
+                "cpu_source": cpu_source,
+            },
             "runs": [asdict(result) for result in results],
             **summary,
         }
         print(json.dumps(document, indent=2, default=str))
     else:
-        print_summary(summary)
+        print_summary(
+            summary,
+            [
+                f"medians of {args.repeat} run(s); {args.messages} messages, {args.clients} "
+                f"sessions of {args.loadgen}; server CPU from {cpu_source}",
+                "sign: Postfix relays unsigned (its figures are the reuse runs)"
+                if any(workload.sign for workload in args.workloads)
+                else "",
+            ],
+        )
         if args.profile:
             print_profile(args.profile, args.profile_top)
     return 0 if all(result.ok for result in results) else 1

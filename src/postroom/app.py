@@ -1,8 +1,12 @@
-"""The `postroom serve` process: every listener and worker in one asyncio loop.
+"""One node of `postroom serve`: every listener and worker in one asyncio loop.
 
-Start: apply migrations, open the queue, return this node's old leases, start
-the feedback worker (bounces, complaints, replies: its own threads), bind the
-port 25 listeners, start the delivery engine, then tell systemd READY.
+With `[server] workers = 1` this is the whole server; with more, the supervisor
+(workers/supervisor.py) runs one node per worker process on the sockets it bound,
+each with its share of the limits (workers/shares.py), and speaks to systemd itself.
+Start: bind the listeners (or take the supervisor's), apply migrations, open the
+queue, return this node's old leases, start the feedback worker (bounces,
+complaints, replies: its own threads), serve the listeners, start the delivery
+engine, then tell systemd READY (a worker tells its supervisor).
 SIGTERM: stop accepting (listeners close), let the router's shielded work
 (messages being queued, reservations being given back) finish within `[server]
 drain_timeout`, then the feedback jobs (sessions waiting for a report's verdict)
@@ -45,6 +49,7 @@ from postroom.mta.bounce.worker import FeedbackWorker
 from postroom.mta.delivery.engine import DeliveryEngine
 from postroom.mta.inbound.handler import InboundHandler
 from postroom.mta.inbound.listeners import start_inbound, start_submission
+from postroom.mta.inbound.sockets import Listening, bind_listeners
 from postroom.mta.lanes.pools import PoolTable
 from postroom.mta.queue.store import QueueStore, RetryPolicy
 from postroom.mta.router import Router
@@ -54,6 +59,7 @@ from postroom.rating.contacts import Contacts
 from postroom.rating.observer import RatingObserver
 from postroom.rating.rules import Rules
 from postroom.rating.suppression import Suppression
+from postroom.workers.role import READY, RELOADED, WorkerRole
 
 log = logging.getLogger("postroom")
 
@@ -121,8 +127,25 @@ def build_rating(config: Config, engine: Engine) -> RatingParts:
     )
 
 
-async def serve(config_path: str) -> int:
-    config = load_config(config_path)
+async def serve(config_path: str, worker: WorkerRole | None = None) -> int:
+    """The whole server in this process, or (`worker`) worker I of N on the sockets
+    the supervisor bound (workers/supervisor.py)."""
+    loaded = load_config(config_path)
+    config = worker.configure(loaded) if worker is not None else loaded
+    listening = worker.listening if worker is not None else bind_listeners(config)[0]
+    try:
+        return await _node(config_path, loaded, config, listening, worker)
+    finally:
+        listening.close()  # those no server took (a failed start); the others are closed
+
+
+async def _node(
+    config_path: str,
+    loaded: Config,
+    config: Config,
+    listening: Listening,
+    worker: WorkerRole | None,
+) -> int:
     pools = PoolTable(config)
     engine = make_engine(config.database_url)
     ensure_current(engine)  # Alembic runs (and logs each step) only when behind
@@ -150,10 +173,24 @@ async def serve(config_path: str) -> int:
     servers: list[asyncio.Server] = []
     try:
         handler, servers = await start_inbound(
-            config, router, pools, delivery.resolver, rating.intake, rating.suppression
+            config,
+            router,
+            pools,
+            delivery.resolver,
+            rating.intake,
+            rating.suppression,
+            listening,
+            worker.connection_limits(config) if worker is not None else None,
         )
+        # Submission is one worker's (shares.py): its session limits are not split.
         submission, submission_servers = await start_submission(
-            config, router, pools, rating.suppression, SmtpAccess(engine), ProjectUsage(engine)
+            loaded,
+            router,
+            pools,
+            rating.suppression,
+            SmtpAccess(engine),
+            ProjectUsage(engine),
+            listening,
         )
     except StartupError:
         for server in servers:  # port 25 is bound when submission cannot start
@@ -167,21 +204,28 @@ async def serve(config_path: str) -> int:
         Directory(engine), config.dkim, Path(config.secret_key_file), Path(config.state.dir)
     )
     background = [
-        asyncio.create_task(refresh_periodically(keyring, delivery.resolver), name="dkim"),
         asyncio.create_task(
             keep_fresh(local.load_domains, "the verified domains"), name="local-domains"
         ),
         asyncio.create_task(keep_fresh(signing_keys.load, "the DKIM keys"), name="dkim-keys"),
     ]
+    if worker is None or worker.index == 0:  # key rotation is the node's, done once
+        background.append(
+            asyncio.create_task(refresh_periodically(keyring, delivery.resolver), name="dkim")
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(config_path, delivery, handlers))
-    sdnotify.ready(f"queue open, {len(servers)} listener(s)")
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(config_path, delivery, handlers, worker))
     log.info("postroom ready node=%s", config.node_name)
+    if worker is None:
+        sdnotify.ready(f"queue open, {len(servers)} listener(s)")
+    else:
+        worker.report(READY)  # the supervisor tells systemd once every worker has
     await stop.wait()
-    sdnotify.stopping()
+    if worker is None:
+        sdnotify.stopping()
     log.info("stopping: closing listeners, draining for up to %.0fs", config.server.drain_timeout)
     for server in servers:
         server.close()
@@ -209,13 +253,21 @@ async def serve(config_path: str) -> int:
     return 0
 
 
-def _reload(config_path: str, delivery: DeliveryEngine, handlers: list[InboundHandler]) -> None:
-    sdnotify.reloading()
+def _reload(
+    config_path: str,
+    delivery: DeliveryEngine,
+    handlers: list[InboundHandler],
+    worker: WorkerRole | None,
+) -> None:
+    if worker is None:
+        sdnotify.reloading()
     try:
         config = load_config(config_path)
     except ConfigError as error:
         log.error("reload refused, keeping the running config: %s", error)
     else:
+        if worker is not None:
+            config = worker.configure(config)
         pools = PoolTable(config)
         delivery.reconfigure(pools, config.delivery)
         for handler in handlers:
@@ -224,4 +276,7 @@ def _reload(config_path: str, delivery: DeliveryEngine, handlers: list[InboundHa
         log.info(
             "reloaded pools, rules and lane limits; listener and database changes need a restart"
         )
-    sdnotify.ready("reloaded")
+    if worker is None:
+        sdnotify.ready("reloaded")
+    else:
+        worker.report(RELOADED)

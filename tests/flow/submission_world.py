@@ -1,6 +1,6 @@
 """The submission flow tests' world: one postroom with a linked domain, real TLS and a sink.
 
-`submission_world(directory)` starts, for one test module: a private NSD serving
+`submission_world(directory, workers=1)` starts, for one test module: a private NSD serving
 shop.test (its DNS what `domain dns` prints) and far.test (MX → an aiosmtpd sink
 on 127.0.0.90), a certificate from a throwaway CA (trustme), and a postroom with
 two pools — bulk (default, 127.0.0.2) and transactional (submission, 127.0.0.3) —
@@ -71,7 +71,7 @@ class World:
 
 
 @contextmanager
-def submission_world(directory: Path) -> Iterator[World]:
+def submission_world(directory: Path, workers: int = 1) -> Iterator[World]:
     ca = trustme.CA()
     certificate = ca.issue_cert(MAIL_HOST, "127.0.0.1")
     cert, key = directory / "cert.pem", directory / "key.pem"
@@ -95,6 +95,7 @@ def submission_world(directory: Path) -> Iterator[World]:
             relay_networks=("127.0.0.1/32",),
             hostname=MAIL_HOST,
             delivery='default_pool = "bulk"',
+            workers=workers,
             extra=POOLS
             + f'\n[tls]\ncert = "{cert}"\nkey = "{key}"\n'
             + "\n[smtp.submission]\n"

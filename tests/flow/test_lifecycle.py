@@ -39,12 +39,22 @@ def read_notifications(sock: socket.socket, until: bytes, timeout_s: float = 15)
     return seen
 
 
-def test_notify_reload_and_drain(world: World, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_notify_reload_and_drain(world: World, tmp_path: Path, workers: int) -> None:
     notify_path = tmp_path / "notify.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
         notify.bind(str(notify_path))
-        server = start_postroom(tmp_path / "srv", world, env={"NOTIFY_SOCKET": str(notify_path)})
-        assert any(b"READY=1" in n for n in read_notifications(notify, b"READY=1"))
+        server = start_postroom(
+            tmp_path / "srv", world, env={"NOTIFY_SOCKET": str(notify_path)}, workers=workers
+        )
+        started = read_notifications(notify, b"READY=1")
+        assert sum(b"READY=1" in n for n in started) == 1
+        # One READY for the service, sent once every worker is ready; none from workers.
+        log = server.log()
+        assert log.count("postroom ready node=") == workers
+        if workers > 1:
+            assert log.index("postroom ready: 2 workers") > log.rindex("postroom ready node=")
+            assert len(server.worker_pids()) == workers
 
         good = server.config_path.read_text()
         server.config_path.write_text(good + "\n[bogus]\nkey = 1\n")
@@ -58,10 +68,13 @@ def test_notify_reload_and_drain(world: World, tmp_path: Path) -> None:
         server.config_path.write_text(good)
         server.process.send_signal(signal.SIGHUP)
         assert any(b"READY=1" in n for n in read_notifications(notify, b"READY=1"))
-        assert "reloaded pools" in server.log()
+        assert server.log().count("reloaded pools") == workers  # every worker reloaded first
 
+        workers_before = server.worker_pids()
         assert server.stop() == 0
         assert any(b"STOPPING=1" in n for n in read_notifications(notify, b"STOPPING=1", 2))
+        assert server.log().count("stopped") == workers + (workers > 1)
+        assert all(not Path(f"/proc/{pid}").exists() for pid in workers_before)
 
 
 def test_config_check_names_the_bad_key(world: World, tmp_path: Path) -> None:

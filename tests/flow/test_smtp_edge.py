@@ -569,3 +569,17 @@ def test_a_stalled_starttls_handshake_is_cut_and_frees_its_slot(edge_listeners: 
         time.sleep(0.2)
     assert third.greeting.startswith(b"220 "), third.greeting
     assert_log_stays_clean(edge_listeners.server, offset)
+
+
+def test_clients_that_close_before_the_greeting_leave_no_slot_taken(edge: PostroomServer) -> None:
+    # max_connections_per_ip = 2. A client that connects and closes at once used to
+    # hold its slot until the idle timeout (its session task was cancelled before it
+    # first ran): ten of them and this address heard 421 until then.
+    source = "127.0.0.23"
+    for _ in range(10):
+        socket.create_connection(("127.0.0.1", edge.smtp_port), source_address=(source, 0)).close()
+    time.sleep(IDLE_TIMEOUT_S / 4)  # the server sees the closes; the idle timer does not fire
+    first, second = RawClient(edge.smtp_port, source), RawClient(edge.smtp_port, source)
+    first.close()
+    second.close()
+    assert first.greeting.startswith(b"220 ") and second.greeting.startswith(b"220 ")

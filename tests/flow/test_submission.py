@@ -46,7 +46,9 @@ pytestmark = pytest.mark.flow
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with submission_world(tmp_path_factory.mktemp("submission")) as world:
+    # Two workers: submission is worker 0's alone, so the AUTH lockouts and per-mailbox
+    # rates below stay exact (test_submission_accounting runs a single process).
+    with submission_world(tmp_path_factory.mktemp("submission"), workers=2) as world:
         yield world
 
 

@@ -5,7 +5,8 @@ postroom.cli.main -c FILE serve` as a child process (its log in
 `directory/serve.log`), and waits (bounded) until the inbound port accepts
 connections. `stop()` sends SIGTERM and waits for the drain; `kill()` is
 SIGKILL, for crash tests; `start()` again reuses the same state directory.
-`cli(*args)` runs another `postroom` command against the same config.
+`cli(*args)` runs another `postroom` command against the same config;
+`worker_pids()` lists the worker processes when `[server] workers` > 1.
 `flow_config(...)` renders the config most flow tests need.
 """
 
@@ -41,12 +42,14 @@ def flow_config(
     delivery: str = "",
     database_url: str = "",
     hostname: str = "relay.postroom.test",
+    workers: int = 1,
 ) -> str:
     database = f'[database]\nurl = "{database_url}"\n' if database_url else ""
     return f"""
 [server]
 hostname = "{hostname}"
 drain_timeout = "10s"
+workers = {workers}
 
 [state]
 dir = "{state_dir}"
@@ -134,6 +137,16 @@ class PostroomServer(Peer):
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(5)
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes of a `[server] workers` > 1 server (its children)."""
+        if self.process is None:
+            return []
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        try:
+            return [int(pid) for pid in children.read_text().split()]
+        except FileNotFoundError:
+            return []
 
     def cli(
         self, *args: str, check: bool = True, stdin: str | None = None

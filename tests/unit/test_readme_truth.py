@@ -52,7 +52,7 @@ def test_readme_opens_with_the_two_setup_commands() -> None:
 
 def test_both_readmes_name_every_benchmark_make_bench_runs() -> None:
     benchmarks = benchmarks_make_runs()
-    assert "relay.py" in benchmarks and len(benchmarks) >= 5
+    assert any(b.startswith("relay.py") for b in benchmarks) and len(benchmarks) >= 5
     speed = paragraph_with(README, "`make bench` runs every benchmark")
     bench = paragraph_with(BENCH_README, "`make bench` installs those peers")
     for benchmark in benchmarks:

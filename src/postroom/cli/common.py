@@ -100,12 +100,12 @@ def config_or_defaults(config_path: str) -> Config:
     return load_config(config_path)
 
 
-def setup_logging_from(config_path: str) -> Config:
+def setup_logging_from(config_path: str, worker: str = "") -> Config:
     from postroom.config import load_config
     from postroom.core.logsetup import setup_logging
 
     config = load_config(config_path)
-    setup_logging(config.logging)
+    setup_logging(config.logging, worker)
     return config
 
 

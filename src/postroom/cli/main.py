@@ -34,7 +34,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from postroom.cli import (
     audience_cmd,
@@ -61,8 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_option(parser, top_level=True)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
 
-    serve = verbs.add_parser("serve", help="run every listener and worker in one process")
+    serve = verbs.add_parser(
+        "serve", help="run every listener and worker ([server] workers processes)"
+    )
     add_config_option(serve)
+    serve.add_argument(
+        "--worker",
+        metavar="I/N",
+        help="internal: how serve starts its own worker processes (workers/role.py)",
+    )
     serve.set_defaults(handler=_serve)
 
     db = verbs.add_parser("db", help="database schema")
@@ -94,13 +102,29 @@ def _serve(args: argparse.Namespace) -> int:
     from postroom.app import serve
     from postroom.cli.common import setup_logging_from
 
-    setup_logging_from(args.config)
+    if args.worker is not None:
+        from postroom.workers.role import WorkerRole
+
+        role = WorkerRole.from_environment(args.worker)
+        setup_logging_from(args.config, role.tag)
+        return _run_node(serve(args.config, role))
+    config = setup_logging_from(args.config)
+    count = config.server.worker_count()
+    if count == 1:
+        return _run_node(serve(args.config))
+    from postroom.workers.supervisor import supervise
+
+    return asyncio.run(supervise(args.config, config, count))
+
+
+def _run_node(node: Coroutine[Any, Any, int]) -> int:
     try:
         import uvloop
-
-        return uvloop.run(serve(args.config))
     except ImportError:  # uvloop is optional on platforms without it
-        return asyncio.run(serve(args.config))
+        import asyncio
+
+        return asyncio.run(node)
+    return uvloop.run(node)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,6 +12,7 @@ contract in ARCHITECTURE.md: extend, never rename.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from dataclasses import dataclass, field
 
@@ -48,6 +49,11 @@ def _check_listen(values: tuple[str, ...], path: str) -> None:
         parse_listen(value, f"{path}[{index}]")
 
 
+# Each worker holds its own database connections, caches and DKIM keys: past a few
+# dozen processes they cost more than the cores they would use.
+MAX_WORKERS = 64
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     hostname: str = field(default_factory=socket.getfqdn)
@@ -57,10 +63,20 @@ class ServerConfig:
     Leases are owned by node name, so a restarted node takes its own work back at once."""
     drain_timeout: Duration = Duration(30)
     """How long SIGTERM waits for sessions and deliveries in progress."""
+    workers: int = 0
+    """Worker processes of `serve`, each a node with its own event loop on the same
+    listeners and queue; 0 = one per CPU core this process may run on, 1 = one process."""
 
     def validate(self, path: str) -> None:
         if not self.hostname or any(c.isspace() for c in self.hostname):
             raise ConfigError(f"{path}.hostname", "must be a host name without spaces")
+        if not 0 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(f"{path}.workers", f"must be 0 (one per core) to {MAX_WORKERS}")
+
+    def worker_count(self) -> int:
+        if self.workers:
+            return self.workers
+        return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,8 @@ every local user. So postroom sets these modes itself, whatever the umask:
   root in a directory someone else owns (the CLI run as root beside a `serve`
   running as `postroom`), the file is given to that directory's owner, so that
   `serve` can write it.
+- `prepare_sqlite_file` also creates `<database>-writers` (0640, same owner), the
+  file on which writer processes queue with flock (db/engine.py `write_transaction`).
 - Other creators keep their own, stricter modes: the secret key file 0600
   (`core.secretbox`), Maildir directories 0700 and messages 0600
   (`mailbox.maildir`: Dovecot reads them as the same user), the Dovecot
@@ -37,6 +39,7 @@ from postroom.core.ownership import hand_to_state_owner
 DIRECTORY_MODE = 0o750
 FILE_MODE = 0o640
 SQLITE_COMPANIONS = ("-wal", "-shm")
+SQLITE_WRITERS_SUFFIX = "-writers"
 
 
 def make_directories(path: Path, mode: int = DIRECTORY_MODE) -> None:
@@ -68,13 +71,17 @@ def create_file(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
 def prepare_sqlite_file(path: Path) -> None:
     """Make sure the SQLite database at `path` exists with a private mode (see above)."""
     make_directories(path.parent)
-    try:
-        create_file(path, b"")
-    except FileExistsError:
+    created = []
+    for new in (path, Path(f"{path}{SQLITE_WRITERS_SUFFIX}")):
+        try:
+            create_file(new, b"")
+            created.append(new)
+        except FileExistsError:
+            pass
+    if path not in created:
         for existing in (path, *(Path(f"{path}{suffix}") for suffix in SQLITE_COMPANIONS)):
             _drop_access_of_others(existing)
-        return
-    hand_to_state_owner([path], path.parent)
+    hand_to_state_owner(created, path.parent)
 
 
 def _drop_access_of_others(path: Path) -> None:

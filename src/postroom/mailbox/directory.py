@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, select, update
@@ -249,17 +249,26 @@ class Directory:
         except IntegrityError:
             raise DirectoryError(f"domain {name}: selector already used, try again") from None
 
-    def set_key_states(self, name: str, states: dict[str, str]) -> None:
-        """Move selectors to new states (selector → state), all in one transaction."""
+    def set_key_states(
+        self, name: str, states: dict[str, str], *, only_from: Mapping[str, str] | None = None
+    ) -> set[str]:
+        """Move selectors to new states (selector → state), all in one transaction; the
+        selectors moved. With `only_from` (selector → state), a key moves only if it is
+        still in that state: of several processes applying one plan at once (the workers
+        of `serve` refreshing together), one moves each key and the others move nothing."""
         domain = self.domain(name)
         now = time.time()
+        moved: set[str] = set()
         with self.engine.begin() as conn:
             for selector, state in states.items():
-                conn.execute(
-                    update(dkim_keys)
-                    .where(dkim_keys.c.domain_id == domain.id, dkim_keys.c.selector == selector)
-                    .values(state=state, state_since=now)
+                statement = update(dkim_keys).where(
+                    dkim_keys.c.domain_id == domain.id, dkim_keys.c.selector == selector
                 )
+                if only_from is not None:
+                    statement = statement.where(dkim_keys.c.state == only_from[selector])
+                if conn.execute(statement.values(state=state, state_since=now)).rowcount:
+                    moved.add(selector)
+        return moved
 
 
 def _insert_key(conn: Connection, domain_id: int, key: NewKey, now: float) -> None:

@@ -10,7 +10,9 @@
 - `Keyring.refresh(domain, resolver)`: looks up every pending selector and
   applies `dkim_keys.plan_transitions`: a pending key DNS shows becomes ACTIVE
   (the previous one RETIRING), a retiring key past `[dkim] retire_after` becomes
-  RETIRED. `serve` runs it every `[dkim] check_interval`; the CLI on demand.
+  RETIRED. `serve` runs it every `[dkim] check_interval` (in every worker
+  process: a key moves only from the state the plan was made from, so
+  workers refreshing together make each transition once); the CLI on demand.
 
 Private keys are encrypted with the appliance secret (`SecretBox`) before they
 reach the database. Network input: TXT records (parsed by `dkim_keys`).
@@ -87,7 +89,8 @@ class Keyring:
     async def refresh(
         self, domain: str, resolver: Resolver, now: float | None = None
     ) -> list[Transition]:
-        """Applies the transitions DNS and time allow; returns them."""
+        """Applies the transitions DNS and time allow; returns those this call made
+        (another process refreshing at the same moment makes each only once)."""
         keys = await asyncio.to_thread(self.directory.dkim_keys, domain)
         published = {
             key.selector: await is_published(resolver, domain, key)
@@ -107,10 +110,15 @@ class Keyring:
         transitions = plan_transitions(
             views, published, time.time() if now is None else now, self.config.retire_after
         )
-        if transitions:
-            states = {t.selector: t.to_state.value for t in transitions}
-            await asyncio.to_thread(self.directory.set_key_states, domain, states)
-        return transitions
+        if not transitions:
+            return []
+        moved = await asyncio.to_thread(
+            self.directory.set_key_states,
+            domain,
+            {t.selector: t.to_state.value for t in transitions},
+            only_from={t.selector: t.from_state.value for t in transitions},
+        )
+        return [t for t in transitions if t.selector in moved]
 
     async def refresh_all(self, resolver: Resolver) -> None:
         """One pass over every verified domain (what `serve` runs periodically)."""

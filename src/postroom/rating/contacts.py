@@ -4,9 +4,14 @@
 - operators (CLI): `add`, `show`, `block`, `unblock`, `set_rating`, `gate`,
   each one transaction, refusals as `ContactError` (one line, nothing changed);
 - the mail engine, inside its own transaction (`conn`): `ensure_many` when mail
-  is sent (new addresses start at `[rating] automatic`), `record` when a
+  is sent (new addresses start at `[rating] automatic`; the addresses a process
+  found already known, up to `KNOWN_CONTACTS_MAX`, it does not write again:
+  contacts are never deleted), `record` when a
   bounce, complaint or reply moves a rating. Every change is a `contact_events`
-  row naming its cause (kind, reason, message, delivery, detail).
+  row naming its cause (kind, reason, message, delivery, detail). A change is
+  a conditional UPDATE (compare and set, retried): processes and threads that
+  change one contact at once lose none of their changes, on SQLite and
+  PostgreSQL alike.
 
 Addresses are stored lower-cased. The validator stores an IDN domain in
 Unicode (U-labels), envelopes may carry it in ASCII (A-labels): a lookup
@@ -21,9 +26,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import idna
-from sqlalchemy import Engine, and_, insert, select, update
+from sqlalchemy import Engine, Insert, and_, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
@@ -32,11 +38,36 @@ from postroom.db.models import contact_events, contacts, list_members, lists, pr
 from postroom.rating.rules import BlockCause, ContactState, GateResult, Rules, gate
 
 INSERT_CHUNK_ROWS = 1000
+# (project id, address) pairs a process remembers as existing contacts; past it,
+# the memory starts over (a bound on a worker's memory, not a correctness limit).
+KNOWN_CONTACTS_MAX = 100_000
+# Reads of a contact that others keep changing before `record` gives up (see there).
+RECORD_ATTEMPTS = 10
 MAX_LIST_NAME_CHARS = 128  # lists.name
+
+
+def _insert_unless_known(dialect: ModuleType) -> Insert:
+    return (
+        dialect.insert(contacts)
+        .on_conflict_do_nothing(index_elements=["project_id", "address"])
+        .returning(contacts.c.id, contacts.c.project_id, contacts.c.address)
+    )
+
+
+# Built once per dialect: the statement of every group commit that queues project mail.
+_INSERT_NEW = {
+    "postgresql": _insert_unless_known(postgresql),
+    "sqlite": _insert_unless_known(sqlite),
+}
 
 
 class ContactError(Exception):
     """A refused operator change or a missing object; nothing was changed."""
+
+
+class ContactBusy(ContactError):
+    """Other writers changed the contact at every attempt; the caller's transaction
+    should roll back and be tried again later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +134,9 @@ class Contacts:
     def __init__(self, engine: Engine, rules: Rules) -> None:
         self.engine = engine
         self.rules = rules
+        # Contacts found existing (committed before the INSERT that met them), so that
+        # mail to a known address costs no statement under the queue's write lock.
+        self._known: set[tuple[int, str]] = set()
 
     # -- operators --------------------------------------------------------------
 
@@ -194,14 +228,26 @@ class Contacts:
         self, conn: Connection, wanted: Iterable[tuple[int, str, str]], detail: str
     ) -> None:
         """(project id, address, message id): create the contacts that do not exist yet,
-        at the automatic rating, with a `created` event naming the message."""
+        at the automatic rating, with a `created` event naming the message.
+        An address the INSERT met as existing is remembered and skipped from then on:
+        it was committed before (a transaction ensures an address once, so it is not
+        one this transaction created and may roll back), and contacts are never deleted."""
         new = {
             (project_id, address.lower()): NewContact(
                 project_id, address.lower(), Cause("created", message_id=message_id, detail=detail)
             )
             for project_id, address, message_id in wanted
         }
-        insert_new(conn, list(new.values()), self.rules.created(manual=False), "auto")
+        unknown = [key for key in new if key not in self._known]
+        if not unknown:
+            return
+        created = _create_new(
+            conn, [new[key] for key in unknown], self.rules.created(manual=False), "auto"
+        )
+        # Only what existed before: a contact this transaction created may roll back.
+        if len(self._known) >= KNOWN_CONTACTS_MAX:
+            self._known.clear()
+        self._known.update(key for key in unknown if key not in created)
 
     def record(
         self,
@@ -215,28 +261,46 @@ class Contacts:
     ) -> bool:
         """Apply `change` to a contact and write the event; False when no such contact.
         A change that returns None (the event does not move the rating) writes nothing,
-        unless `keep_unchanged`: the contact's history shows every reply."""
-        row = contact_row(conn, project_id, address.lower())
-        if row is None:
-            return False
-        old = _state(row)
-        new = change(old)
-        if new is None:
-            if keep_unchanged:
-                _event(conn, row.id, old.rating, old, cause)
-            return True
-        conn.execute(
-            update(contacts)
-            .where(contacts.c.id == row.id)
-            .values(
-                rating=new.rating,
-                blocked=int(new.blocked),
-                blocked_cause=new.cause.value,
-                updated_at=time.time(),
-            )
-        )
-        _event(conn, row.id, old.rating, new, cause)
-        return True
+        unless `keep_unchanged`: the contact's history shows every reply.
+
+        Safe when several processes or threads change one contact at once, whatever
+        transaction `conn` is in: the UPDATE applies only if the contact still has the
+        state `change` was given, else the contact is read again and `change` applied
+        to what another writer left (bounded; `ContactBusy` when it never settles).
+        On SQLite the first miss has taken the write lock, so the second try holds; on
+        PostgreSQL the row is read FOR UPDATE, so the first try holds (the loop stays
+        for a row read without it, as SQLite's deferred transactions do)."""
+        for _ in range(RECORD_ATTEMPTS):
+            # Locked on PostgreSQL: under heavy contention a compare-and-set alone could
+            # lose every round; the lock makes the first one hold.
+            row = contact_row(conn, project_id, address.lower(), for_update=True)
+            if row is None:
+                return False
+            old = _state(row)
+            new = change(old)
+            if new is None:
+                if keep_unchanged:
+                    _event(conn, row.id, old.rating, old, cause)
+                return True
+            applied = conn.execute(
+                update(contacts)
+                .where(
+                    contacts.c.id == row.id,
+                    contacts.c.rating == row.rating,
+                    contacts.c.blocked == row.blocked,
+                    contacts.c.blocked_cause == row.blocked_cause,
+                )
+                .values(
+                    rating=new.rating,
+                    blocked=int(new.blocked),
+                    blocked_cause=new.cause.value,
+                    updated_at=time.time(),
+                )
+            ).rowcount
+            if applied:
+                _event(conn, row.id, old.rating, new, cause)
+                return True
+        raise ContactBusy(f"contact {address.lower()} kept changing; try again")
 
     def received(self, project_ids: Iterable[int], sender: str, message_id: str) -> None:
         """Mail from `sender` reached mailboxes of these projects: a known contact is
@@ -312,13 +376,15 @@ def insert_new(
     One compiled statement run as executemany per chunk: SQLAlchemy sends it as
     multi-row INSERTs ("insertmanyvalues"), where compiling a literal 1,000-row VALUES
     list cost three quarters of a CSV import's time."""
+    return len(_create_new(conn, new, state, source))
+
+
+def _create_new(
+    conn: Connection, new: Sequence[NewContact], state: ContactState, source: str
+) -> set[tuple[int, str]]:
+    """`insert_new`; the (project id, address) of the contacts it created."""
     now = time.time()
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(contacts)
-        .on_conflict_do_nothing(index_elements=["project_id", "address"])
-        .returning(contacts.c.id, contacts.c.project_id, contacts.c.address)
-    )
+    statement = _INSERT_NEW["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
     by_key = {(item.project_id, item.address): item for item in new}
     values = [
         {
@@ -338,10 +404,10 @@ def insert_new(
         }
         for item in by_key.values()
     ]
-    created = 0
+    created: set[tuple[int, str]] = set()
     for start in range(0, len(values), INSERT_CHUNK_ROWS):
         rows = conn.execute(statement, values[start : start + INSERT_CHUNK_ROWS]).all()
-        created += len(rows)
+        created.update((row.project_id, row.address) for row in rows)
         if rows:
             created_items = [(row.id, by_key[(row.project_id, row.address)]) for row in rows]
             conn.execute(
@@ -387,12 +453,17 @@ def join_list_many(conn: Connection, project_id: int, name: str, contact_ids: li
         conn.execute(statement, rows[start : start + INSERT_CHUNK_ROWS])
 
 
-def contact_row(conn: Connection, project_id: int, address: str) -> Row | None:  # type: ignore[type-arg]
-    """The project's contacts row for `address` (either IDNA form of its domain), or None."""
+def contact_row(  # type: ignore[type-arg]
+    conn: Connection, project_id: int, address: str, *, for_update: bool = False
+) -> Row | None:
+    """The project's contacts row for `address` (either IDNA form of its domain), or None;
+    `for_update` locks it until the transaction ends (PostgreSQL; SQLite's writer holds
+    the whole database already)."""
     forms = address_forms(address)
-    rows = conn.execute(
-        select(contacts).where(contacts.c.project_id == project_id, contacts.c.address.in_(forms))
-    ).all()
+    query = select(contacts).where(
+        contacts.c.project_id == project_id, contacts.c.address.in_(forms)
+    )
+    rows = conn.execute(query.with_for_update() if for_update else query).all()
     return min(rows, key=lambda row: forms.index(row.address), default=None)
 
 

@@ -57,6 +57,7 @@ def test_a_fresh_state_directory_through_the_real_cli(tmp_path: Path, umask_022:
     assert mode(config) == 0o640
     assert mode(state) == 0o750
     assert mode(state / "postroom.db") == 0o640
+    assert mode(state / "postroom.db-writers") == 0o640  # writers queue on it (flock)
 
     engine = make_engine(load_config(config).database_url)
     directory = Directory(engine)

@@ -3,6 +3,7 @@ and activation once DNS publishes the new selector."""
 
 from __future__ import annotations
 
+import asyncio
 import stat
 import time
 from pathlib import Path
@@ -213,3 +214,45 @@ async def test_a_second_rotation_never_reuses_a_selector(
     selectors = [k.selector for k in directory.dkim_keys(DOMAIN)]
     assert len(selectors) == 6 == len(set(selectors))
     assert sorted(states(directory).values()).count("active") == 2
+
+
+class GatheredResolver(ZoneResolver):
+    """Answers only once `parties` lookups are waiting: every refresh has read the keys
+    before any of them writes (two worker processes refreshing at the same moment)."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.parties = parties
+        self.waiting = 0
+        self.all_read = asyncio.Event()
+
+    async def txt(self, name: str) -> list[str]:
+        self.waiting += 1
+        if self.waiting >= self.parties:
+            self.all_read.set()
+        await asyncio.wait_for(self.all_read.wait(), 10)
+        return await super().txt(name)
+
+
+async def test_two_refreshes_at_once_make_each_transition_once(
+    verified: Keyring, directory: Directory
+) -> None:
+    other_worker = Keyring(
+        Directory(directory.engine), verified.config, verified.secret_file, verified.state_dir
+    )
+    old_rsa = directory.dkim_keys(DOMAIN)[0].selector
+    new_rsa = verified.rotate(DOMAIN)[0].selector
+    resolver = GatheredResolver(parties=2)  # the first lookup of each refresh
+    for key in directory.dkim_keys(DOMAIN):
+        if key.state == KeyState.PENDING:
+            resolver.publish(directory, key.selector)
+
+    first, second = await asyncio.gather(
+        verified.refresh(DOMAIN, resolver),  # type: ignore[arg-type]
+        other_worker.refresh(DOMAIN, resolver),  # type: ignore[arg-type]
+    )
+
+    made = [(t.selector, t.to_state) for t in first + second]
+    assert len(made) == len(set(made)) == 4  # two activated, two retiring: once each
+    assert (old_rsa, KeyState.RETIRING) in made and (new_rsa, KeyState.ACTIVE) in made
+    assert not first or not second  # one transaction made the plan, the other nothing

@@ -89,3 +89,30 @@ async def test_a_cancelled_callers_write_still_commits_and_is_reported(  # type:
         await committer.close()
     assert count(engine) == 1  # no withdrawal: the work must come through ShieldedTasks
     assert "a committed write (" in caplog.text and "add_one) had no caller left" in caplog.text
+
+
+async def test_what_arrives_while_another_process_writes_joins_the_next_transaction(
+    engine, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import fcntl
+    import os
+
+    calls: list[list[int]] = []
+
+    def insert_many(conn: Connection, values: list[int]) -> list[None]:
+        calls.append(values)
+        conn.execute(insert(items), [{"value": v} for v in values])
+        return [None] * len(values)
+
+    other_writer = os.open(f"{tmp_path}/g.db-writers", os.O_RDONLY)
+    fcntl.flock(other_writer, fcntl.LOCK_EX)  # another worker's commit is under way
+    committer = GroupCommitter(engine)
+    committer.start()
+    first = asyncio.ensure_future(committer.submit_item(insert_many, 1))
+    await asyncio.sleep(0.1)  # the commit thread now waits for its turn
+    later = [asyncio.ensure_future(committer.submit_item(insert_many, v)) for v in (2, 3)]
+    await asyncio.sleep(0.1)
+    os.close(other_writer)  # its turn
+    await asyncio.gather(first, *later)
+    await committer.close()
+    assert calls == [[1, 2, 3]]  # one transaction, taken when the turn came

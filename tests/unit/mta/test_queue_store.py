@@ -211,6 +211,31 @@ async def test_enqueue_returns_claimed_jobs_grouped_by_domain(
     assert stored.completed_at is None
 
 
+async def test_a_batch_of_messages_gets_each_delivery_its_own_row(
+    store: QueueStore, engine: Engine, clock: FakeClock
+) -> None:
+    batch = [
+        new_message(clock, "a@x.test", "b@y.test"),
+        new_message(clock, "a@x.test", "twice@x.test", "twice@x.test"),
+        new_message(clock, "c@z.test"),
+    ]
+    jobs = [job for jobs in await asyncio.gather(*map(store.enqueue, batch)) for job in jobs]
+
+    rows = {row.id: row for row in delivery_rows(engine)}
+    handed_out = [
+        (job.message_id, delivery.recipient, delivery.delivery_id)
+        for job in jobs
+        for delivery in job.deliveries
+    ]
+    assert len(handed_out) == len(rows) == 6
+    assert {delivery_id for _, _, delivery_id in handed_out} == set(rows)
+    for message_id, recipient, delivery_id in handed_out:
+        assert (rows[delivery_id].message_id, rows[delivery_id].recipient) == (
+            message_id,
+            recipient,
+        )
+
+
 async def test_large_bodies_are_not_kept_in_memory(store: QueueStore, clock: FakeClock) -> None:
     body = b"Subject: big\r\n\r\n" + b"x" * KEEP_IN_MEMORY_BYTES
     (job,) = await store.enqueue(new_message(clock, body=body))
@@ -445,6 +470,25 @@ async def test_a_result_recorded_twice_counts_once(
     await store.record([result(delivery_id, "failed")])
     (row,) = delivery_rows(engine)
     assert (row.state, row.attempts) == (DeliveryState.DELIVERED, 1)
+
+
+async def test_a_delivered_result_for_a_held_delivery_or_recorded_twice_changes_nothing(
+    store: QueueStore, engine: Engine, clock: FakeClock
+) -> None:
+    held = new_message(clock, "held@x.test")
+    held_id = only_delivery(await store.enqueue(held))
+    QueueAdmin(engine).hold(held.queue_id)
+    twice = new_message(clock, "twice@x.test")
+    twice_id = only_delivery(await store.enqueue(twice))
+    await store.record([result(twice_id, "delivered")])
+    clock.advance(5)
+    await store.record([result(held_id, "delivered"), result(twice_id, "delivered")])
+
+    rows = {row.id: row for row in delivery_rows(engine)}
+    assert (rows[held_id].state, rows[held_id].attempts) == (DeliveryState.HELD, 0)
+    assert (rows[twice_id].state, rows[twice_id].attempts) == (DeliveryState.DELIVERED, 1)
+    assert rows[twice_id].updated_at == clock() - 5
+    assert message_row(engine, held.queue_id).completed_at is None
 
 
 # -- claiming and leases ----------------------------------------------------------------------
@@ -799,7 +843,7 @@ async def test_a_failing_observer_never_costs_the_queue_its_change(
     store.observer = BrokenObserver()
     store.start()
     try:
-        message = new_message(clock, "gone@dest.test")
+        message = replace(new_message(clock, "gone@dest.test"), project_id=1)
         (job,) = await store.enqueue(message)
         await store.record([result(job.deliveries[0].delivery_id, "failed")])
     finally:
@@ -808,6 +852,37 @@ async def test_a_failing_observer_never_costs_the_queue_its_change(
     assert row.state == DeliveryState.FAILED  # the outcome committed
     assert message_row(engine, message.queue_id).envelope_id == ""  # its writes undone
     assert caplog.text.count("queue observer failed") == 2
+
+
+class QueuedMessages:
+    """An observer that remembers the messages it was told were queued."""
+
+    def __init__(self) -> None:
+        self.queued: list[str] = []
+
+    def messages_queued(self, conn: Any, new_messages: list[NewMessage]) -> None:
+        self.queued += [message.queue_id for message in new_messages]
+
+    def deliveries_failed(self, conn: Any, failed: Any) -> None:
+        pass
+
+
+async def test_the_observer_hears_only_of_mail_of_a_project(
+    engine: Engine, clock: FakeClock
+) -> None:
+    store = make_store(engine, clock, "node-a")
+    observer = QueuedMessages()
+    store.observer = observer
+    store.start()
+    try:
+        relayed = new_message(clock, "a@dest.test")
+        of_project = replace(new_message(clock, "b@dest.test"), project_id=1)
+        await asyncio.gather(store.enqueue(relayed), store.enqueue(of_project))
+        await store.enqueue(new_message(clock, "c@dest.test"))
+    finally:
+        await store.close()
+    assert observer.queued == [of_project.queue_id]
+    assert len(delivery_rows(engine)) == 3
 
 
 async def test_mail_queued_outside_serve_is_claimed_by_the_engine(

@@ -3,8 +3,11 @@ and the mail engine's calls (ensure_many, record, received, is_blocked)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, event, func, select
 
 from postroom.db.models import contact_events, list_members, lists
 from postroom.db.models import contacts as contacts_table
@@ -227,6 +230,46 @@ def test_ensure_many_is_idempotent_and_keeps_existing_contacts(
     assert len(contacts.events(contacts.contact("shop", "new@example.test"))) == 1
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(contacts_table)).scalar_one() == 2
+
+
+def _statements_of(engine: Engine, action: Callable[[Connection], None]) -> list[str]:
+    """The SQL statements `action` sent, in a transaction of its own that commits."""
+    sent: list[str] = []
+
+    def remember(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", remember)
+    try:
+        with engine.begin() as conn:
+            action(conn)
+    finally:
+        event.remove(engine, "before_cursor_execute", remember)
+    return sent
+
+
+def test_ensure_many_writes_nothing_for_contacts_it_found_existing(
+    contacts: Contacts, engine: Engine, project: Project
+) -> None:
+    wanted = [(project.id, "a@example.test", "Q1")]
+    for _ in range(2):  # created, then met as existing
+        assert _statements_of(engine, lambda conn: contacts.ensure_many(conn, wanted, "d"))
+    assert _statements_of(engine, lambda conn: contacts.ensure_many(conn, wanted, "d")) == []
+    newcomer = [*wanted, (project.id, "b@example.test", "Q2")]
+    assert _statements_of(engine, lambda conn: contacts.ensure_many(conn, newcomer, "d"))
+    assert contacts.contact("shop", "b@example.test").source == "auto"
+
+
+def test_ensure_many_does_not_trust_a_contact_it_created_in_a_rolled_back_transaction(
+    contacts: Contacts, engine: Engine, project: Project
+) -> None:
+    wanted = [(project.id, "a@example.test", "Q1")]
+    with engine.connect() as conn, conn.begin():
+        contacts.ensure_many(conn, wanted, "d")
+        conn.rollback()
+    with engine.begin() as conn:
+        contacts.ensure_many(conn, wanted, "d")
+    assert contacts.contact("shop", "a@example.test").rating == 7
 
 
 def test_ensure_many_with_nothing_wanted_does_nothing(

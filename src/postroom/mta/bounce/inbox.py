@@ -16,7 +16,9 @@ went to:
   mailbox full → minus one, the rest (delays, network, success, vacation) → no change;
 - an auto-reply or anything that is not a bounce → no change (logged);
 - a delivery already rated for this kind of report (the same bounce sent twice,
-  e.g. after our 4xx) → no second change.
+  e.g. after our 4xx) → no second change, also when both copies are processed
+  at once by two worker processes (the check and the change are serialised
+  per delivery: SQLite's write lock, PostgreSQL's row lock).
 The delivery comes from the token, not from what the report claims, so a
 report cannot touch any other contact.
 
@@ -40,6 +42,7 @@ from postroom.campaign.unsubscribe import (
     unsubscribe,
 )
 from postroom.core.reply import Reply
+from postroom.db.engine import write_transaction
 from postroom.db.models import contact_events, deliveries, messages
 from postroom.mta.bounce.classify import Classifier
 from postroom.mta.bounce.parse import BounceReport, parse_bounce
@@ -86,7 +89,11 @@ class BounceInbox:
             # return path, quoted in the report, names the delivery.
             ids += [found for found in self.verp.find(content) if found not in ids]
         done: list[Processed] = []
-        with self.engine.begin() as conn:
+        # The same report may be processed twice at once (a sender retrying after our
+        # timeout, reaching another worker process): "already counted" and the change
+        # it guards must see each other. SQLite: the write lock from the first read on;
+        # PostgreSQL: the delivery rows locked (a second copy waits, then sees the event).
+        with write_transaction(self.engine) as conn:
             rows = conn.execute(
                 select(
                     deliveries.c.id,
@@ -96,6 +103,8 @@ class BounceInbox:
                 )
                 .join(messages, messages.c.id == deliveries.c.message_id)
                 .where(deliveries.c.id.in_(ids))
+                .order_by(deliveries.c.id)
+                .with_for_update(of=deliveries)
             ).all()
             for row in rows:
                 project_id = project_of_sender(conn, row.mail_from)

@@ -1,27 +1,26 @@
 """The SMTP listeners of `serve`: port 25, and submission on 587 and 465.
 
-`start_inbound` binds `[smtp.inbound] listen` with the port 25 `InboundHandler`
-(relay networks, local mailboxes, the bounce inbox, authentication checks).
-`start_submission` binds `[smtp.submission] listen` (STARTTLS required before
-anything but EHLO/NOOP/QUIT, AUTH offered only after it) and `tls_listen`
-(implicit TLS: the handshake comes first) with one `SubmissionHandler`; the
-TLS context (`[tls] cert`/`key`, TLS 1.2+) is loaded before any socket binds.
-Both share the `[smtp.inbound]` session limits (line length, timeouts, size,
-connections per client, junk commands and errors). A port that cannot be bound closes what was bound
-and raises `StartupError` naming the key.
+`start_inbound` serves the `[smtp.inbound] listen` sockets (bound beforehand by
+`sockets.bind_listeners`) with the port 25 `InboundHandler` (relay networks, local
+mailboxes, the bounce inbox, authentication checks). `start_submission` serves the
+`[smtp.submission] listen` sockets (STARTTLS required before anything but
+EHLO/NOOP/QUIT, AUTH offered only after it) and the `tls_listen` ones (implicit
+TLS: the handshake comes first) with one `SubmissionHandler`; the TLS context
+(`[tls] cert`/`key`, TLS 1.2+) is loaded before any socket serves. Both share the
+`[smtp.inbound]` session limits (line length, timeouts, size, connections per
+client, junk commands and errors).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 
 from postroom.config import Config
-from postroom.config.schema import parse_listen
 from postroom.core.dns import Resolver
-from postroom.core.errors import StartupError
 from postroom.core.tls import server_context
 from postroom.mailbox.passwords import dummy_hash
 from postroom.mailbox.smtp_access import SmtpAccess
@@ -32,6 +31,8 @@ from postroom.mta.inbound.handler import InboundHandler, InboundPolicy
 from postroom.mta.inbound.policy import RelayNetworks
 from postroom.mta.inbound.ratelimit import RateLimiter
 from postroom.mta.inbound.session import ConnectionLimits, ErrorLimits, Session
+from postroom.mta.inbound.shared_limits import SharedConnectionLimits
+from postroom.mta.inbound.sockets import Listening
 from postroom.mta.inbound.submission import SubmissionHandler
 from postroom.mta.inbound.throttle import AuthThrottle, ThrottlePolicy
 from postroom.mta.lanes.pools import PoolTable
@@ -59,7 +60,10 @@ async def start_inbound(
     resolver: Resolver,
     bounces: BounceIntake,
     suppression: Suppression,
+    listening: Listening,
+    limits: SharedConnectionLimits | None = None,
 ) -> tuple[InboundHandler, list[asyncio.Server]]:
+    """`limits`: the node's session counts when this is one worker of several."""
     handler = InboundHandler(
         inbound_policy(config),
         router,
@@ -71,8 +75,8 @@ async def start_inbound(
         if config.checks.enabled
         else None,
     )
-    factory = _sessions(config, handler)
-    servers = await _bind(config.smtp.inbound.listen, "smtp.inbound.listen", factory)
+    factory = _sessions(config, handler, limits)
+    servers = await _serve_on(listening.inbound, listening, factory)
     return handler, servers
 
 
@@ -83,9 +87,10 @@ async def start_submission(
     suppression: Suppression,
     access: SmtpAccess,
     usage: ProjectUsage,
+    listening: Listening,
 ) -> tuple[SubmissionHandler | None, list[asyncio.Server]]:
     submission = config.smtp.submission
-    if not submission.listen and not submission.tls_listen:
+    if not listening.submission and not listening.submission_tls:
         return None, []
     context = server_context(config.tls.cert, config.tls.key)
     # Computed once, now: the first login of an unknown user would otherwise pay for it.
@@ -112,28 +117,27 @@ async def start_submission(
     starttls = _sessions(
         config,
         handler,
+        None,
         tls_context=context,
         require_starttls=True,
         auth_required=True,
         auth_require_tls=True,
     )
     # On 465 the transport is TLS from the first byte (the session's implicit_tls).
-    implicit = _sessions(config, handler, auth_required=True, implicit_tls=True)
-    servers = await _bind(submission.listen, "smtp.submission.listen", starttls)
-    try:
-        servers += await _bind(
-            submission.tls_listen, "smtp.submission.tls_listen", implicit, tls=context
-        )
-    except StartupError:
-        for server in servers:
-            server.close()
-        raise
+    implicit = _sessions(config, handler, None, auth_required=True, implicit_tls=True)
+    servers = await _serve_on(listening.submission, listening, starttls)
+    servers += await _serve_on(listening.submission_tls, listening, implicit, tls=context)
     return handler, servers
 
 
-def _sessions(config: Config, handler: InboundHandler, **options: object) -> Callable[[], Session]:
+def _sessions(
+    config: Config,
+    handler: InboundHandler,
+    shared: SharedConnectionLimits | None,
+    **options: object,
+) -> Callable[[], Session]:
     inbound = config.smtp.inbound
-    limits = ConnectionLimits(
+    limits = shared or ConnectionLimits(
         max_total=inbound.max_connections, max_per_ip=inbound.max_connections_per_ip
     )
     errors = ErrorLimits(
@@ -163,26 +167,15 @@ def _sessions(config: Config, handler: InboundHandler, **options: object) -> Cal
     return new_session
 
 
-async def _bind(
-    listens: tuple[str, ...],
-    key: str,
+async def _serve_on(
+    sockets: tuple[socket.socket, ...],
+    listening: Listening,
     factory: Callable[[], Session],
     tls: ssl.SSLContext | None = None,
 ) -> list[asyncio.Server]:
     loop = asyncio.get_running_loop()
-    servers: list[asyncio.Server] = []
-    for index, listen in enumerate(listens):
-        host, port = parse_listen(listen, f"{key}[{index}]")
-        try:
-            server = await loop.create_server(
-                factory, host, port, reuse_address=True, backlog=1024, ssl=tls
-            )
-        except OSError as error:
-            for started in servers:
-                started.close()
-            raise StartupError(
-                f"cannot listen on {listen} ({key}[{index}]): {error.strerror}"
-            ) from None
-        servers.append(server)
-        log.info("listening for SMTP on %s (%s)", listen, key)
+    servers = []
+    for sock in sockets:
+        servers.append(await loop.create_server(factory, sock=sock, ssl=tls))
+        log.info("listening for SMTP on %s", listening.names.get(sock.fileno(), "?"))
     return servers

@@ -24,7 +24,11 @@ back, for port 25 and submission alike:
   its connection, and a STARTTLS handshake that does not complete (the client
   left, or the idle timer cut it) ends the session and frees its slot;
 - a per-client-IP and a global connection cap (421 4.7.0), counted by the
-  `ConnectionLimits` that all sessions of a listener share.
+  `ConnectionLimits` that all sessions of a listener share;
+- a connection is cheap: what aiosmtpd's constructor finds by introspection
+  per connection (AUTH mechanisms, handler hooks, command methods) is built
+  once per (session class, handler) and reused, and the lines of the EHLO
+  reply leave in one write.
 Untrusted input: everything the client sends. What we log of it is escaped
 once for all loggers (core/logsetup.py).
 Config keys (through the listener): [smtp.inbound] max_line_length,
@@ -35,12 +39,26 @@ soft_error_limit, hard_error_limit, error_sleep.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
+import ssl
+import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from aiosmtpd.smtp import ALLOWED_BEFORE_STARTTLS, MISSING, SMTP, TLSSetupException, syntax
+from aiosmtpd.smtp import (
+    ALLOWED_BEFORE_STARTTLS,
+    DATA_SIZE_DEFAULT,
+    MISSING,
+    SMTP,
+    TLSSetupException,
+    _AuthMechAttr,
+    login_always_fail,
+    syntax,
+)
+from aiosmtpd.smtp import __ident__ as aiosmtpd_ident
 
 from postroom.core.reply import Reply
 from postroom.mta.inbound.data import discard_until, read_message
@@ -78,6 +96,15 @@ class ErrorLimits:
     error_sleep_s: float = 1.0
 
 
+class SessionCounts(Protocol):
+    """What caps a listener's sessions: this process's `ConnectionLimits`, or the
+    node's across its workers (shared_limits.SharedConnectionLimits)."""
+
+    def admit(self, client_ip: str) -> bool: ...
+
+    def release(self, client_ip: str) -> None: ...
+
+
 class ConnectionLimits:
     """Counts open sessions overall and per client address."""
 
@@ -101,6 +128,108 @@ class ConnectionLimits:
             del self._per_ip[client_ip]
 
 
+class _OwnAuthMethod:
+    """A session's own AUTH mechanism (aiosmtpd's auth_PLAIN, auth_LOGIN) in a table
+    that all sessions share: aiosmtpd calls `method(session, args)` as it would the
+    session's bound method, which would be one more object (and cycle) per connection."""
+
+    __slots__ = ("function",)
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.function = function
+
+    def __call__(self, session: SMTP, args: list[str]) -> Any:
+        return self.function(session, session, args)
+
+
+@dataclass(frozen=True, slots=True)
+class _HandlerTables:
+    """What aiosmtpd's constructor derives per connection by introspection
+    (`inspect.getmembers`, `dir`, `inspect.signature`), built once per session class
+    and handler, then shared read-only by the sessions (aiosmtpd only reads them):
+    a third of a connection's CPU when done per connection, and no per-connection
+    bound methods. The session's own methods are plain functions here: our command
+    loop calls `method(session, argument)`; aiosmtpd's HELP reads their attributes.
+    A handler's hooks are looked up when its first session starts, as the rest of a
+    listener's setup: a hook assigned to the handler later is not seen."""
+
+    handler: Any  # the identity the cache checks
+    auth_methods: dict[str, _AuthMechAttr]
+    handle_hooks: dict[str, Callable[..., Any]]
+    ehlo_hook_ver: str | None
+    smtp_methods: dict[str, Callable[..., Any]]
+
+    @classmethod
+    def build(cls, session_class: type[SMTP], handler: Any) -> _HandlerTables:
+        # Mechanism names, the builtin ones first, a handler's overriding: aiosmtpd's.
+        auth_methods = {
+            getattr(member, "__auth_mechanism_name__", name[5:].replace("__", "-")): (
+                _AuthMechAttr(_OwnAuthMethod(member), True)
+                if owner is session_class
+                else _AuthMechAttr(member, False)
+            )
+            for owner in (session_class, handler)
+            for name, member in inspect.getmembers(owner)
+            if name.startswith("auth_")
+        }
+        hooks = {
+            name[7:]: getattr(handler, name) for name in dir(handler) if name.startswith("handle_")
+        }
+        return cls(
+            handler=handler,
+            auth_methods=auth_methods,
+            handle_hooks=hooks,
+            ehlo_hook_ver=_ehlo_hook_version(hooks.get("EHLO")),
+            smtp_methods={
+                name[5:]: getattr(session_class, name)
+                for name in dir(session_class)
+                if name.startswith("smtp_")
+            },
+        )
+
+
+def _ehlo_hook_version(hook: Callable[..., Any] | None) -> str | None:
+    """aiosmtpd's check of the handler's handle_EHLO: 5 arguments, or the deprecated 4."""
+    if hook is None:
+        return None
+    arguments = len(inspect.signature(hook).parameters)
+    if arguments == 4:
+        warnings.warn(
+            "Use the 5-argument handle_EHLO() hook instead of the 4-argument handle_EHLO() "
+            "hook; support for the 4-argument handle_EHLO() hook will be removed in version 2.0",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return "old"
+    if arguments == 5:
+        return "new"
+    raise RuntimeError("Unsupported EHLO Hook")
+
+
+# (session class, id(handler)) → tables. A listener has one handler for all its sessions;
+# bounded, since tests build many handlers (each entry holds its handler).
+_TABLES: dict[tuple[type, int], _HandlerTables] = {}
+_TABLES_MAX = 32
+
+
+def _tables_for(session_class: type[SMTP], handler: Any) -> _HandlerTables:
+    key = (session_class, id(handler))
+    tables = _TABLES.get(key)
+    if tables is None or tables.handler is not handler:
+        if len(_TABLES) >= _TABLES_MAX:
+            _TABLES.clear()
+        tables = _TABLES[key] = _HandlerTables.build(session_class, handler)
+        log.debug(
+            "%s sessions, AUTH mechanisms: %s",
+            session_class.__name__,
+            " ".join(
+                name + ("(builtin)" if method.is_builtin else "")
+                for name, method in sorted(tables.auth_methods.items())
+            ),
+        )
+    return tables
+
+
 class Session(SMTP):
     """One client connection. Created by the listener for each accepted socket."""
 
@@ -108,22 +237,77 @@ class Session(SMTP):
         self,
         handler: Any,
         *,
-        limits: ConnectionLimits,
+        limits: SessionCounts,
         max_line_length: int,
         idle_timeout_s: float,
         data_timeout_s: float,
+        hostname: str,
         error_limits: ErrorLimits = ErrorLimits(),
         implicit_tls: bool = False,
-        **kwargs: Any,
+        data_size_limit: int | None = DATA_SIZE_DEFAULT,
+        enable_SMTPUTF8: bool = False,
+        ident: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        require_starttls: bool = False,
+        auth_required: bool = False,
+        auth_require_tls: bool = True,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        # What aiosmtpd's SMTP.__init__ sets, from tables built once per handler instead
+        # of per connection (tests/unit/mta/test_inbound_session_init.py pins that every
+        # attribute it sets is set here, to the same value, but for the session's own
+        # methods: shared functions rather than bound methods, see _HandlerTables).
+        # Not offered: decode_data, authenticator/auth_callback, auth_exclude_mechanism,
+        # command_call_limit, PROXY.
+        tables = _tables_for(type(self), handler)
         # StreamReader's limit counts the separator; +1 for the transparent dot.
         self.line_length_limit = max_line_length + 1
-        super().__init__(handler, timeout=idle_timeout_s, **kwargs)
-        if implicit_tls:
-            # aiosmtpd knows TLS only as STARTTLS; on 465 the transport is TLS from
-            # the first byte, so "AUTH needs TLS" holds by construction. Said here,
-            # after aiosmtpd's constructor: told there, it logs a WARNING per connection.
-            self._auth_require_tls = False
+        self.__ident__ = ident or aiosmtpd_ident
+        self.loop = loop = loop or asyncio.get_running_loop()
+        asyncio.StreamReaderProtocol.__init__(
+            self,
+            asyncio.StreamReader(loop=loop, limit=self.line_length_limit),
+            client_connected_cb=self._cb_client_connected,
+            loop=loop,
+        )
+        self.event_handler = handler
+        self.data_size_limit = data_size_limit
+        self.enable_SMTPUTF8 = enable_SMTPUTF8
+        self._decode_data = False
+        # aiosmtpd's EHLO adds to this class-level table, read only by aiosmtpd's own
+        # command loop (ours applies wire.py's limits); cleared as aiosmtpd does, so
+        # that it does not grow.
+        self.command_size_limits.clear()
+        self.hostname = hostname
+        self.tls_context = tls_context
+        self.require_starttls = tls_context and require_starttls
+        self._timeout_duration = idle_timeout_s
+        self._timeout_handle: asyncio.TimerHandle | None = None
+        self._tls_handshake_okay = True
+        self._tls_protocol = None
+        self._original_transport: asyncio.BaseTransport | None = None
+        self.session = None
+        self.envelope = None
+        self.transport: asyncio.BaseTransport | None = None
+        self._handler_coroutine: asyncio.Task[None] | None = None
+        if auth_required and not auth_require_tls and not implicit_tls:
+            warnings.warn(
+                "Requiring AUTH while not requiring TLS can lead to security vulnerabilities!",
+                stacklevel=2,
+            )
+            log.warning("auth_required == True but auth_require_tls == False")
+        # aiosmtpd knows TLS only as STARTTLS; on 465 the transport is TLS from the
+        # first byte, so "AUTH needs TLS" holds by construction (and is no warning).
+        self._auth_require_tls = auth_require_tls and not implicit_tls
+        self._proxy_timeout = None
+        self._auth_callback = login_always_fail
+        self._authenticator = None
+        self._auth_required = auth_required
+        self._auth_methods = tables.auth_methods
+        self._handle_hooks = tables.handle_hooks
+        self._ehlo_hook_ver = tables.ehlo_hook_ver
+        self._smtp_methods = tables.smtp_methods
+        self._enforce_call_limit = False
         self._limits = limits
         self._data_timeout_s = data_timeout_s
         self._error_limits = error_limits
@@ -139,6 +323,7 @@ class Session(SMTP):
         self._errors = 0
         self._junk = 0
         self._inside_bare_line = False  # the last line ended with a bare LF
+        self._held_lines: list[bytes] | None = None  # replies to write as one (EHLO)
 
     # -- connection caps, and nothing left behind -----------------------------------
 
@@ -187,10 +372,14 @@ class Session(SMTP):
         if abandoned is not None and getattr(self, "envelope", None) is not None:
             abandoned(self.envelope)
 
-    def eof_received(self) -> bool | None:
-        if self.session is None or self._handler_coroutine is None:
-            return False
-        return super().eof_received()
+    def eof_received(self) -> bool:
+        if self.session is not None and self._handler_coroutine is not None:
+            super().eof_received()  # aiosmtpd cancels the session's task
+        # False: the transport closes and `connection_lost` frees the slot. Kept open
+        # (asyncio's default), a client that closed before its session task first ran
+        # (the task is cancelled unstarted, so none of its cleanup runs) would hold its
+        # slot until the idle timeout: connect-and-close in a loop filled the caps.
+        return False
 
     def _timeout_cb(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -274,7 +463,7 @@ class Session(SMTP):
         self._reset_timeout()
         self._verb = verb
         try:
-            await method(command.argument)
+            await method(self, command.argument)
         except _CLIENT_GONE:
             raise
         except Exception as error:  # a bug or a failing hook: 451, never a traceback
@@ -300,9 +489,16 @@ class Session(SMTP):
             response = add_enhanced_code(response)
         if response[:1] in (b"4", b"5"):
             self._errors += 1
+        if self._held_lines is not None:
+            self._held_lines.append(response)
+        else:
+            await self._send(response)
+
+    async def _send(self, response: bytes) -> None:
         if self.transport is None or self.transport.is_closing():
             return  # the client left: writing would only make asyncio complain
-        await super().push(response)
+        self._writer.write(response + b"\r\n")
+        await self._writer.drain()
 
     @syntax("HELO hostname")
     async def smtp_HELO(self, hostname: str) -> None:
@@ -314,11 +510,17 @@ class Session(SMTP):
 
     @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
+        """aiosmtpd's EHLO, whose reply lines (one push each) leave in one write: one
+        send(2) instead of five or six."""
         self._plain_reply = True
+        self._held_lines = held = []
         try:
             await super().smtp_EHLO(hostname)
         finally:
             self._plain_reply = False
+            self._held_lines = None
+            if held:
+                await self._send(b"\r\n".join(held))
 
     @syntax("VRFY <address>")
     async def smtp_VRFY(self, arg: str | None) -> None:

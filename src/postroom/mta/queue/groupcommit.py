@@ -8,6 +8,13 @@ fsync instead of queueing behind each other's (this is how the queue reaches
 thousands of durable messages a second on SQLite). The caller's future resolves
 only after the commit returned: acknowledge after commit.
 
+Several processes may each run a committer on one database (the workers of a
+multi-process `serve`). On SQLite every transaction here starts with
+`BEGIN IMMEDIATE` (`db.engine.write_transaction`): it waits for the write lock
+(busy timeout) before its first statement, so what an operation reads (the
+due deliveries of a claim, a contact's rating) cannot change under it before
+it commits, and it never fails with "database is locked" half-way through.
+
 When a batch's transaction fails, each operation is retried alone so that one
 bad operation fails only its own caller. Reads do not come here. A caller
 cancelled while its write is pending does not withdraw it: the write commits
@@ -20,12 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
+
+from postroom.db.engine import write_transaction, writers_turn
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +60,8 @@ class GroupCommitter:
     def __init__(self, engine: Engine, *, batch_max: int = 256) -> None:
         self._engine = engine
         self._batch_max = batch_max
-        self._pending: list[_Entry] = []
+        # Appended on the event loop, taken by the commit thread once its turn came.
+        self._pending: deque[_Entry] = deque()
         self._wakeup = asyncio.Event()
         # One thread: SQLite has one writer anyway, and ordering stays simple.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="postroom-commit")
@@ -91,9 +102,7 @@ class GroupCommitter:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            batch = self._pending[: self._batch_max]
-            del self._pending[: self._batch_max]
-            results = await loop.run_in_executor(self._thread, self._commit_batch, batch)
+            batch, results = await loop.run_in_executor(self._thread, self._commit_next)
             for entry, (ok, value) in zip(batch, results, strict=True):
                 if entry.future.done():
                     # Its caller was cancelled. Work whose result must be acted on
@@ -107,9 +116,19 @@ class GroupCommitter:
                 else:
                     entry.future.set_exception(value)
 
+    def _commit_next(self) -> tuple[list[_Entry], list[tuple[bool, Any]]]:
+        """The pending entries (up to batch_max) in one transaction, taken once this
+        process's turn to write came: with several writer processes, what arrived
+        while the others held the database joins this transaction, not the next."""
+        with writers_turn(self._engine):
+            batch = [
+                self._pending.popleft() for _ in range(min(self._batch_max, len(self._pending)))
+            ]
+            return batch, self._commit_batch(batch) if batch else []
+
     def _commit_batch(self, batch: list[_Entry]) -> list[tuple[bool, Any]]:
         try:
-            with self._engine.begin() as connection:
+            with write_transaction(self._engine, in_turn=True) as connection:
                 return [(True, value) for value in self._apply(connection, batch)]
         except Exception:
             if len(batch) == 1:

@@ -7,8 +7,11 @@ deferred with the next attempt time from the backoff, failed — or expired afte
 inserted as new messages in the same transaction, so a crash loses neither),
 the observer's view of final failures (the rating engine; in a savepoint, so
 its failure never costs the outcome), and the release of the bytes of messages
-whose every delivery is final. An outcome for a delivery an operator held or
-deleted meanwhile is ignored: the operator's word stands.
+whose every delivery is final (also when two nodes record the last deliveries
+of one message at once). An outcome for a delivery an operator held or
+deleted meanwhile is ignored: the operator's word stands. The statements are
+built once and a delivered outcome does not read its row first: this runs under
+the database's write lock, which every worker process of a node waits for.
 
 A mixin of `QueueStore` (it uses the store's committer, statements, policy and
 clock), split out to keep each module to one concern.
@@ -18,10 +21,10 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.engine import Connection
 
 from postroom.db.models import deliveries, messages
@@ -30,6 +33,74 @@ from postroom.mta.queue.records import DeliveryResult, FailedDelivery, Job, Orig
 from postroom.mta.queue.retry import is_expired, next_attempt_at
 
 log = logging.getLogger("postroom.queue")
+
+# The statements of every batch, built once: executing a ready statement skips
+# SQLAlchemy's expression building, coercion and cache-key walk, which cost more
+# CPU than SQLite's own work, under the database's write lock.
+_OUTCOME_ROWS = (
+    select(
+        deliveries.c.id,
+        deliveries.c.message_id,
+        deliveries.c.recipient,
+        deliveries.c.attempts,
+        deliveries.c.state,
+        messages.c.created_at,
+    )
+    .join(messages, messages.c.id == deliveries.c.message_id)
+    .where(deliveries.c.id.in_(bindparam("delivery_ids", expanding=True)))
+)
+_ORIGINALS = select(
+    messages.c.id,
+    messages.c.mail_from,
+    messages.c.origin,
+    messages.c.created_at,
+    messages.c.envelope_id,
+    messages.c.body,
+).where(messages.c.id.in_(bindparam("message_ids", expanding=True)))
+# A delivered outcome needs nothing of its row: one conditional UPDATE (the row is
+# still in flight, else an operator held or deleted it and their word stands).
+_RECORD_DELIVERED = (
+    update(deliveries)
+    .where(
+        deliveries.c.id == bindparam("b_id"),
+        deliveries.c.state == DeliveryState.INFLIGHT.value,
+    )
+    .values(
+        state=DeliveryState.DELIVERED.value,
+        attempts=deliveries.c.attempts + 1,
+        next_attempt_at=bindparam("b_now"),
+        updated_at=bindparam("b_now"),
+        lease_owner=None,
+        lease_until=None,
+        last_status=bindparam("b_last_status"),
+        last_reply=bindparam("b_last_reply"),
+        last_stage=bindparam("b_last_stage"),
+        remote_mta=bindparam("b_remote_mta"),
+        source=bindparam("b_source"),
+    )
+)
+_MESSAGES_OF_DELIVERIES = select(deliveries.c.message_id).where(
+    deliveries.c.id.in_(bindparam("delivery_ids", expanding=True))
+)
+_LOCK_MESSAGES = (
+    select(messages.c.id)
+    .where(messages.c.id.in_(_MESSAGES_OF_DELIVERIES))
+    .order_by(messages.c.id)
+    .with_for_update()
+)
+# One statement: the candidates none of whose deliveries is still pending.
+_COMPLETE_MESSAGES = (
+    update(messages)
+    .where(
+        messages.c.id.in_(_MESSAGES_OF_DELIVERIES),
+        ~exists().where(
+            deliveries.c.message_id == messages.c.id,
+            # Not `not_in`: a constant list would still be expanded at every execution.
+            *(deliveries.c.state != state.value for state in FINAL_STATES),
+        ),
+    )
+    .values(body=None, completed_at=bindparam("now"))
+)
 
 
 class OutcomeRecording:
@@ -41,19 +112,37 @@ class OutcomeRecording:
 
     def _record(self, conn: Connection, results: list[DeliveryResult]) -> list[Job]:
         now = self.clock()
+        delivered = [result for result in results if result.verdict == DeliveryState.DELIVERED]
+        if delivered:
+            conn.execute(
+                _RECORD_DELIVERED,
+                [
+                    {
+                        "b_id": result.delivery_id,
+                        "b_now": now,
+                        "b_last_status": result.status,
+                        "b_last_reply": result.diagnostic,
+                        "b_last_stage": result.stage,
+                        "b_remote_mta": result.remote_mta,
+                        "b_source": result.source,
+                    }
+                    for result in delivered
+                ],
+            )
+        others = [result for result in results if result.verdict != DeliveryState.DELIVERED]
+        jobs = self._record_unsuccessful(conn, others, now) if others else []
+        self._complete_messages(conn, [result.delivery_id for result in results], now)
+        return jobs
+
+    def _record_unsuccessful(
+        self, conn: Connection, results: list[DeliveryResult], now: float
+    ) -> list[Job]:
+        """Deferred and failed outcomes: the next attempt, the expiry, the DSNs and the
+        observer depend on what the rows hold."""
         rows = {
             row.id: row
             for row in conn.execute(
-                select(
-                    deliveries.c.id,
-                    deliveries.c.message_id,
-                    deliveries.c.recipient,
-                    deliveries.c.attempts,
-                    deliveries.c.state,
-                    messages.c.created_at,
-                )
-                .join(messages, messages.c.id == deliveries.c.message_id)
-                .where(deliveries.c.id.in_([result.delivery_id for result in results]))
+                _OUTCOME_ROWS, {"delivery_ids": [result.delivery_id for result in results]}
             )
         }
         updates: list[dict[str, object]] = []
@@ -113,7 +202,6 @@ class OutcomeRecording:
         jobs = self._bounce(conn, failed)
         if failed and self.observer is not None:
             self._observe(conn, self.observer.deliveries_failed, failed)
-        self._complete_messages(conn, {row.message_id for row in rows.values()}, now)
         return jobs
 
     @staticmethod
@@ -130,16 +218,7 @@ class OutcomeRecording:
         if not failed or self.bounce_builder is None:
             return []
         jobs: list[Job] = []
-        for original in conn.execute(
-            select(
-                messages.c.id,
-                messages.c.mail_from,
-                messages.c.origin,
-                messages.c.created_at,
-                messages.c.envelope_id,
-                messages.c.body,
-            ).where(messages.c.id.in_(list(failed)))
-        ):
+        for original in conn.execute(_ORIGINALS, {"message_ids": list(failed)}):
             dsn = self.bounce_builder(
                 OriginalMessage(
                     queue_id=original.id,
@@ -152,27 +231,16 @@ class OutcomeRecording:
                 failed[original.id],
             )
             if dsn is not None:
-                jobs.extend(self._insert_many(conn, [dsn])[0])
+                jobs.extend(self._jobs_for(dsn, self._insert_many(conn, [dsn])[0]))
         return jobs
 
-    def _complete_messages(self, conn: Connection, message_ids: Iterable[str], now: float) -> None:
-        """Drop the bytes of messages whose every delivery is final."""
-        candidates = list(message_ids)
-        if not candidates:
-            return
-        pending = {
-            row.message_id
-            for row in conn.execute(
-                select(deliveries.c.message_id)
-                .where(
-                    deliveries.c.message_id.in_(candidates),
-                    deliveries.c.state.not_in([state.value for state in FINAL_STATES]),
-                )
-                .group_by(deliveries.c.message_id)
-            )
-        }
-        done = [message_id for message_id in candidates if message_id not in pending]
-        if done:
-            conn.execute(
-                update(messages).where(messages.c.id.in_(done)).values(body=None, completed_at=now)
-            )
+    def _complete_messages(self, conn: Connection, delivery_ids: list[int], now: float) -> None:
+        """Drop the bytes of the messages of these deliveries whose every delivery is final."""
+        if conn.dialect.name == "postgresql":
+            # Two nodes recording the last two deliveries of one message at once would
+            # each see the other's still in flight (READ COMMITTED) and neither would
+            # complete it: the message row lock makes the second wait, and its UPDATE
+            # (a statement started after the wait) then sees the first's. (On SQLite
+            # the group commit's transaction holds the write lock.)
+            conn.execute(_LOCK_MESSAGES, {"delivery_ids": delivery_ids}).all()
+        conn.execute(_COMPLETE_MESSAGES, {"delivery_ids": delivery_ids, "now": now})

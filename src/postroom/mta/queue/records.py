@@ -115,7 +115,8 @@ BounceBuilder = Callable[[OriginalMessage, list[FailedDelivery]], NewMessage | N
 
 class QueueObserver(Protocol):
     """Told of queue events inside the transaction that records them (crash-safe):
-    the rating engine creates contacts and moves ratings this way."""
+    the rating engine creates contacts and moves ratings this way. `messages_queued`
+    hears only of messages of a project (`project_id` set)."""
 
     def messages_queued(self, conn: Connection, new_messages: list[NewMessage]) -> None: ...
 

@@ -6,8 +6,11 @@ Contract:
   already claimed by this node (`inflight`, leased), so fresh mail goes straight
   to the delivery engine without a round trip through the database.
 - `claim_due(limit)` claims due `queued`/`deferred` deliveries and those whose
-  lease expired (a crashed node's). On PostgreSQL rows are locked with
-  SKIP LOCKED, so several nodes can share one database.
+  lease expired (a crashed node's). Several nodes (the worker processes of
+  one `serve`, or machines) can share one database and never claim one
+  delivery twice: on PostgreSQL rows are locked with SKIP LOCKED, on SQLite
+  the group commit's transaction holds the write lock from its start, and the
+  UPDATE claims only rows that are still due.
 - `record(results)` stores outcomes: delivered; deferred with the next attempt
   from the retry schedule, or failed once the queue lifetime is over; failed.
   Failures produce a DSN in the same transaction (through `bounce_builder`), so
@@ -25,11 +28,12 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     and_,
@@ -62,6 +66,16 @@ log = logging.getLogger("postroom.queue")
 
 KEEP_IN_MEMORY_BYTES = 256 * 1024
 
+
+def release_leases(conn: Connection, owned_by: ColumnElement[bool]) -> int:
+    """Deliveries in flight whose lease owner matches `owned_by` go back to the queue."""
+    return conn.execute(
+        update(deliveries)
+        .where(owned_by, deliveries.c.state == DeliveryState.INFLIGHT)
+        .values(state=DeliveryState.QUEUED, lease_owner=None, lease_until=None)
+    ).rowcount
+
+
 # What recording an outcome writes, as one executemany UPDATE per batch.
 _OUTCOME_COLUMNS = (
     "state",
@@ -76,6 +90,50 @@ _OUTCOME_COLUMNS = (
     "remote_mta",
     "source",
 )
+
+
+# Claiming, built once (see `_claim`): due, and the leases of crashed nodes.
+_DUE = or_(
+    and_(
+        deliveries.c.state.in_([DeliveryState.QUEUED.value, DeliveryState.DEFERRED.value]),
+        deliveries.c.next_attempt_at <= bindparam("now"),
+    ),
+    and_(
+        deliveries.c.state == DeliveryState.INFLIGHT.value,
+        deliveries.c.lease_until < bindparam("now"),
+    ),
+)
+_DUE_DELIVERIES = (
+    select(
+        deliveries.c.id,
+        deliveries.c.message_id,
+        deliveries.c.recipient,
+        deliveries.c.domain,
+        deliveries.c.attempts,
+    )
+    .where(_DUE)
+    .order_by(deliveries.c.next_attempt_at)
+    .limit(bindparam("limit"))
+)
+_CLAIM = (
+    update(deliveries)
+    .where(deliveries.c.id.in_(bindparam("delivery_ids", expanding=True)), _DUE)
+    .values(
+        state=DeliveryState.INFLIGHT.value,
+        lease_owner=bindparam("owner"),
+        lease_until=bindparam("claimed_until"),
+        updated_at=bindparam("now"),
+    )
+    .returning(deliveries.c.id)
+)
+_ENVELOPES = select(
+    messages.c.id,
+    messages.c.mail_from,
+    messages.c.pool,
+    messages.c.origin,
+    messages.c.created_at,
+    messages.c.size_bytes,
+).where(messages.c.id.in_(bindparam("message_ids", expanding=True)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +164,18 @@ class QueueStore(OutcomeRecording):
         self.bounce_builder = bounce_builder
         self.clock = clock
         self._committer = GroupCommitter(engine, batch_max=batch_max)
-        self._skip_locked = is_postgresql(engine)
         # Built once: the same statement objects keep SQLAlchemy's compiled cache warm.
+        self._insert_messages = insert(messages)
+        # Without `sort_by_parameter_order` SQLAlchemy sends one multi-row INSERT
+        # ... RETURNING (with it, SQLite gets one INSERT per row); the ids are matched
+        # to their rows by (message, recipient) instead.
         self._insert_deliveries = insert(deliveries).returning(
-            deliveries.c.id, sort_by_parameter_order=True
+            deliveries.c.id, deliveries.c.message_id, deliveries.c.recipient
+        )
+        self._due_deliveries = (
+            _DUE_DELIVERIES.with_for_update(skip_locked=True)
+            if is_postgresql(engine)
+            else _DUE_DELIVERIES
         )
         self._update_outcome = (
             update(deliveries)
@@ -133,14 +199,16 @@ class QueueStore(OutcomeRecording):
 
     async def enqueue(self, message: NewMessage) -> list[Job]:
         """Store `message` durably; return its deliveries as claimed jobs."""
-        jobs: list[Job] = await self._committer.submit_item(self._insert_many, message)
-        return jobs
+        delivery_ids: list[int] = await self._committer.submit_item(self._insert_many, message)
+        # Built after the commit: not under the database's write lock.
+        return self._jobs_for(message, delivery_ids)
 
-    def _insert_many(self, conn: Connection, new_messages: list[NewMessage]) -> list[list[Job]]:
-        """Every message of a group commit in two multi-row INSERTs."""
+    def _insert_many(self, conn: Connection, new_messages: list[NewMessage]) -> list[list[int]]:
+        """Every message of a group commit in two multi-row INSERTs; each message's
+        delivery ids, in the order of its recipients."""
         now = self.clock()
         conn.execute(
-            insert(messages),
+            self._insert_messages,
             [
                 {
                     "id": message.queue_id,
@@ -183,19 +251,27 @@ class QueueStore(OutcomeRecording):
             for message in new_messages
             for recipient in message.recipients
         ]
-        inserted = conn.execute(self._insert_deliveries, rows)
-        ids = iter(row.id for row in inserted)
-        jobs = [self._jobs_for(message, ids) for message in new_messages]
-        if self.observer is not None:
-            self._observe(conn, self.observer.messages_queued, new_messages)
-        return jobs
+        ids: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for row in conn.execute(self._insert_deliveries, rows):
+            ids[(row.message_id, row.recipient)].append(row.id)
+        # A recipient given twice has two rows that differ only by id: either id serves.
+        delivery_ids = [
+            [ids[(message.queue_id, recipient)].pop() for recipient in message.recipients]
+            for message in new_messages
+        ]
+        # Mail of no project moves no contact: most relayed batches skip the observer
+        # and its savepoint (two more statements under the write lock).
+        projects_mail = [message for message in new_messages if message.project_id is not None]
+        if self.observer is not None and projects_mail:
+            self._observe(conn, self.observer.messages_queued, projects_mail)
+        return delivery_ids
 
     @staticmethod
-    def _jobs_for(message: NewMessage, ids: Iterator[int]) -> list[Job]:
+    def _jobs_for(message: NewMessage, delivery_ids: list[int]) -> list[Job]:
+        """The jobs of a message just stored, given its recipients' delivery ids."""
         body = message.body if len(message.body) <= KEEP_IN_MEMORY_BYTES else None
         by_domain: dict[str, list[ClaimedDelivery]] = defaultdict(list)
-        for recipient in message.recipients:
-            delivery_id = next(ids)
+        for recipient, delivery_id in zip(message.recipients, delivery_ids, strict=True):
             if recipient not in message.held:  # held ones wait for `queue release`
                 by_domain[recipient_domain(recipient)].append(
                     ClaimedDelivery(delivery_id, recipient, 0)
@@ -222,54 +298,30 @@ class QueueStore(OutcomeRecording):
 
     def _claim(self, conn: Connection, limit: int) -> list[Job]:
         now = self.clock()
-        due = or_(
-            and_(
-                deliveries.c.state.in_([DeliveryState.QUEUED, DeliveryState.DEFERRED]),
-                deliveries.c.next_attempt_at <= now,
-            ),
-            and_(deliveries.c.state == DeliveryState.INFLIGHT, deliveries.c.lease_until < now),
+        candidates = conn.execute(self._due_deliveries, {"now": now, "limit": limit}).all()
+        if not candidates:
+            return []
+        # The UPDATE claims only what is still due: a row another node claimed since
+        # the SELECT is left to it. (The group commit's BEGIN IMMEDIATE on SQLite and
+        # SKIP LOCKED on PostgreSQL already keep that from happening; this keeps the
+        # claim exact whatever transaction it runs in.)
+        taken = set(
+            conn.execute(
+                _CLAIM,
+                {
+                    "delivery_ids": [row.id for row in candidates],
+                    "now": now,
+                    "owner": self.node_name,
+                    "claimed_until": now + self.lease_s,
+                },
+            ).scalars()
         )
-        query = (
-            select(
-                deliveries.c.id,
-                deliveries.c.message_id,
-                deliveries.c.recipient,
-                deliveries.c.domain,
-                deliveries.c.attempts,
-            )
-            .where(due)
-            .order_by(deliveries.c.next_attempt_at)
-            .limit(limit)
-        )
-        if self._skip_locked:
-            query = query.with_for_update(skip_locked=True)
-        claimed = conn.execute(query).all()
+        claimed = [row for row in candidates if row.id in taken]
         if not claimed:
             return []
-        ids = [row.id for row in claimed]
-        conn.execute(
-            update(deliveries)
-            .where(deliveries.c.id.in_(ids))
-            .values(
-                state=DeliveryState.INFLIGHT,
-                lease_owner=self.node_name,
-                lease_until=now + self.lease_s,
-                updated_at=now,
-            )
-        )
         message_ids = {row.message_id for row in claimed}
         envelopes = {
-            row.id: row
-            for row in conn.execute(
-                select(
-                    messages.c.id,
-                    messages.c.mail_from,
-                    messages.c.pool,
-                    messages.c.origin,
-                    messages.c.created_at,
-                    messages.c.size_bytes,
-                ).where(messages.c.id.in_(message_ids))
-            )
+            row.id: row for row in conn.execute(_ENVELOPES, {"message_ids": list(message_ids)})
         }
         jobs: dict[tuple[str, str], Job] = {}
         for row in claimed:
@@ -328,18 +380,9 @@ class QueueStore(OutcomeRecording):
 
     async def release_own_leases(self) -> int:
         """At start: whatever this node held when it stopped goes back to the queue."""
-
-        def release(conn: Connection) -> int:
-            return conn.execute(
-                update(deliveries)
-                .where(
-                    deliveries.c.lease_owner == self.node_name,
-                    deliveries.c.state == DeliveryState.INFLIGHT,
-                )
-                .values(state=DeliveryState.QUEUED, lease_owner=None, lease_until=None)
-            ).rowcount
-
-        return await self._committer.submit(release)
+        return await self._committer.submit(
+            lambda conn: release_leases(conn, deliveries.c.lease_owner == self.node_name)
+        )
 
     async def pending_count(self) -> int:
         def count() -> int:

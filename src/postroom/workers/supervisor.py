@@ -1,0 +1,293 @@
+"""`postroom serve` with `[server] workers` > 1: one supervisor, one node per worker.
+
+The supervisor handles no mail. Start: apply the migrations (once, before any worker),
+return every lease this node and its workers held (none of them runs now), bind the
+listeners (sockets.py) and load the TLS certificate, so that a mistake in either is one
+line and exit 2 before any worker starts; then start N workers (`postroom -c FILE serve
+--worker I/N`, role.py), each on its own port 25 sockets (SO_REUSEPORT), worker 0 also
+on the submission sockets (shares.py says why), with one table of port 25 session
+counts they all share (shared_limits.py), and send systemd READY once every worker
+said `ready`. A worker that exits before it is ready fails the start: the others are
+stopped, exit 2.
+While running:
+- a worker that dies is logged (exit status or signal) and started again under the same
+  index: at once the first time, then after 1, 2, 4 ... 30 s while it keeps dying within
+  a minute of its start. Its successor has the same node name and takes back the dead
+  one's leases before it accepts anything, so its deliveries resume at once;
+- SIGHUP: the config is read here first; a broken one is refused (logged, no worker
+  disturbed). Otherwise RELOADING, every worker reloads, READY once all said
+  `reloaded` (or after a bound);
+- SIGTERM/SIGINT: STOPPING, SIGTERM to every worker, which drains as a single-process
+  serve does (`[server] drain_timeout`, twice). A worker still running after both and a
+  grace period is killed: its leases come back at the next start. Exit 0.
+Logs: the supervisor's lines come from `postroom.supervisor`; a worker's carry `[wI]`.
+Untrusted input: none. Config keys: [server] workers, drain_timeout, node_name; the
+listen lists; [tls] cert, key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+
+from postroom.config import Config, ConfigError, load_config
+from postroom.core import sdnotify
+from postroom.core.tls import server_context
+from postroom.db.engine import make_engine
+from postroom.db.migrate import ensure_current
+from postroom.db.models import deliveries
+from postroom.mta.inbound.shared_limits import SharedCounts
+from postroom.mta.inbound.sockets import Listening, bind_listeners
+from postroom.mta.queue.store import release_leases
+from postroom.workers.role import (
+    CONNECTION_COUNTS_ENV,
+    LISTEN_FDS_ENV,
+    READY,
+    RELOADED,
+    SUPERVISOR_PID_ENV,
+)
+from postroom.workers.shares import limits_below_workers, worker_name_prefix
+
+log = logging.getLogger("postroom.supervisor")
+
+START_TIMEOUT_S = 120.0  # imports, DKIM keys, the queue: seconds; a wedged worker: never
+RELOAD_TIMEOUT_S = 30.0
+STOP_GRACE_S = 10.0
+QUICK_DEATH_S = 60.0
+MAX_RESTART_DELAY_S = 30.0
+
+
+@dataclass(slots=True)
+class _Worker:
+    index: int
+    listening: Listening
+    process: asyncio.subprocess.Process | None = None
+    started_at: float = 0.0
+    quick_deaths: int = 0
+    reported: dict[str, int] = field(default_factory=dict)
+    alive: bool = False
+
+
+class Supervisor:
+    def __init__(
+        self, config_path: str, config: Config, listening: list[Listening], count: int
+    ) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.count = count
+        self._counts = SharedCounts.create(count)
+        self._workers = [_Worker(i, listening[i]) for i in range(count)]
+        self._news = asyncio.Condition()
+        self._stop = asyncio.Event()
+        self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> int:
+        for worker in self._workers:
+            await self._spawn(worker)
+        try:
+            await asyncio.wait_for(
+                self._until_all(READY, dict.fromkeys(range(self.count), 0)), START_TIMEOUT_S
+            )
+        except (_WorkerGone, TimeoutError) as failure:
+            log.error("start failed: %s", failure or f"workers not ready in {START_TIMEOUT_S:.0f}s")
+            await self._stop_workers()
+            return 2
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._background(self._reload()))
+        for worker in self._workers:
+            self._background(self._watch(worker))
+        log.info("postroom ready: %d workers", self.count)
+        sdnotify.ready(f"{self.count} workers")
+        await self._stop.wait()
+        sdnotify.stopping()
+        log.info("stopping: every worker drains")
+        await self._stop_workers()
+        log.info("stopped")
+        return 0
+
+    # -- workers -------------------------------------------------------------------
+
+    async def _spawn(self, worker: _Worker) -> None:
+        described, fds = worker.listening.inherit_env()
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key != "NOTIFY_SOCKET"  # systemd hears the supervisor only
+        }
+        env[LISTEN_FDS_ENV] = described
+        env[CONNECTION_COUNTS_ENV] = str(self._counts.fd)
+        env[SUPERVISOR_PID_ENV] = str(os.getpid())
+        # A predecessor's sessions died with it; its successor starts from zero.
+        self._counts.clear_row(worker.index)
+        worker.reported = {}
+        worker.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "postroom.cli.main",
+            "-c",
+            self.config_path,
+            "serve",
+            "--worker",
+            f"{worker.index}/{self.count}",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            pass_fds=[*fds, self._counts.fd],
+            env=env,
+        )
+        worker.alive = True
+        worker.started_at = time.monotonic()
+        log.info("worker %d started (pid %d)", worker.index, worker.process.pid)
+        self._background(self._read_reports(worker, worker.process))
+
+    async def _read_reports(self, worker: _Worker, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        while line := await process.stdout.readline():
+            word = line.decode(errors="replace").strip()
+            worker.reported[word] = worker.reported.get(word, 0) + 1
+            async with self._news:
+                self._news.notify_all()
+        await process.wait()
+        if worker.process is process:
+            worker.alive = False
+        async with self._news:
+            self._news.notify_all()
+
+    async def _until_all(self, word: str, before: dict[int, int]) -> None:
+        """Until every worker in `before` reported `word` more often than it had then;
+        `_WorkerGone` names one that exits first."""
+
+        def done() -> bool:
+            for worker in self._workers:
+                if worker.index not in before:
+                    continue
+                if worker.reported.get(word, 0) > before[worker.index]:
+                    continue
+                if not worker.alive:
+                    raise _WorkerGone(f"worker {worker.index} exited ({self._status(worker)})")
+                return False
+            return True
+
+        async with self._news:
+            await self._news.wait_for(done)
+
+    async def _watch(self, worker: _Worker) -> None:
+        while not self._stopping:
+            assert worker.process is not None
+            await worker.process.wait()
+            if self._stopping:
+                return
+            lived_s = time.monotonic() - worker.started_at
+            worker.quick_deaths = worker.quick_deaths + 1 if lived_s < QUICK_DEATH_S else 0
+            delay = (
+                0.0
+                if worker.quick_deaths <= 1
+                else min(MAX_RESTART_DELAY_S, 2.0 ** (worker.quick_deaths - 2))
+            )
+            log.error(
+                "worker %d (pid %d) died (%s) after %.0fs; starting it again in %.0fs",
+                worker.index,
+                worker.process.pid,
+                self._status(worker),
+                lived_s,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            await self._spawn(worker)
+
+    @staticmethod
+    def _status(worker: _Worker) -> str:
+        code = worker.process.returncode if worker.process is not None else None
+        if code is None:
+            return "running"
+        if code < 0:
+            return f"signal {signal.Signals(-code).name}"
+        return f"exit status {code}"
+
+    # -- signals -------------------------------------------------------------------
+
+    async def _reload(self) -> None:
+        sdnotify.reloading()
+        try:
+            reloaded = load_config(self.config_path)
+        except ConfigError as error:
+            log.error("reload refused, keeping the running config: %s", error)
+            sdnotify.ready("reload refused")
+            return
+        if reloaded.server.worker_count() != self.count:
+            log.warning("[server] workers changed: takes effect at the next start")
+        live = [w for w in self._workers if w.alive and w.process is not None]
+        before = {w.index: w.reported.get(RELOADED, 0) for w in live}
+        for worker in live:
+            assert worker.process is not None
+            worker.process.send_signal(signal.SIGHUP)
+        try:
+            await asyncio.wait_for(self._until_all(RELOADED, before), RELOAD_TIMEOUT_S)
+        except (_WorkerGone, TimeoutError) as failure:
+            # A worker that died is started again with the new config anyway.
+            log.warning("reload: %s", failure or "a worker did not confirm in time")
+        sdnotify.ready(f"{self.count} workers, reloaded")
+
+    async def _stop_workers(self) -> None:
+        self._stopping = True
+        running = [w.process for w in self._workers if w.process is not None and w.alive]
+        for process in running:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        bound = 2 * float(self.config.server.drain_timeout) + STOP_GRACE_S
+        waits = [asyncio.create_task(process.wait()) for process in running]
+        if not waits:
+            return
+        _, pending = await asyncio.wait(waits, timeout=bound)
+        for process in running:
+            if process.returncode is None:
+                log.warning("worker pid %d did not drain in %.0fs: killed", process.pid, bound)
+                process.kill()
+        if pending:
+            await asyncio.wait(pending, timeout=STOP_GRACE_S)
+        for task in self._tasks:
+            task.cancel()
+
+    def _background(self, work: object) -> None:
+        task = asyncio.get_running_loop().create_task(work)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+class _WorkerGone(Exception):
+    pass
+
+
+async def supervise(config_path: str, config: Config, count: int) -> int:
+    """Prepare what the workers share, then run them until SIGTERM; the exit status."""
+    engine = make_engine(config.database_url)
+    ensure_current(engine)
+    node = config.node_name
+    with engine.begin() as conn:
+        released = release_leases(
+            conn,
+            (deliveries.c.lease_owner == node)
+            | deliveries.c.lease_owner.startswith(worker_name_prefix(node), autoescape=True),
+        )
+    engine.dispose()
+    if released:
+        log.info("returned %d deliveries this node held before it stopped", released)
+    for key in limits_below_workers(config, count):
+        log.warning("%s is below the %d workers: each worker allows 1", key, count)
+    listening = bind_listeners(config, count)
+    try:
+        if listening[0].submission or listening[0].submission_tls:
+            server_context(config.tls.cert, config.tls.key)  # a StartupError, before workers
+        return await Supervisor(config_path, config, listening, count).run()
+    finally:
+        for sockets in listening:
+            sockets.close()

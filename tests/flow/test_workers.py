@@ -1,0 +1,90 @@
+"""Two worker processes behave as one node: the port 25 caps hold across them, a
+broken config is refused by the supervisor before any worker starts, and mail sent
+over many connections is delivered once each whichever worker took it."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from tests.flow.conftest import World, start_postroom
+from tests.flow.test_relay_flow import message, wait_token
+
+pytestmark = pytest.mark.flow
+
+PER_IP = 4
+
+
+def banner(port: int) -> tuple[socket.socket, bytes]:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return sock, sock.recv(256)
+
+
+def test_the_per_client_cap_is_the_nodes_not_each_workers(world: World, tmp_path: Path) -> None:
+    server = start_postroom(
+        tmp_path, world, workers=2, inbound=f"max_connections_per_ip = {PER_IP}"
+    )
+    held: list[socket.socket] = []
+    try:
+        assert len(server.worker_pids()) == 2
+        for _ in range(PER_IP):
+            sock, greeting = banner(server.smtp_port)
+            held.append(sock)
+            assert greeting.startswith(b"220 ")
+        # Whichever worker takes them, the node holds PER_IP sessions of this client.
+        for _ in range(6):
+            sock, greeting = banner(server.smtp_port)
+            sock.close()
+            assert greeting.startswith(b"421 4.7.0"), greeting
+        held.pop().close()
+        deadline = time.monotonic() + 10
+        while True:  # the session ends when its worker sees the close
+            sock, greeting = banner(server.smtp_port)
+            sock.close()
+            if greeting.startswith(b"220 ") or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert greeting.startswith(b"220 ")
+    finally:
+        for sock in held:
+            sock.close()
+        server.stop()
+
+
+def test_every_message_is_delivered_once_whichever_worker_took_it(
+    world: World, tmp_path: Path
+) -> None:
+    server = start_postroom(tmp_path, world, workers=2)
+    tokens = [f"workers-{index}-{time.monotonic_ns()}" for index in range(40)]
+    try:
+        for token in tokens:  # a connection each: the kernel spreads them
+            with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as client:
+                client.sendmail("app@src.test", ["user@dest.test"], message(token))
+        for token in tokens:
+            assert len(wait_token(world.dest, token)) == 1
+    finally:
+        server.stop()
+
+
+def test_a_broken_config_stops_the_start_before_any_worker(world: World, tmp_path: Path) -> None:
+    server = start_postroom(tmp_path, world, workers=2)
+    server.stop()
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    taken = busy.getsockname()[1]
+    server.config_path.write_text(
+        server.config_path.read_text().replace(
+            f"127.0.0.1:{server.smtp_port}", f"127.0.0.1:{taken}"
+        )
+    )
+    try:
+        result = server.cli("serve", check=False)
+    finally:
+        busy.close()
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{taken} (smtp.inbound.listen[0])" in result.stderr
+    assert "worker 0 started" not in result.stderr
