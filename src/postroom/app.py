@@ -60,6 +60,7 @@ from postroom.rating.observer import RatingObserver
 from postroom.rating.rules import Rules
 from postroom.rating.suppression import Suppression
 from postroom.workers.role import READY, RELOADED, WorkerRole
+from postroom.workers.shares import worker_name_prefix
 
 log = logging.getLogger("postroom")
 
@@ -153,7 +154,10 @@ async def _node(
     store = build_store(config, pools, engine, rating.observer)
     store.start()
     # Before anything is accepted: fresh deliveries are leased to this node too.
-    released = await store.release_own_leases()
+    # A single process also takes back what its workers held when it last ran as several.
+    released = await store.release_own_leases(
+        worker_name_prefix(config.node_name) if worker is None else None
+    )
     if released:
         log.info("returned %d deliveries this node held before it stopped", released)
     delivery = DeliveryEngine(

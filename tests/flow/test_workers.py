@@ -1,9 +1,12 @@
 """Two worker processes behave as one node: the port 25 caps hold across them, a
 broken config is refused by the supervisor before any worker starts, and mail sent
-over many connections is delivered once each whichever worker took it."""
+over many connections is delivered once each whichever worker took it; a worker
+that keeps dying stops the node instead of leaving it short of a worker."""
 
 from __future__ import annotations
 
+import os
+import signal
 import smtplib
 import socket
 import time
@@ -88,3 +91,23 @@ def test_a_broken_config_stops_the_start_before_any_worker(world: World, tmp_pat
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{taken} (smtp.inbound.listen[0])" in result.stderr
     assert "worker 0 started" not in result.stderr
+
+
+def test_a_worker_that_keeps_dying_stops_the_node(world: World, tmp_path: Path) -> None:
+    # The config broke on disk after the start (no reload): each successor of a killed
+    # worker fails to read it. The supervisor tries a few times, then stops the node
+    # (exit 2) instead of running on without that worker while systemd sees READY.
+    server = start_postroom(tmp_path, world, workers=2)
+    good = server.config_path.read_text()
+    try:
+        server.config_path.write_text(good + "\n[bogus]\nkey = 1\n")
+        os.kill(server.worker_pids()[1], signal.SIGKILL)
+        assert server.process is not None
+        status = server.process.wait(60)
+    finally:
+        server.config_path.write_text(good)
+        server.kill()
+    log = server.log()
+    assert status == 2, log[-2000:]
+    assert "died 5 times within 60s of its start" in log
+    assert not server.worker_pids()

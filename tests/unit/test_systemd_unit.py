@@ -73,7 +73,7 @@ SERVICE_EXPECTED = {
     "ExecStartPre": f"{INSTALLED_BINARY} db upgrade -c {CONFIG}",
     "ExecReload": "/bin/kill -HUP $MAINPID",
     "KillSignal": "SIGTERM",
-    "TimeoutStopSec": "60",
+    "TimeoutStopSec": "90",
     "Restart": "on-failure",
     "LimitNOFILE": "65536",
     "AmbientCapabilities": "CAP_NET_BIND_SERVICE",

@@ -112,5 +112,9 @@ def _queue_behind_writers(engine: Engine) -> int | None:
         descriptor = os.open(f"{database}{SQLITE_WRITERS_SUFFIX}", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
-    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+    except OSError:  # ENOLCK and the like: SQLite's own lock still orders the writers
+        os.close(descriptor)
+        return None
     return descriptor

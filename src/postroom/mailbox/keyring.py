@@ -10,9 +10,9 @@
 - `Keyring.refresh(domain, resolver)`: looks up every pending selector and
   applies `dkim_keys.plan_transitions`: a pending key DNS shows becomes ACTIVE
   (the previous one RETIRING), a retiring key past `[dkim] retire_after` becomes
-  RETIRED. `serve` runs it every `[dkim] check_interval` (in every worker
-  process: a key moves only from the state the plan was made from, so
-  workers refreshing together make each transition once); the CLI on demand.
+  RETIRED. `serve` runs it every `[dkim] check_interval` (in worker 0 only; a
+  key moves only from the state the plan was made from, so a CLI refresh at
+  the same moment still makes each transition once); the CLI on demand.
 
 Private keys are encrypted with the appliance secret (`SecretBox`) before they
 reach the database. Network input: TXT records (parsed by `dkim_keys`).

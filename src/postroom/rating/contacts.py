@@ -34,6 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
 from postroom.campaign.contact_fields import insert_new_fields, variables_json
+from postroom.db.engine import write_transaction
 from postroom.db.models import contact_events, contacts, list_members, lists, projects
 from postroom.rating.rules import BlockCause, ContactState, GateResult, Rules, gate
 
@@ -305,7 +306,7 @@ class Contacts:
     def received(self, project_ids: Iterable[int], sender: str, message_id: str) -> None:
         """Mail from `sender` reached mailboxes of these projects: a known contact is
         alive (`replied`), a new address becomes a contact."""
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             for project_id in set(project_ids):
                 cause = Cause("replied", message_id=message_id, detail="mail received from it")
                 if not self.record(

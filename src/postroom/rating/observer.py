@@ -73,6 +73,7 @@ class RatingObserver:
                 select(messages.c.id, messages.c.mail_from).where(messages.c.id.in_(list(failed)))
             ).all()
         )
+        rated = []
         for message_id, deliveries in failed.items():
             project_id = project_of_sender(conn, senders.get(message_id, ""))
             if project_id is None:
@@ -83,19 +84,24 @@ class RatingObserver:
                 reason = self.reason_of(delivery)
                 if delivery.expired and reason != "mailboxfull":
                     continue
-                self.contacts.record(
-                    conn,
-                    project_id,
-                    delivery.recipient,
-                    lambda state, reason=reason: self.contacts.rules.bounced(state, reason),
-                    Cause(
-                        "bounced",
-                        reason=reason,
-                        message_id=message_id,
-                        delivery_id=delivery.delivery_id or None,
-                        detail=delivery.diagnostic,
-                    ),
-                )
+                rated.append((project_id, delivery.recipient.lower(), message_id, delivery, reason))
+        # In one order for every writer: on PostgreSQL `record` locks each contact, and
+        # two workers locking the same two contacts in opposite orders would deadlock.
+        rated.sort(key=lambda entry: entry[:2])
+        for project_id, recipient, message_id, delivery, reason in rated:
+            self.contacts.record(
+                conn,
+                project_id,
+                recipient,
+                lambda state, reason=reason: self.contacts.rules.bounced(state, reason),
+                Cause(
+                    "bounced",
+                    reason=reason,
+                    message_id=message_id,
+                    delivery_id=delivery.delivery_id or None,
+                    detail=delivery.diagnostic,
+                ),
+            )
 
     def reason_of(self, delivery: FailedDelivery) -> str:
         match = _REPLY.match(delivery.diagnostic.strip())

@@ -80,6 +80,9 @@ class WorkerRole:
         ):
             raise StartupError("--worker is for the processes `postroom serve` starts itself")
         _die_with(int(os.environ[SUPERVISOR_PID_ENV]))
+        # Until serve's own handler is in: a reload asked meanwhile must not kill us
+        # (the config we are about to read is the reloaded one anyway).
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         count = int(count_text)
         return cls(
             int(index_text),

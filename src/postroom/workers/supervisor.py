@@ -9,17 +9,24 @@ on the submission sockets (shares.py says why), with one table of port 25 sessio
 counts they all share (shared_limits.py), and send systemd READY once every worker
 said `ready`. A worker that exits before it is ready fails the start: the others are
 stopped, exit 2.
+Signal handlers are in place before the first worker starts: a SIGTERM during the start
+stops what started (exit 2); a SIGHUP then is ignored (the workers read the config as
+they start).
 While running:
 - a worker that dies is logged (exit status or signal) and started again under the same
   index: at once the first time, then after 1, 2, 4 ... 30 s while it keeps dying within
   a minute of its start. Its successor has the same node name and takes back the dead
-  one's leases before it accepts anything, so its deliveries resume at once;
+  one's leases before it accepts anything, so its deliveries resume at once. After
+  `MAX_QUICK_DEATHS` such deaths in a row (a config broken on disk since the last
+  reload, a full disk) the supervisor stops the node and exits 2: a node that has lost
+  a worker for good must not go on looking healthy to systemd;
 - SIGHUP: the config is read here first; a broken one is refused (logged, no worker
-  disturbed). Otherwise RELOADING, every worker reloads, READY once all said
-  `reloaded` (or after a bound);
+  disturbed). Otherwise RELOADING, every worker that is ready reloads, READY once all
+  said `reloaded` (or after a bound);
 - SIGTERM/SIGINT: STOPPING, SIGTERM to every worker, which drains as a single-process
-  serve does (`[server] drain_timeout`, twice). A worker still running after both and a
-  grace period is killed: its leases come back at the next start. Exit 0.
+  serve does (`[server] drain_timeout`, twice), and the listening sockets are closed at
+  once (no handshakes left for nobody to answer). A worker still running after both
+  drains and a grace period is killed: its leases come back at the next start. Exit 0.
 Logs: the supervisor's lines come from `postroom.supervisor`; a worker's carry `[wI]`.
 Untrusted input: none. Config keys: [server] workers, drain_timeout, node_name; the
 listen lists; [tls] cert, key.
@@ -33,17 +40,18 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from postroom.config import Config, ConfigError, load_config
 from postroom.core import sdnotify
 from postroom.core.tls import server_context
 from postroom.db.engine import make_engine
 from postroom.db.migrate import ensure_current
-from postroom.db.models import deliveries
 from postroom.mta.inbound.shared_limits import SharedCounts
 from postroom.mta.inbound.sockets import Listening, bind_listeners
-from postroom.mta.queue.store import release_leases
+from postroom.mta.queue.store import leases_of, release_leases
 from postroom.workers.role import (
     CONNECTION_COUNTS_ENV,
     LISTEN_FDS_ENV,
@@ -59,6 +67,7 @@ START_TIMEOUT_S = 120.0  # imports, DKIM keys, the queue: seconds; a wedged work
 RELOAD_TIMEOUT_S = 30.0
 STOP_GRACE_S = 10.0
 QUICK_DEATH_S = 60.0
+MAX_QUICK_DEATHS = 5
 MAX_RESTART_DELAY_S = 30.0
 
 
@@ -85,28 +94,46 @@ class Supervisor:
         self._news = asyncio.Condition()
         self._stop = asyncio.Event()
         self._stopping = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._ready = False
+        self._gave_up = False
+        self._listening = listening
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     async def run(self) -> int:
-        for worker in self._workers:
-            await self._spawn(worker)
-        try:
-            await asyncio.wait_for(
-                self._until_all(READY, dict.fromkeys(range(self.count), 0)), START_TIMEOUT_S
-            )
-        except (_WorkerGone, TimeoutError) as failure:
-            log.error("start failed: %s", failure or f"workers not ready in {START_TIMEOUT_S:.0f}s")
-            await self._stop_workers()
-            return 2
         loop = asyncio.get_running_loop()
+        # Before any worker starts: a stop asked during the start drains what started.
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._background(self._reload()))
+        for worker in self._workers:
+            await self._spawn(worker)
+        started = self._background(
+            self._until_all(READY, dict.fromkeys(range(self.count), 0)), keep=True
+        )
+        stopped = self._background(self._stop.wait(), keep=True)
+        done, _ = await asyncio.wait(
+            {started, stopped}, timeout=START_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+        )
+        if started not in done or started.exception() is not None:
+            reason = started.exception() if started.done() else None
+            log.error(
+                "start failed: %s",
+                reason
+                or ("stopped while starting" if stopped in done else "")
+                or f"workers not ready in {START_TIMEOUT_S:.0f}s",
+            )
+            started.cancel()
+            await self._stop_workers()
+            return 2
+        self._ready = True
         for worker in self._workers:
             self._background(self._watch(worker))
         log.info("postroom ready: %d workers", self.count)
         sdnotify.ready(f"{self.count} workers")
         await self._stop.wait()
+        if self._gave_up:
+            await self._stop_workers()
+            return 2
         sdnotify.stopping()
         log.info("stopping: every worker drains")
         await self._stop_workers()
@@ -128,7 +155,7 @@ class Supervisor:
         # A predecessor's sessions died with it; its successor starts from zero.
         self._counts.clear_row(worker.index)
         worker.reported = {}
-        worker.process = await asyncio.create_subprocess_exec(
+        process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "postroom.cli.main",
@@ -142,6 +169,9 @@ class Supervisor:
             pass_fds=[*fds, self._counts.fd],
             env=env,
         )
+        worker.process = process
+        if self._stopping:  # the stop came while it was being started
+            process.send_signal(signal.SIGTERM)
         worker.alive = True
         worker.started_at = time.monotonic()
         log.info("worker %d started (pid %d)", worker.index, worker.process.pid)
@@ -186,6 +216,20 @@ class Supervisor:
                 return
             lived_s = time.monotonic() - worker.started_at
             worker.quick_deaths = worker.quick_deaths + 1 if lived_s < QUICK_DEATH_S else 0
+            if worker.quick_deaths >= MAX_QUICK_DEATHS:
+                # Its successors die as it did (a config broken on disk since the last
+                # reload, a full disk...): a node missing a worker must not go on
+                # looking healthy. Stop, so that systemd's Restart= and alerts see it.
+                log.error(
+                    "worker %d died %d times within %.0fs of its start (%s): stopping",
+                    worker.index,
+                    worker.quick_deaths,
+                    QUICK_DEATH_S,
+                    self._status(worker),
+                )
+                self._gave_up = True
+                self._stop.set()
+                return
             delay = (
                 0.0
                 if worker.quick_deaths <= 1
@@ -199,10 +243,15 @@ class Supervisor:
                 lived_s,
                 delay,
             )
+            sdnotify.status(f"{self.count} workers, worker {worker.index} restarting")
             await asyncio.sleep(delay)
-            if self._stopping:
-                return
-            await self._spawn(worker)
+            while not self._stopping:
+                try:
+                    await self._spawn(worker)
+                    break
+                except OSError as error:  # EAGAIN, ENOMEM, EMFILE: try again shortly
+                    log.error("cannot start worker %d: %s", worker.index, error)
+                    await asyncio.sleep(MAX_RESTART_DELAY_S)
 
     @staticmethod
     def _status(worker: _Worker) -> str:
@@ -216,6 +265,9 @@ class Supervisor:
     # -- signals -------------------------------------------------------------------
 
     async def _reload(self) -> None:
+        if not self._ready:
+            log.warning("reload ignored: the workers are still starting")
+            return
         sdnotify.reloading()
         try:
             reloaded = load_config(self.config_path)
@@ -225,7 +277,8 @@ class Supervisor:
             return
         if reloaded.server.worker_count() != self.count:
             log.warning("[server] workers changed: takes effect at the next start")
-        live = [w for w in self._workers if w.alive and w.process is not None]
+        # A worker still starting reads the new config anyway (and has no handler yet).
+        live = [w for w in self._workers if w.alive and w.reported.get(READY)]
         before = {w.index: w.reported.get(RELOADED, 0) for w in live}
         for worker in live:
             assert worker.process is not None
@@ -234,7 +287,7 @@ class Supervisor:
             await asyncio.wait_for(self._until_all(RELOADED, before), RELOAD_TIMEOUT_S)
         except (_WorkerGone, TimeoutError) as failure:
             # A worker that died is started again with the new config anyway.
-            log.warning("reload: %s", failure or "a worker did not confirm in time")
+            log.warning("reload: %s", str(failure) or "a worker did not confirm in time")
         sdnotify.ready(f"{self.count} workers, reloaded")
 
     async def _stop_workers(self) -> None:
@@ -243,6 +296,10 @@ class Supervisor:
         for process in running:
             if process.returncode is None:
                 process.send_signal(signal.SIGTERM)
+        # The workers close their copies as they start to drain; with ours open the
+        # kernel would go on completing handshakes nobody answers until we exit.
+        for sockets in self._listening:
+            sockets.close()
         bound = 2 * float(self.config.server.drain_timeout) + STOP_GRACE_S
         waits = [asyncio.create_task(process.wait()) for process in running]
         if not waits:
@@ -257,10 +314,13 @@ class Supervisor:
         for task in self._tasks:
             task.cancel()
 
-    def _background(self, work: object) -> None:
-        task = asyncio.get_running_loop().create_task(work)  # type: ignore[arg-type]
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _background(self, work: Coroutine[Any, Any, Any], keep: bool = False) -> asyncio.Task[Any]:
+        """A task the supervisor cancels when it stops (`keep`: the caller awaits it)."""
+        task = asyncio.get_running_loop().create_task(work)
+        if not keep:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return task
 
 
 class _WorkerGone(Exception):
@@ -273,11 +333,7 @@ async def supervise(config_path: str, config: Config, count: int) -> int:
     ensure_current(engine)
     node = config.node_name
     with engine.begin() as conn:
-        released = release_leases(
-            conn,
-            (deliveries.c.lease_owner == node)
-            | deliveries.c.lease_owner.startswith(worker_name_prefix(node), autoescape=True),
-        )
+        released = release_leases(conn, leases_of(node, worker_name_prefix(node)))
     engine.dispose()
     if released:
         log.info("returned %d deliveries this node held before it stopped", released)

@@ -67,6 +67,14 @@ log = logging.getLogger("postroom.queue")
 KEEP_IN_MEMORY_BYTES = 256 * 1024
 
 
+def leases_of(node_name: str, worker_prefix: str | None = None) -> ColumnElement[bool]:
+    """Deliveries leased by `node_name`, and with `worker_prefix` by any of its workers."""
+    owned = deliveries.c.lease_owner == node_name
+    if worker_prefix is None:
+        return owned
+    return owned | deliveries.c.lease_owner.startswith(worker_prefix, autoescape=True)
+
+
 def release_leases(conn: Connection, owned_by: ColumnElement[bool]) -> int:
     """Deliveries in flight whose lease owner matches `owned_by` go back to the queue."""
     return conn.execute(
@@ -378,10 +386,11 @@ class QueueStore(OutcomeRecording):
 
         return await self._committer.submit(renew)
 
-    async def release_own_leases(self) -> int:
-        """At start: whatever this node held when it stopped goes back to the queue."""
+    async def release_own_leases(self, worker_prefix: str | None = None) -> int:
+        """At start: whatever this node held when it stopped goes back to the queue
+        (with `worker_prefix`, also what its workers held when it last ran as several)."""
         return await self._committer.submit(
-            lambda conn: release_leases(conn, deliveries.c.lease_owner == self.node_name)
+            lambda conn: release_leases(conn, leases_of(self.node_name, worker_prefix))
         )
 
     async def pending_count(self) -> int:
