@@ -27,6 +27,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, func, insert, select, text
 from sqlalchemy.engine import make_url
 from tests.flow import writer_processes
+from tests.flow.test_bounce_rating import dsn
 from tests.peers.postgres import PostgresServer
 
 from postroom.config.schema import RatingConfig
@@ -180,20 +181,6 @@ def test_concurrent_rating_changes_of_one_contact_are_not_lost(database_url: str
     engine.dispose()
 
 
-def mailbox_full_report(recipient: str) -> bytes:
-    return (
-        "From: Mail Delivery System <mailer-daemon@far.test>\r\n"
-        "Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
-        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
-        "--B\r\nContent-Type: text/plain\r\n\r\nThe mailbox is full.\r\n"
-        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
-        "Reporting-MTA: dns; mx.far.test\r\n\r\n"
-        f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.2.2\r\n"
-        "Diagnostic-Code: smtp; 552 5.2.2 Mailbox full, over quota\r\n"
-        "--B--\r\n"
-    ).encode()
-
-
 def test_a_bounce_processed_twice_at_once_counts_once(database_url: str) -> None:
     engine = make_engine(database_url)
     directory = Directory(engine)
@@ -213,7 +200,7 @@ def test_a_bounce_processed_twice_at_once_counts_once(database_url: str) -> None
 
     def process(recipient: str) -> None:
         barrier.wait(writer_processes.BARRIER_TIMEOUT_S)
-        inbox.process(mailbox_full_report(recipient), [delivery_of[recipient]], feedback=False)
+        inbox.process(dsn("bounces@shop.test", recipient), [delivery_of[recipient]], feedback=False)
 
     with ThreadPoolExecutor(BOUNCE_COPIES) as threads:
         for recipient in recipients:
