@@ -63,6 +63,10 @@ def test_every_message_is_delivered_once_whichever_worker_took_it(
     server = start_postroom(tmp_path, world, workers=2)
     tokens = [f"workers-{index}-{time.monotonic_ns()}" for index in range(40)]
     try:
+        # [server] pin_workers (default): with a CPU for each, each worker has its own.
+        pinned = [os.sched_getaffinity(pid) for pid in server.worker_pids()]
+        cpus = sorted(os.sched_getaffinity(0))
+        assert pinned == ([{cpus[0]}, {cpus[1]}] if len(cpus) >= 2 else [set(cpus)] * 2)
         for token in tokens:  # a connection each: the kernel spreads them
             with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as client:
                 client.sendmail("app@src.test", ["user@dest.test"], message(token))

@@ -9,6 +9,8 @@ descriptor of the node's port 25 session counts, `shared_limits.SharedCounts`) a
   (PR_SET_PDEATHSIG), so a supervisor killed with -9 leaves no worker serving on with
   leases a restarted service would hand out again (a worker whose parent is already
   gone when it starts refuses to run);
+- runs on the CPU `POSTROOM_WORKER_CPU` names, when the supervisor pins workers
+  (`[server] pin_workers`);
 - applies its share of the node's lane limits and its own node name (shares.py), and
   counts port 25 sessions in its row of the shared table (`connection_limits`);
 - reports on its stdout, one word a line: `ready` once its listeners serve and its
@@ -32,6 +34,7 @@ from postroom.mta.inbound.sockets import Listening
 from postroom.workers.shares import worker_config
 
 LISTEN_FDS_ENV = "POSTROOM_LISTEN_FDS"
+WORKER_CPU_ENV = "POSTROOM_WORKER_CPU"
 CONNECTION_COUNTS_ENV = "POSTROOM_CONNECTION_COUNTS"
 SUPERVISOR_PID_ENV = "POSTROOM_SUPERVISOR_PID"
 READY = "ready"
@@ -83,6 +86,9 @@ class WorkerRole:
         # Until serve's own handler is in: a reload asked meanwhile must not kill us
         # (the config we are about to read is the reloaded one anyway).
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        if WORKER_CPU_ENV in os.environ:
+            # Before any thread starts: the threads serve makes inherit it.
+            os.sched_setaffinity(0, {int(os.environ[WORKER_CPU_ENV])})
         count = int(count_text)
         return cls(
             int(index_text),

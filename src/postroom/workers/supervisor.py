@@ -4,7 +4,8 @@ The supervisor handles no mail. Start: apply the migrations (once, before any wo
 return every lease this node and its workers held (none of them runs now), bind the
 listeners (sockets.py) and load the TLS certificate, so that a mistake in either is one
 line and exit 2 before any worker starts; then start N workers (`postroom -c FILE serve
---worker I/N`, role.py), each on its own port 25 sockets (SO_REUSEPORT), worker 0 also
+--worker I/N`, role.py), each on its own port 25 sockets (SO_REUSEPORT) and, with
+`[server] pin_workers` and a CPU for each, on a CPU of its own; worker 0 also
 on the submission sockets (shares.py says why), with one table of port 25 session
 counts they all share (shared_limits.py), and send systemd READY once every worker
 said `ready`. A worker that exits before it is ready fails the start: the others are
@@ -58,6 +59,7 @@ from postroom.workers.role import (
     READY,
     RELOADED,
     SUPERVISOR_PID_ENV,
+    WORKER_CPU_ENV,
 )
 from postroom.workers.shares import limits_below_workers, worker_name_prefix
 
@@ -91,6 +93,7 @@ class Supervisor:
         self.count = count
         self._counts = SharedCounts.create(count)
         self._workers = [_Worker(i, listening[i]) for i in range(count)]
+        self._cpus = worker_cpus(config, count)
         self._news = asyncio.Condition()
         self._stop = asyncio.Event()
         self._stopping = False
@@ -152,6 +155,8 @@ class Supervisor:
         env[LISTEN_FDS_ENV] = described
         env[CONNECTION_COUNTS_ENV] = str(self._counts.fd)
         env[SUPERVISOR_PID_ENV] = str(os.getpid())
+        if self._cpus:
+            env[WORKER_CPU_ENV] = str(self._cpus[worker.index])
         # A predecessor's sessions died with it; its successor starts from zero.
         self._counts.clear_row(worker.index)
         worker.reported = {}
@@ -321,6 +326,14 @@ class Supervisor:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return task
+
+
+def worker_cpus(config: Config, count: int) -> list[int]:
+    """The CPU of each worker (`[server] pin_workers`, and a CPU for each); else []."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if not config.server.pin_workers or len(allowed) < count:
+        return []
+    return allowed[:count]
 
 
 class _WorkerGone(Exception):

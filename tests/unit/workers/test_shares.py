@@ -47,3 +47,17 @@ def test_worker_config_splits_lanes_and_names_the_node() -> None:
 def test_limits_below_the_worker_count_are_named() -> None:
     assert limits_below_workers(node(), 2) == ["delivery.destination[0].max_connections = 1"]
     assert limits_below_workers(node(), 1) == []
+
+
+def test_workers_get_a_cpu_each_only_when_there_is_one_for_each() -> None:
+    import os
+    from dataclasses import replace
+
+    from postroom.workers.supervisor import worker_cpus
+
+    cpus = sorted(os.sched_getaffinity(0))
+    config = Config()
+    assert worker_cpus(config, len(cpus)) == cpus
+    assert worker_cpus(config, len(cpus) + 1) == []
+    unpinned = replace(config, server=replace(config.server, pin_workers=False))
+    assert worker_cpus(unpinned, 1) == []
