@@ -21,6 +21,7 @@ Untrusted input: none (the supervisor writes the environment). Config keys: none
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -87,8 +88,10 @@ class WorkerRole:
         # (the config we are about to read is the reloaded one anyway).
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         if WORKER_CPU_ENV in os.environ:
-            # Before any thread starts: the threads serve makes inherit it.
-            os.sched_setaffinity(0, {int(os.environ[WORKER_CPU_ENV])})
+            # Before any thread starts: the threads serve makes inherit it. Refused (a
+            # seccomp filter, a cpuset changed meanwhile), the worker runs unpinned.
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, {int(os.environ[WORKER_CPU_ENV])})
         count = int(count_text)
         return cls(
             int(index_text),
