@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 import idna
-from sqlalchemy import Engine, Insert, and_, insert, select, update
+from sqlalchemy import Engine, Insert, and_, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
@@ -45,6 +45,14 @@ KNOWN_CONTACTS_MAX = 100_000
 # Reads of a contact that others keep changing before `record` gives up (see there).
 RECORD_ATTEMPTS = 10
 MAX_LIST_NAME_CHARS = 128  # lists.name
+
+
+# Built once: it runs for every group commit of project mail, under the write lock.
+_BLOCKED_AMONG = select(contacts.c.address).where(
+    contacts.c.project_id == bindparam("project_id"),
+    contacts.c.blocked == 1,
+    contacts.c.address.in_(bindparam("addresses", expanding=True)),
+)
 
 
 def _insert_unless_known(dialect: ModuleType) -> Insert:
@@ -326,11 +334,7 @@ class Contacts:
         found: set[tuple[int, str]] = set()
         for project_id, addresses in by_project.items():
             rows = conn.execute(
-                select(contacts.c.address).where(
-                    contacts.c.project_id == project_id,
-                    contacts.c.blocked == 1,
-                    contacts.c.address.in_(sorted(addresses)),
-                )
+                _BLOCKED_AMONG, {"project_id": project_id, "addresses": sorted(addresses)}
             )
             found.update((project_id, row.address) for row in rows)
         return found
