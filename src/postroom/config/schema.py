@@ -480,6 +480,14 @@ class Config:
         return self.default_pool
 
     @property
+    def campaign_pool(self) -> str:
+        if self.campaign.pool:
+            return self.campaign.pool
+        if any(pool.name == "mailings" for pool in self.pool):
+            return "mailings"
+        return self.default_pool
+
+    @property
     def authserv_id(self) -> str:
         return self.checks.authserv_id or self.server.hostname
 
@@ -514,6 +522,8 @@ class Config:
         campaign_pool = self.campaign.transactional_pool
         if campaign_pool and campaign_pool not in pool_names:
             raise ConfigError("campaign.transactional_pool", f"no [[pool]] named {campaign_pool!r}")
+        if self.campaign.pool and self.campaign.pool not in pool_names:
+            raise ConfigError("campaign.pool", f"no [[pool]] named {self.campaign.pool!r}")
         if self.delivery.default_pool and self.delivery.default_pool not in pool_names:
             raise ConfigError("delivery.default_pool", f"no [[pool]] named {self.default_pool!r}")
         for index, rule in enumerate(self.delivery.rule):

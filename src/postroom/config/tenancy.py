@@ -9,6 +9,7 @@ contacts, the others the transport of mail.
 from __future__ import annotations
 
 import re
+import zoneinfo
 from dataclasses import dataclass
 
 from postroom.config.loader import ConfigError, Duration
@@ -178,9 +179,21 @@ class CampaignConfig:
     """How long a sender's confirmation code stays valid."""
     code_max_failures: int = 5
     """Wrong codes a sender may try; then only a new code (`sender resend-code`) helps."""
+    pool: str = ""
+    """Pool campaigns send through unless `campaign launch --pool` names another; empty =
+    the pool named "mailings" when there is one, else [delivery] default_pool."""
+    timezone: str = "UTC"
+    """IANA zone of a `campaign launch --at` time written without an offset."""
+    history: bool = True
+    """Record each campaign message in the contact's history (`contact history`) unless
+    `campaign launch --no-history`."""
 
     def validate(self, path: str) -> None:
         if self.code_lifetime <= 0:
             raise ConfigError(f"{path}.code_lifetime", "must be positive")
         if self.code_max_failures < 1:
             raise ConfigError(f"{path}.code_max_failures", "at least 1")
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"{path}.timezone", f"unknown time zone {self.timezone!r}") from None

@@ -50,9 +50,17 @@ Campaigns (`postroom.campaign`):
   `postroom.campaign.audience`) and its state (`CampaignState`); a campaign made
   from a CSV file has its own list; `content` is the template as sent (a JSON
   snapshot taken at launch, so that a copy or a resend survives template edits).
+  Launching stores its sending settings (start, interval, parts, pool, display
+  name, history) beside it.
+- `campaign_recipients`: the audience snapshot taken at launch, one row per
+  contact in audience order (`seq`): `RecipientState` pending (with the part it
+  belongs to and its release time), queued (with the queue id of its message:
+  the state change and the queue insert are one transaction, so a recipient gets
+  exactly one message), skipped (with the reason) or cancelled. Nodes producing
+  a campaign claim pending rows with a lease.
 - `campaign_sends`: one row per message a campaign sent to a contact (the
-  campaign itself, a test copy or a resend), with its queue id: the contact's
-  history and, later, the campaign's counters.
+  campaign itself when `history` is on, a test copy or a resend), with its
+  queue id: the contact's history.
 """
 
 from __future__ import annotations
@@ -95,6 +103,15 @@ class MessageOrigin(StrEnum):
 class SenderState(StrEnum):
     UNCONFIRMED = "unconfirmed"
     CONFIRMED = "confirmed"
+
+
+class RecipientState(StrEnum):
+    """A campaign recipient's row: what became of that contact at launch and since."""
+
+    PENDING = "pending"  # waits for its release time and a producer
+    QUEUED = "queued"  # its message is in the queue (message_id)
+    SKIPPED = "skipped"  # never sent: `reason` says why
+    CANCELLED = "cancelled"  # the campaign was cancelled before it was queued
 
 
 class CampaignState(StrEnum):
@@ -304,6 +321,8 @@ contact_events = Table(
     Column("message_id", String(32), nullable=True),
     Column("delivery_id", Integer, nullable=True),
     Column("detail", Text, nullable=False, default=""),
+    # The campaign whose message caused it (a bounce, a complaint, an unsubscribe).
+    Column("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="SET NULL"), nullable=True),
     Index("ix_contact_events_contact", "contact_id", "created_at"),
     Index("ix_contact_events_delivery", "delivery_id"),
 )
@@ -384,7 +403,41 @@ campaigns = Table(
     Column("copied_from", Integer, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # Sending settings, set at launch (NULL / 0 while a draft).
+    Column("launched_at", Float, nullable=True),
+    Column("start_at", Float, nullable=True),
+    Column("interval_s", Float, nullable=False, server_default=text("0")),
+    Column("part_size", Integer, nullable=True),  # NULL: one part
+    Column("part_gap_s", Float, nullable=False, server_default=text("0")),
+    Column("pool", String(64), nullable=True),
+    Column("from_name", Text, nullable=True),  # NULL: the sender's name
+    Column("history", Integer, nullable=False, server_default=text("1")),
+    Column("paused_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),  # sent or cancelled
     Index("ix_campaigns_project_state", "project_id", "state"),
+)
+
+campaign_recipients = Table(
+    "campaign_recipients",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
+    # NULL once the contact is erased: the campaign's counts stay.
+    Column("contact_id", Integer, ForeignKey("contacts.id", ondelete="SET NULL"), nullable=True),
+    Column("address", String(320), nullable=False),
+    Column("seq", Integer, nullable=False),  # position in the audience, from 0
+    Column("part", Integer, nullable=False, server_default=text("0")),
+    Column("state", String(16), nullable=False),
+    Column("reason", String(32), nullable=False, server_default=text("''")),
+    Column("release_at", Float, nullable=False),
+    Column("message_id", String(32), nullable=True),  # the queue id, once queued
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_until", Float, nullable=True),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("campaign_id", "seq"),
+    Index("ix_campaign_recipients_claim", "campaign_id", "state", "release_at"),
+    Index("ix_campaign_recipients_contact", "contact_id", "state"),
+    Index("ix_campaign_recipients_message", "message_id"),
 )
 
 campaign_sends = Table(
