@@ -1,11 +1,13 @@
 """The producer tests' world, on any database URL (SQLite here, PostgreSQL in flow).
 
-`ProducerWorld(url, directory, contacts=N)`: project acme with the verified domain
-acme.test, a confirmed sender news@acme.test ("Acme News"), a template greeting
-`contact.first_name`, N contacts c0000@dest.test ... (first_name set) on the list
-"customers", and a draft campaign over that list (`campaign_id`). `producer(node)`
-is a `CampaignProducer` over a real `QueueStore` whose delivery engine is a
-`JobSink` (it keeps the jobs handed over); start the store inside a running loop.
+`ProducerWorld(url, directory, contacts_count=N, project="acme")`: the project
+with the verified domain PROJECT.test, a confirmed sender news@PROJECT.test, a
+template greeting `contact.first_name`, N contacts c0000@dest.test ... (with a
+first_name) on the list "customers", and a draft campaign over that list
+(`campaign_id`); `launch(...)` writes its snapshot (the launch stand-in).
+`producer(node)` is a `CampaignProducer` over a real `QueueStore` whose delivery
+engine is a `JobSink` (it keeps the jobs handed over); start the store inside a
+running loop.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ from postroom.mta.queue.store import QueueStore
 from postroom.rating.contacts import Contacts
 from postroom.rating.rules import Rules
 
-SENDER = "news@acme.test"
 TEMPLATE = TemplateSource(
     subject="Hello {{ contact.first_name }}",
     html="<p>Hi {{ contact.first_name }} of {{ project.name }}</p>",
@@ -67,7 +68,9 @@ class JobSink:
 
 
 class ProducerWorld:
-    def __init__(self, url: str, directory: Path, contacts_count: int = 5) -> None:
+    def __init__(
+        self, url: str, directory: Path, contacts_count: int = 5, project: str = "acme"
+    ) -> None:
         self.engine: Engine = make_engine(url)
         upgrade(self.engine)
         self.config = Config(
@@ -77,12 +80,12 @@ class ProducerWorld:
         now = time.time()
         with self.engine.begin() as conn:
             project_id = conn.execute(
-                insert(projects).values(name="acme", created_at=now).returning(projects.c.id)
+                insert(projects).values(name=project, created_at=now).returning(projects.c.id)
             ).scalar_one()
             conn.execute(
                 insert(domains).values(
                     project_id=project_id,
-                    name="acme.test",
+                    name=f"{project}.test",
                     state=DomainState.VERIFIED.value,
                     verification_token="t",
                     created_at=now,
@@ -91,7 +94,7 @@ class ProducerWorld:
             conn.execute(
                 insert(senders).values(
                     project_id=project_id,
-                    address=SENDER,
+                    address=self.sender(project),
                     display_name="Acme News",
                     state=SenderState.CONFIRMED.value,
                     created_at=now,
@@ -99,21 +102,29 @@ class ProducerWorld:
                 )
             )
         self.project_id = int(project_id)
-        Templates(self.engine).add("acme", "spring", TEMPLATE)
+        Templates(self.engine).add(project, "spring", TEMPLATE)
         rated = Contacts(self.engine, Rules(self.config.rating))
         for index in range(contacts_count):
-            rated.add("acme", self.address(index), "customers")
+            rated.add(project, self.address(index), "customers")
         with self.engine.begin() as conn:
-            conn.execute(update(contacts).values(variables='{"first_name": "Ann"}'))
+            conn.execute(
+                update(contacts)
+                .where(contacts.c.project_id == self.project_id)
+                .values(variables='{"first_name": "Ann"}')
+            )
         audience = AudienceFilter(lists=("customers",))
         self.campaign_id = Campaigns(self.engine).create(
-            "acme", "spring", SENDER, "spring", audience
+            project, "spring", self.sender(project), "spring", audience
         )
 
     def launch(self, **settings: Any) -> int:
         """`snapshot_launch` of the campaign, starting at the world's clock by default."""
         settings.setdefault("start_at", self.clock.now)
         return snapshot_launch(self.engine, self.campaign_id, **settings)
+
+    @staticmethod
+    def sender(project: str) -> str:
+        return f"news@{project}.test"
 
     @staticmethod
     def address(index: int) -> str:
