@@ -6,11 +6,13 @@ each with its share of the limits (workers/shares.py), and speaks to systemd its
 Start: bind the listeners (or take the supervisor's), apply migrations, open the
 queue, return this node's old leases, start the feedback worker (bounces,
 complaints, replies: its own threads), serve the listeners, start the delivery
-engine, then tell systemd READY (a worker tells its supervisor).
+engine and the campaign producer, then tell systemd READY (a worker tells its
+supervisor).
 SIGTERM: stop accepting (listeners close), let the router's shielded work
 (messages being queued, reservations being given back) finish within `[server]
-drain_timeout`, then the feedback jobs (sessions waiting for a report's verdict)
-and the deliveries in progress within another, side by side; flush outcomes, stop.
+drain_timeout`, let the campaign producer finish its batch, then the feedback
+jobs (sessions waiting for a report's verdict) and the deliveries in progress
+within another, side by side; flush outcomes, stop.
 SIGHUP: re-read the config; pools, rules and lane limits take effect for new
 work, listener and database changes need a restart (the log says so).
 Config keys: all sections (this is where they meet).
@@ -26,6 +28,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from postroom.campaign.producer import CampaignProducer
 from postroom.campaign.unsubscribe import UNSUBSCRIBE_KEY_INFO, UnsubscribeTokens
 from postroom.config import Config, ConfigError, load_config
 from postroom.core import sdnotify
@@ -204,6 +207,9 @@ async def _node(
     servers += submission_servers
     handlers = [h for h in (handler, submission) if h is not None]
     delivery_task = asyncio.create_task(delivery.run(), name="delivery")
+    # Every node produces campaigns; claims keep two nodes off the same recipients.
+    producer = CampaignProducer(engine, config, store, delivery, signer)
+    producer.start(worker_name_prefix(config.node_name) if worker is None else None)
     keyring = Keyring(
         Directory(engine), config.dkim, Path(config.secret_key_file), Path(config.state.dir)
     )
@@ -240,6 +246,8 @@ async def _node(
     unfinished = await router.shielded.wait(config.server.drain_timeout)
     if unfinished:
         log.warning("drain timeout: %d accepted messages or reservations unsettled", unfinished)
+    # The batch in hand ends queued (its jobs reach the engine before it drains) or released.
+    await producer.stop(config.server.drain_timeout)
     delivery.drain()
     # One drain_timeout for both: feedback jobs (sessions waiting for a bounce's
     # verdict get it; nothing new is admitted) and the deliveries, side by side.

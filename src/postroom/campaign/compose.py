@@ -12,10 +12,13 @@ queue would add (`Outbox.sign`), so a preview is byte for byte what is queued
 (but for its Date and Message-ID, made fresh per message).
 
 `compose(campaign, copy)` (a `Copy`: where it goes, whose fields fill it)
-refuses (a `CampaignError`, one line) an undefined variable naming it and the
-contact, never a half message. A test copy may go to another address with a
-contact's fields; it is marked in its subject and its unsubscribe link names no
-contact (contact id 0), so trying the link in a test copy unsubscribes nobody.
+refuses (a `RenderRefused`, a one-line `CampaignError` whose `reason` is
+`undefined_variable` or `render_error`) an undefined variable naming it and the
+contact, never a half message. A launched campaign renders its content snapshot
+(the template as sent), not the template row an operator may have edited since.
+A test copy may go to another address with a contact's fields; it is marked in
+its subject and its unsubscribe link names no contact (contact id 0), so trying
+the link in a test copy unsubscribes nobody.
 `queue(campaign, copies, kind, pool)` composes every message, then queues them
 (test copies, resends) with a `campaign_sends` row each in one transaction.
 
@@ -62,6 +65,14 @@ from postroom.rating.contacts import contact_row
 
 TEST_CONTACT_ID = 0
 """The contact id in a test copy's unsubscribe token: none."""
+
+
+class RenderRefused(CampaignError):
+    """One contact's message cannot be made; `reason` is what a campaign records."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +125,11 @@ class Composer:
         try:
             rendered = self.template(campaign).render(context)
         except (UndefinedVariable, RenderError) as error:
-            raise CampaignError(
-                f"campaign {campaign.id}, contact {contact.address}: {error}"
+            reason = (
+                "undefined_variable" if isinstance(error, UndefinedVariable) else "render_error"
+            )
+            raise RenderRefused(
+                f"campaign {campaign.id}, contact {contact.address}: {error}", reason
             ) from None
         token_contact = TEST_CONTACT_ID if copy.test else contact.contact_id
         token = self.tokens.make(campaign.project_id, token_contact, campaign.id)
@@ -134,8 +148,8 @@ class Composer:
                 test=copy.test,
             )
         except ValueError as error:  # an address or identifier the message cannot carry
-            raise CampaignError(
-                f"campaign {campaign.id}, contact {contact.address}: {error}"
+            raise RenderRefused(
+                f"campaign {campaign.id}, contact {contact.address}: {error}", "render_error"
             ) from None
         subject = f"[TEST] {rendered.subject}" if copy.test else rendered.subject
         return Composed(copy, subject, self.outbox.sign(body, campaign.project_id))
@@ -174,15 +188,16 @@ class Composer:
 
 
 def campaign_template(engine: Engine, campaign: Campaign) -> CompiledTemplate:
-    """The campaign's template compiled: its template row, else the content snapshot
-    taken at its launch; a one-line CampaignError when neither compiles or exists."""
-    if campaign.template_id is not None:
+    """The campaign's template compiled: the content snapshot taken at its launch (the
+    template as sent), else its template row; a one-line CampaignError when neither
+    compiles or exists."""
+    if campaign.content:
+        source = source_from_snapshot(campaign.content)
+    elif campaign.template_id is not None:
         try:
             source = Templates(engine).get_by_id(campaign.template_id, campaign.project_id).source
         except TemplateStoreError as error:
             raise CampaignError(f"campaign {campaign.id}: {error}") from None
-    elif campaign.content:
-        source = source_from_snapshot(campaign.content)
     else:
         raise CampaignError(f"campaign {campaign.id} has neither a template nor its content")
     try:

@@ -164,6 +164,7 @@ def show_contact(contacts: Contacts, contact: Contact, as_json: bool, *, events:
                         "message_id": event.message_id,
                         "delivery_id": event.delivery_id,
                         "detail": event.detail,
+                        "campaign_id": event.campaign_id,
                     }
                     for event in history
                 ],
@@ -193,6 +194,7 @@ def show_contact(contacts: Contacts, contact: Contact, as_json: bool, *, events:
             part
             for part in (
                 event.reason,
+                f"campaign {event.campaign_id}" if event.campaign_id is not None else "",
                 f"message {event.message_id}" if event.message_id else "",
                 event.detail,
             )

@@ -8,7 +8,9 @@
   found already known, up to `KNOWN_CONTACTS_MAX`, it does not write again:
   contacts are never deleted), `record` when a
   bounce, complaint or reply moves a rating. Every change is a `contact_events`
-  row naming its cause (kind, reason, message, delivery, detail). A change is
+  row naming its cause (kind, reason, message, delivery, detail, and the
+  campaign whose message it was, looked up by queue id when the cause does not
+  name one: `campaign_recipients.message_id`). A change is
   a conditional UPDATE (compare and set, retried): processes and threads that
   change one contact at once lose none of their changes, on SQLite and
   PostgreSQL alike.
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 
 import idna
@@ -35,7 +37,14 @@ from sqlalchemy.engine import Connection, Row
 
 from postroom.campaign.contact_fields import insert_new_fields, variables_json
 from postroom.db.engine import write_transaction
-from postroom.db.models import contact_events, contacts, list_members, lists, projects
+from postroom.db.models import (
+    campaign_recipients,
+    contact_events,
+    contacts,
+    list_members,
+    lists,
+    projects,
+)
 from postroom.rating.rules import BlockCause, ContactState, GateResult, Rules, gate
 
 INSERT_CHUNK_ROWS = 1000
@@ -108,6 +117,7 @@ class Event:
     message_id: str | None
     delivery_id: int | None
     detail: str
+    campaign_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +129,7 @@ class Cause:
     message_id: str | None = None
     delivery_id: int | None = None
     detail: str = ""
+    campaign_id: int | None = None  # None: the campaign that sent `message_id`, if any
 
 
 Change = Callable[[ContactState], ContactState | None]
@@ -187,6 +198,7 @@ class Contacts:
                 message_id=row.message_id,
                 delivery_id=row.delivery_id,
                 detail=row.detail,
+                campaign_id=row.campaign_id,
             )
             for row in rows
         ]
@@ -511,7 +523,19 @@ def _insert_contact(
 def _event(
     conn: Connection, contact_id: int, old_rating: int | None, new: ContactState, cause: Cause
 ) -> None:
+    if cause.campaign_id is None and cause.message_id is not None:
+        cause = replace(cause, campaign_id=campaign_of_message(conn, cause.message_id))
     conn.execute(insert(contact_events).values(event_row(contact_id, old_rating, new, cause)))
+
+
+def campaign_of_message(conn: Connection, message_id: str) -> int | None:
+    """The campaign whose recipient got queue message `message_id`, None for other mail."""
+    found = conn.execute(
+        select(campaign_recipients.c.campaign_id)
+        .where(campaign_recipients.c.message_id == message_id)
+        .limit(1)
+    ).scalar()
+    return None if found is None else int(found)
 
 
 def event_row(
@@ -532,6 +556,7 @@ def event_row(
         "message_id": cause.message_id,
         "delivery_id": cause.delivery_id,
         "detail": cause.detail[:1000],
+        "campaign_id": cause.campaign_id,
     }
 
 

@@ -81,6 +81,12 @@ class DeliveryEngine:
         for lane in self._lanes.values():
             lane.reconfigure(limits_for(lane.destination, config), self.settings)
 
+    @property
+    def backlog(self) -> int:
+        """Deliveries this node holds in memory (routed, waiting or being sent): a
+        producer hands over more only while this stays below its bound."""
+        return self._in_memory
+
     # -- intake ---------------------------------------------------------------
 
     def submit(self, jobs: list[Job]) -> None:

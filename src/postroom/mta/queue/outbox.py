@@ -30,12 +30,17 @@ from postroom.mta.signing.outbound import OutboundSigner
 
 
 class Outbox:
-    def __init__(self, engine: Engine, config: Config) -> None:
+    def __init__(
+        self, engine: Engine, config: Config, signer: OutboundSigner | None = None
+    ) -> None:
+        """`signer`: a running node's own (its keys kept fresh); None loads the keys once."""
         self.engine = engine
-        keys = SigningKeys(Directory(engine), Path(config.secret_key_file))
-        keys.load()
-        self.signer = OutboundSigner(keys, config.dkim.sign_presigned)
-        self._own_domains: dict[int, frozenset[str]] = {}  # one command's worth
+        if signer is None:
+            keys = SigningKeys(Directory(engine), Path(config.secret_key_file))
+            keys.load()
+            signer = OutboundSigner(keys, config.dkim.sign_presigned)
+        self.signer = signer
+        self._own_domains: dict[int, frozenset[str]] = {}  # one command's (or campaign's) worth
 
     def sign(self, body: bytes, project_id: int | None) -> bytes:
         """`body` as it will be queued: signed when its From domain has a key and, with

@@ -1,7 +1,7 @@
 """Values that travel between producers, the queue store and the delivery engine.
 
-- `NewMessage`: what a producer (SMTP session, DSN generator, later campaigns)
-  hands to the queue: envelope, bytes, pool, origin.
+- `NewMessage`: what a producer (SMTP session, DSN generator, campaigns)
+  hands to the queue: envelope, bytes, pool, origin, release time.
 - `Job`: the claimed deliveries of one message to one destination domain; what a
   lane sends in one SMTP transaction.
 - `DeliveryResult`: what happened to one delivery, as the store records it.
@@ -33,6 +33,9 @@ class NewMessage:
     envelope_id: str = ""
     project_id: int | None = None  # the sender's linked domain's project, if any
     held: frozenset[str] = frozenset()  # recipients queued as held (blocked contacts)
+    # Not to be sent before this time (a campaign's release time): a delivery due later
+    # than its insert is stored `queued` for the delivery engine's claim loop.
+    release_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

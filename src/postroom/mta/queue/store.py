@@ -5,6 +5,11 @@ Contract:
   recipient are committed (fsync, group commit). The deliveries are created
   already claimed by this node (`inflight`, leased), so fresh mail goes straight
   to the delivery engine without a round trip through the database.
+- `enqueue_produced(produce)` runs `produce(conn)` (a campaign's recipient rows
+  changing state) in the queue's next transaction and stores the messages it
+  returns in that same transaction: the producer's state change and the queue
+  insert commit together or not at all. Messages due now come back as claimed
+  jobs; a message released later waits `queued` until `next_attempt_at`.
 - `claim_due(limit)` claims due `queued`/`deferred` deliveries and those whose
   lease expired (a crashed node's). Several nodes (the worker processes of
   one `serve`, or machines) can share one database and never claim one
@@ -211,10 +216,36 @@ class QueueStore(OutcomeRecording):
         # Built after the commit: not under the database's write lock.
         return self._jobs_for(message, delivery_ids)
 
-    def _insert_many(self, conn: Connection, new_messages: list[NewMessage]) -> list[list[int]]:
+    async def enqueue_produced(
+        self, produce: Callable[[Connection], list[NewMessage]]
+    ) -> list[Job]:
+        """`produce(conn)` in the queue's next transaction, then the messages it returned
+        stored in that transaction; the jobs of those due now (claimed by this node).
+        `produce` may run twice (its batch failed, it is retried alone): it must decide
+        from what `conn` reads, not from what an earlier call did."""
+
+        def operation(conn: Connection) -> list[Job]:
+            new_messages = produce(conn)
+            if not new_messages:
+                return []
+            now = self.clock()
+            delivery_ids = self._insert_many(conn, new_messages, now)
+            return [
+                job
+                for message, ids in zip(new_messages, delivery_ids, strict=True)
+                if message.release_at <= now
+                for job in self._jobs_for(message, ids)
+            ]
+
+        return await self._committer.submit(operation)
+
+    def _insert_many(
+        self, conn: Connection, new_messages: list[NewMessage], now: float | None = None
+    ) -> list[list[int]]:
         """Every message of a group commit in two multi-row INSERTs; each message's
         delivery ids, in the order of its recipients."""
-        now = self.clock()
+        if now is None:
+            now = self.clock()
         conn.execute(
             self._insert_messages,
             [
@@ -242,6 +273,18 @@ class QueueStore(OutcomeRecording):
                 "next_attempt_at": now,
                 "lease_owner": self.node_name,
                 "lease_until": now + self.lease_s,
+                "updated_at": now,
+            }
+            if recipient not in message.held and message.release_at <= now
+            else {
+                "message_id": message.queue_id,
+                "recipient": recipient,
+                "domain": recipient_domain(recipient),
+                "state": DeliveryState.QUEUED.value,
+                "attempts": 0,
+                "next_attempt_at": message.release_at,
+                "lease_owner": None,
+                "lease_until": None,
                 "updated_at": now,
             }
             if recipient not in message.held
