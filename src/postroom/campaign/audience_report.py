@@ -241,7 +241,9 @@ def classified(
     """Every matched contact row with its skip reason (None: a recipient), by id."""
     query = audience_query(conn, project_id, audience).order_by(contacts.c.id)
     seen_mailboxes: set[str] = set()
-    result = conn.execution_options(yield_per=batch_rows).execute(query)
+    # On the statement, not the connection (which would keep it, and a caller writing
+    # through the same connection would get server-side cursors for its inserts too).
+    result = conn.execute(query.execution_options(yield_per=batch_rows))
     with result:
         for row in result:
             yield row, _skip_reason(row, validator, seen_mailboxes, required_variables)

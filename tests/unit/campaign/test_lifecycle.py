@@ -21,13 +21,17 @@ from postroom.rating.contacts import contact_id_of
 CONTACTS = 6
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> CampaignWorld:
-    world = CampaignWorld(tmp_path)
+def seeded(world: CampaignWorld) -> CampaignWorld:
+    """CONTACTS customers and a blocked one (the PostgreSQL run seeds its world so too)."""
     for index in range(CONTACTS):
         world.contact(f"c{index}@shop.test")
     world.contact("blocked@shop.test", blocked=True)
     return world
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> CampaignWorld:
+    return seeded(CampaignWorld(tmp_path))
 
 
 def launched(world: CampaignWorld) -> tuple[int, list[str]]:
