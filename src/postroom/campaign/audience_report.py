@@ -25,6 +25,13 @@ The others are the recipients.
   `[rating] campaign_minimum` the launch will be refused; the reason says which
   share drags it down. `AudienceReport.to_json()` is the shape of
   `campaign audience ID --json`.
+- `classified(conn, project_id, audience, validator, required_variables=...)`
+  is that walk itself: every matched row with its skip reason (None: a
+  recipient). With `required_variables` (the launch: the variables the
+  template needs without a default) a contact lacking one is skipped as
+  `undefined_variable`, checked before `duplicate` so that a later contact of
+  the same mailbox that has them is the one that gets the mail. `GateTally`
+  counts what the gate looks at, row by row, for the report and the launch.
 - `missing_variables(conn, project_id, audience, names)`: for each variable
   name a template uses, how many matched contacts that are neither blocked
   nor unsubscribed lack it (one SQL query, NOT EXISTS per name; the validator's
@@ -52,6 +59,8 @@ from postroom.db.models import contact_variables, contacts
 from postroom.rating.rules import ContactState, GateResult, gate
 
 SKIP_REASONS = ("blocked", "unsubscribed", "invalid", "duplicate")
+UNDEFINED_VARIABLE = "undefined_variable"
+SNAPSHOT_SKIP_REASONS = (*SKIP_REASONS, UNDEFINED_VARIABLE)  # a launch's skips
 BATCH_ROWS = 5000
 
 
@@ -124,6 +133,27 @@ class AudienceReport:
         return lines
 
 
+class GateTally:
+    """What `rating.rules.gate` judges, counted one classified contact at a time: the
+    recipients and the blocked contacts (skipped, but they still say the audience is
+    bad). Kept as counts per distinct state: memory does not grow with the audience."""
+
+    def __init__(self) -> None:
+        self.states: Counter[ContactState] = Counter()
+
+    def count(self, rating: int, reason: str | None) -> None:
+        if reason is None:
+            self.states[ContactState(rating)] += 1
+        elif reason == "blocked":
+            self.states[ContactState(rating, True)] += 1
+
+    def verdict(self, rating_config: RatingConfig) -> GateResult:
+        # The gate's rule, fed one shared object per distinct state: a list of
+        # references, not a million objects.
+        states = chain.from_iterable(repeat(state, count) for state, count in self.states.items())
+        return gate(list(states), rating_config)
+
+
 def recipients(
     conn: Connection,
     project_id: int,
@@ -133,7 +163,7 @@ def recipients(
     batch_rows: int = BATCH_ROWS,
 ) -> Iterator[list[Recipient]]:
     batch: list[Recipient] = []
-    for row, reason in _classified(conn, project_id, audience, validator, batch_rows):
+    for row, reason in classified(conn, project_id, audience, validator, batch_rows=batch_rows):
         if reason is None:
             batch.append(recipient_from_row(row))
             if len(batch) >= batch_rows:
@@ -151,22 +181,17 @@ def audience_report(
     rating_config: RatingConfig,
 ) -> AudienceReport:
     report = AudienceReport(minimum=rating_config.campaign_minimum)
-    gate_states: Counter[ContactState] = Counter()
+    tally = GateTally()
     with engine.connect() as conn:
-        for row, reason in _classified(conn, project_id, audience, validator, BATCH_ROWS):
+        for row, reason in classified(conn, project_id, audience, validator):
             report.matched += 1
+            tally.count(row.rating, reason)
             if reason is None:
                 report.recipients += 1
                 report.ratings[row.rating] += 1
-                gate_states[ContactState(row.rating)] += 1
             else:
                 report.skipped[reason] += 1
-                if reason == "blocked":
-                    gate_states[ContactState(row.rating, True)] += 1
-    # The gate's rule, fed one shared object per distinct state: a list of references,
-    # not a million objects.
-    states = list(chain.from_iterable(repeat(state, count) for state, count in gate_states.items()))
-    report.gate = gate(states, rating_config)
+    report.gate = tally.verdict(rating_config)
     return report
 
 
@@ -204,23 +229,29 @@ def missing_variables(
     return {name: int(count) for name, count in zip(wanted, row, strict=True)}
 
 
-def _classified(
+def classified(
     conn: Connection,
     project_id: int,
     audience: AudienceFilter,
     validator: Validator,
-    batch_rows: int,
+    *,
+    required_variables: frozenset[str] = frozenset(),
+    batch_rows: int = BATCH_ROWS,
 ) -> Iterator[tuple[Any, str | None]]:
     """Every matched contact row with its skip reason (None: a recipient), by id."""
     query = audience_query(conn, project_id, audience).order_by(contacts.c.id)
     seen_mailboxes: set[str] = set()
-    result = conn.execution_options(yield_per=batch_rows).execute(query)
+    # On the statement, not the connection (which would keep it, and a caller writing
+    # through the same connection would get server-side cursors for its inserts too).
+    result = conn.execute(query.execution_options(yield_per=batch_rows))
     with result:
         for row in result:
-            yield row, _skip_reason(row, validator, seen_mailboxes)
+            yield row, _skip_reason(row, validator, seen_mailboxes, required_variables)
 
 
-def _skip_reason(row: Any, validator: Validator, seen_mailboxes: set[str]) -> str | None:
+def _skip_reason(
+    row: Any, validator: Validator, seen_mailboxes: set[str], required: frozenset[str]
+) -> str | None:
     if row.blocked:
         return "blocked"
     if row.unsubscribed_at is not None:
@@ -228,6 +259,8 @@ def _skip_reason(row: Any, validator: Validator, seen_mailboxes: set[str]) -> st
     verdict, mailbox = validator.check_with_mailbox(row.address)
     if verdict.verdict == "invalid" or mailbox is None:
         return "invalid"
+    if required and not required <= json.loads(row.variables or "{}").keys():
+        return UNDEFINED_VARIABLE
     if mailbox in seen_mailboxes:
         return "duplicate"
     seen_mailboxes.add(mailbox)

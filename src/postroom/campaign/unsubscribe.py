@@ -19,8 +19,12 @@ time wins; again is a no-op) and writes a `contact_events` row of kind
 message id: the queue id of the campaign's latest message to the contact). An
 unsubscribe is not a complaint: the rating does not move and the contact is not
 blocked (transactional mail still reaches it); campaigns skip unsubscribed
-contacts (the audience query). One transaction; a project only touches its own
-contact (the claim's project id must match the contact's).
+contacts (the audience query), and in the same transaction the contact's mail
+of the project's campaigns not sent yet stops (`lifecycle.withdraw_contact`:
+pending rows skipped as `unsubscribed`, waiting deliveries deleted). The event
+names the campaign (`contact_events.campaign_id`, when it is the project's).
+One transaction; a project only touches its own contact (the claim's project id
+must match the contact's).
 
 Untrusted input: tokens (from a URL or an RCPT address); checked in constant time.
 Config keys: [http] public_url, [bounce] domain (through `Config`).
@@ -37,6 +41,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, insert, select, update
 
+from postroom.campaign.lifecycle import withdraw_contact
 from postroom.db.models import campaign_sends, campaigns, contact_events, contacts
 from postroom.rating.contacts import Cause, event_row
 from postroom.rating.rules import BlockCause, ContactState
@@ -164,7 +169,11 @@ def unsubscribe(
             message_id=_latest_message(conn, claim),
             detail=_campaign_detail(conn, claim),
         )
-        conn.execute(insert(contact_events).values(event_row(row.id, row.rating, state, cause)))
+        event = event_row(row.id, row.rating, state, cause, moment)
+        conn.execute(
+            insert(contact_events).values({**event, "campaign_id": _own_campaign(conn, claim)})
+        )
+        withdraw_contact(conn, claim.project_id, row.id, moment)
     return Unsubscribed(row.address, first_time=True)
 
 
@@ -177,6 +186,15 @@ def _latest_message(conn, claim: UnsubscribeClaim) -> str | None:  # type: ignor
         )
         .order_by(campaign_sends.c.created_at.desc(), campaign_sends.c.id.desc())
         .limit(1)
+    ).scalar()
+
+
+def _own_campaign(conn, claim: UnsubscribeClaim) -> int | None:  # type: ignore[no-untyped-def]
+    """The claim's campaign when it is one of the contact's project (else None)."""
+    return conn.execute(
+        select(campaigns.c.id).where(
+            campaigns.c.id == claim.campaign_id, campaigns.c.project_id == claim.project_id
+        )
     ).scalar()
 
 

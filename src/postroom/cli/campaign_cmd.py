@@ -25,11 +25,22 @@ and `postroom contact history`.
 - `campaign copy ID [--name NAME]`: a new draft from any campaign.
 - `campaign resend ID --contact ADDRESS`: a launched campaign's message again,
   to one contact (not to a blocked or unsubscribed one).
+- `campaign launch ID [--at TIME] [--from-name NAME] [--interval D] [--parts N |
+  --part-size N] [--part-gap D] [--pool NAME] [--history | --no-history]
+  [--allow-send-only-dmarc]`: the audience snapshot and the gate
+  (`campaign.launch`; settings: `campaign.launch_settings`). Exit 1 when the
+  gate, DMARC or an empty audience refuses it: the draft stays, nothing queued.
+- `campaign pause|resume|cancel ID` (`campaign.lifecycle`); cancel says how
+  many queued messages it removed.
+- `campaign status ID [--json] [--watch]` (`campaign.status`): `--watch`
+  redraws a progress line each second on a terminal (a line per change
+  otherwise; JSON lines with --json) until the campaign is sent or cancelled.
 - `contact history ADDRESS --project P [--json]`.
-Bad input: one line, exit 2, nothing half-created.
+Bad input, unknown campaign, wrong state: one line, exit 2, nothing half-created.
 
-Config keys: [campaign] transactional_pool, [delivery] default_pool, [http]
-public_url, [bounce] domain, [rating] campaign_minimum, [addresses].
+Config keys: [campaign] transactional_pool, pool, timezone, history, [delivery]
+default_pool, [[pool]], [http] public_url, [bounce] domain, [rating]
+campaign_minimum, [addresses], [dns].
 """
 
 from __future__ import annotations
@@ -160,6 +171,58 @@ def register(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     resend.add_argument("id", type=campaign_id, metavar="ID", help="a launched campaign's id")
     resend.add_argument(
         "--contact", required=True, metavar="ADDRESS", help="the contact to send it to"
+    )
+
+    _register_sending(actions)
+
+
+def _register_sending(actions: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    launch = add_action(
+        actions, "launch", "send a draft: snapshot its audience, apply the gate, schedule it",
+        _launch,
+    )  # fmt: skip
+    launch.add_argument("id", type=campaign_id, metavar="ID", help="the draft's id")
+    launch.add_argument(
+        "--at",
+        metavar="TIME",
+        help="start then: ISO 8601 with an offset, or a time in [campaign] timezone "
+        "(default and in the past: now)",
+    )
+    launch.add_argument(
+        "--from-name", metavar="NAME", help="From display name (default: the sender's)"
+    )
+    launch.add_argument(
+        "--interval", metavar="DURATION", help="pause between two messages, e.g. 2s (default 0)"
+    )
+    parts = launch.add_mutually_exclusive_group()
+    parts.add_argument("--parts", type=int, metavar="N", help="split the audience in N parts")
+    parts.add_argument("--part-size", type=int, metavar="N", help="parts of N recipients")
+    launch.add_argument(
+        "--part-gap", metavar="DURATION", help="part k starts at start + k x this (e.g. 1h)"
+    )
+    launch.add_argument("--pool", metavar="NAME", help="a [[pool]] (default: [campaign] pool)")
+    launch.add_argument(
+        "--history",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="record each message in the contact's history (default: [campaign] history)",
+    )
+    launch.add_argument(
+        "--allow-send-only-dmarc",
+        action="store_true",
+        help="launch although the send-only sender's domain publishes DMARC reject/quarantine",
+    )
+    for verb, summary in (
+        ("pause", "hold a launched campaign: nothing more leaves until resumed"),
+        ("resume", "go on with a paused campaign at its pace"),
+        ("cancel", "stop a campaign; its messages still waiting leave the queue"),
+    ):
+        action = add_action(actions, verb, summary, _lifecycle)
+        action.add_argument("id", type=campaign_id, metavar="ID", help="the campaign's id")
+    status = add_action(actions, "status", "how a campaign is doing", _status)
+    status.add_argument("id", type=campaign_id, metavar="ID", help="the campaign's id")
+    status.add_argument(
+        "--watch", action="store_true", help="follow it until it is sent or cancelled"
     )
 
 
@@ -539,6 +602,167 @@ def _address(text: str) -> str:
     from postroom.cli.rating_cmd import contact_address
 
     return contact_address(text)
+
+
+# -- launch, pause, resume, cancel, status -----------------------------------------
+
+
+def _launch(args: argparse.Namespace) -> int:
+    import time
+
+    from postroom.campaign.launch import LaunchError, launch
+    from postroom.campaign.launch_settings import SettingsError, sending_settings
+    from postroom.config import load_config
+
+    config = load_config(args.config)
+    try:
+        settings = sending_settings(
+            config,
+            at=args.at,
+            interval=args.interval,
+            parts=args.parts,
+            part_size=args.part_size,
+            part_gap=args.part_gap,
+            pool=args.pool,
+            from_name=args.from_name,
+            history=args.history,
+            allow_send_only_dmarc=args.allow_send_only_dmarc,
+            now=time.time(),
+        )
+    except SettingsError as error:
+        raise CliError(str(error)) from None
+    engine = open_database(args.config)
+    validator = audience_cmd.validator_for(config, dns=False)
+    try:
+        launched = launch(engine, config, args.id, settings, validator)
+    except LaunchError as error:
+        if error.refused:
+            print(f"postroom: {error}", file=sys.stderr)
+            return 1
+        raise CliError(str(error)) from None
+    if args.json:
+        print_json(launched.as_json())
+        return 0
+    skipped = ", ".join(f"{n} {reason}" for reason, n in launched.skipped.items() if n) or "none"
+    pace = f"{launched.settings.interval_s:g}s apart" if launched.settings.interval_s else "unpaced"
+    parts = (
+        f"{launched.parts} part(s) of {launched.part_size}, {launched.settings.part_gap_s:g}s apart"
+        if launched.part_size
+        else "1 part"
+    )
+    print(f"launched campaign {launched.id}: {launched.state}")
+    print(f"  recipients  {launched.recipients} of {launched.matched} matched")
+    print(f"  skipped     {skipped}")
+    print(f"  starts      {utc_date(launched.start_at, seconds=True)}")
+    print(f"  pace        {parts}; messages {pace}")
+    print(f"  pool        {launched.settings.pool}")
+    print(f"  gate        {launched.gate.message}")
+    return 0
+
+
+def _lifecycle(args: argparse.Namespace) -> int:
+    from postroom.campaign import lifecycle
+
+    action = getattr(lifecycle, args.campaign_verb)
+    try:
+        done = action(open_database(args.config), args.id)
+    except lifecycle.LifecycleError as error:
+        raise CliError(str(error)) from None
+    if args.json:
+        import dataclasses
+
+        print_json({"action": args.campaign_verb, **dataclasses.asdict(done)})
+    elif isinstance(done, lifecycle.Paused):
+        print(f"paused campaign {done.id}: {done.held} queued message(s) held")
+    elif isinstance(done, lifecycle.Resumed):
+        print(
+            f"resumed campaign {done.id}: {done.state}, {done.released} message(s) released, "
+            f"release times moved by {done.shift_s:.0f}s"
+        )
+    else:
+        print(
+            f"cancelled campaign {done.id}: {done.removed} queued message(s) removed, "
+            f"{done.cancelled} recipient(s) will get nothing"
+        )
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from postroom.campaign.status import CampaignStatus, NoSuchCampaign, campaign_status
+
+    engine = open_database(args.config)
+
+    def read() -> CampaignStatus:
+        with engine.connect() as conn:
+            try:
+                return campaign_status(conn, args.id)
+            except NoSuchCampaign as error:
+                raise CliError(str(error)) from None
+
+    if args.watch:
+        return _watch(args, read)
+    status = read()
+    if args.json:
+        print_json(status.as_json())
+        return 0
+    _print_status(status)
+    return 0
+
+
+def _print_status(status) -> None:  # type: ignore[no-untyped-def]
+    from postroom.campaign.status import progress_line
+
+    report = status.as_json()
+    skipped = ", ".join(f"{n} {reason}" for reason, n in status.skipped.items() if n) or "none"
+    bounced = ", ".join(f"{n} {reason}" for reason, n in status.bounced.items()) or "none"
+    print(f"campaign {status.id}: {report['name']} ({status.state})")
+    print(f"  {progress_line(status)}")
+    print(f"  audience     {status.audience} (skipped: {skipped})")
+    print(
+        f"  queue        {status.queued} queued, {status.pending} pending, "
+        f"{report['waiting']} waiting, {report['held']} held, {status.cancelled} cancelled"
+    )
+    print(
+        f"  outcome      {report['delivered']} delivered, {report['deferred']} deferred, "
+        f"{report['failed']} failed"
+    )
+    print(f"  bounced      {bounced}")
+    print(f"  complaints   {status.complaints}, unsubscribed {status.unsubscribed}")
+    if status.settings["launched_at"] is not None:
+        print(f"  started      {utc_date(status.settings['start_at'], seconds=True)}")
+        print(f"  pool         {status.settings['pool']}")
+
+
+WATCH_REFRESH_S = 1.0
+
+
+def _watch(args: argparse.Namespace, read) -> int:  # type: ignore[no-untyped-def]
+    """Until the campaign is sent or cancelled (or Ctrl-C): on a terminal one line
+    redrawn each second; otherwise a line (JSON with --json) each time it changes."""
+    import json
+    import time
+
+    from postroom.campaign.status import progress_line
+
+    terminal = sys.stderr.isatty() and not args.json
+    last = None
+    try:
+        while True:
+            status = read()
+            if terminal:
+                print(f"\r\x1b[K{progress_line(status)}", end="", file=sys.stderr, flush=True)
+            else:
+                current = json.dumps(status.as_json(), sort_keys=True)
+                if current != last:
+                    print(current if args.json else progress_line(status), flush=True)
+                    last = current
+            if status.finished:
+                break
+            time.sleep(WATCH_REFRESH_S)
+    finally:
+        if terminal:
+            print(file=sys.stderr)
+    return 0
 
 
 # -- contact history ---------------------------------------------------------------

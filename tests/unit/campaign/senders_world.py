@@ -38,8 +38,9 @@ class Clock:
 
 
 class SenderWorld:
-    def __init__(self, directory: Path) -> None:
-        self.engine: Engine = make_engine(f"sqlite:///{directory}/db.sqlite")
+    def __init__(self, directory: Path, url: str | None = None) -> None:
+        """`url`: another database than a SQLite file in `directory` (an empty one)."""
+        self.engine: Engine = make_engine(url or f"sqlite:///{directory}/db.sqlite")
         upgrade(self.engine)
         self.config = Config(
             server=ServerConfig(hostname=HOSTNAME),

@@ -1,5 +1,6 @@
 """Operator actions on the queue (`postroom queue ...`): list, show, retry, hold,
-release, delete, stats.
+release, delete, stats; and `remove_waiting(conn, message_ids)`, the delete of
+producers that withdraw their own mail (a cancelled campaign, an unsubscribe).
 
 Each action is one short transaction, safe while `serve` runs: the server
 picks up retried and released deliveries at its next claim (about a second).
@@ -14,13 +15,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, case, delete, func, select, update
+from sqlalchemy import Connection, Engine, Select, case, delete, exists, func, select, update
 
 from postroom.db.models import deliveries, messages
 from postroom.db.states import FINAL_STATES, DeliveryState
 from postroom.mta.queue.stats import queue_stats
 
 _NOT_FINAL = deliveries.c.state.not_in([state.value for state in FINAL_STATES])
+WAITING_STATES = (DeliveryState.QUEUED, DeliveryState.DEFERRED, DeliveryState.HELD)
+"""Not handed to a remote server yet, nor being handed (in flight), nor final."""
 
 
 class NoSuchMessage(LookupError):
@@ -129,3 +132,35 @@ class QueueAdmin:
             found = conn.execute(select(messages.c.id).where(messages.c.id == queue_id)).first()
         if found is None:
             raise NoSuchMessage(queue_id)
+
+
+def remove_waiting(conn: Connection, message_ids: Select[Any], now: float) -> int:
+    """In the caller's transaction: delete the waiting deliveries (`WAITING_STATES`) of
+    the messages `message_ids` selects, then release those messages' bytes as the
+    queue does: a message with no delivery left is deleted (as `queue delete` does),
+    one whose remaining deliveries are all final is completed (body dropped). Those
+    in flight or done stay as they are. The number of deliveries deleted."""
+    removed = conn.execute(
+        delete(deliveries).where(
+            deliveries.c.message_id.in_(message_ids),
+            deliveries.c.state.in_([state.value for state in WAITING_STATES]),
+        )
+    ).rowcount
+    if not removed:
+        return 0
+    conn.execute(
+        delete(messages).where(
+            messages.c.id.in_(message_ids),
+            ~exists().where(deliveries.c.message_id == messages.c.id),
+        )
+    )
+    conn.execute(
+        update(messages)
+        .where(
+            messages.c.id.in_(message_ids),
+            messages.c.completed_at.is_(None),
+            ~exists().where(deliveries.c.message_id == messages.c.id, _NOT_FINAL),
+        )
+        .values(body=None, completed_at=now)
+    )
+    return int(removed)

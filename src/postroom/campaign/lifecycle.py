@@ -1,0 +1,222 @@
+"""Pausing, resuming and cancelling a launched campaign (`campaign pause|resume|cancel`).
+
+Each is ONE write transaction (`db.engine.write_transaction`), safe beside
+running serve workers; the producer in `serve` agrees with it because it only
+claims pending rows of `scheduled`/`sending` campaigns and queues a row only
+while it is still pending and its campaign still sendable.
+- `pause`: a `scheduled` or `sending` campaign → `paused`, `paused_at` = now;
+  its deliveries still waiting in the queue (queued, deferred; not in flight)
+  → `held`, the queue's operator hold: never claimed until released.
+- `resume`: a `paused` campaign; shift = now − paused_at. Every pending row's
+  `release_at` and every held delivery's `next_attempt_at` move by the shift
+  (held → queued), so the pace and the parts' gaps are kept; a campaign that had
+  not started yet (start_at after the pause) has its start moved too and is
+  `scheduled` again while it is ahead, else `sending`.
+- `cancel`: a `scheduled`, `sending` or `paused` campaign → `cancelled`,
+  `finished_at`; its pending rows → `cancelled`; its deliveries not handed to a
+  remote server (queued, deferred, held) are deleted with their messages
+  (`mta.queue.admin.remove_waiting`) and their rows become `cancelled` too
+  (their `campaign_sends` history row goes: the contact never got it). Those in
+  flight or done stay. `Cancelled.removed` says how many were removed.
+- `withdraw_contact(conn, project_id, contact_id, now)`: for an unsubscribe, in
+  its transaction: the contact's pending rows in every campaign of the project
+  → `skipped` (reason `unsubscribed`), and its campaign messages still waiting
+  deleted (those rows skipped the same way).
+The campaign's deliveries are those of the messages its `queued` rows name.
+A wrong state or an unknown campaign is a `LifecycleError` (one line, exit 2).
+
+Config keys: none.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, exists, select, update
+
+from postroom.db.engine import write_transaction
+from postroom.db.models import (
+    CampaignState,
+    RecipientState,
+    campaign_recipients,
+    campaign_sends,
+    campaigns,
+    deliveries,
+)
+from postroom.db.states import DeliveryState
+from postroom.mta.queue.admin import WAITING_STATES, remove_waiting
+
+_PAUSABLE = (CampaignState.SCHEDULED, CampaignState.SENDING)
+_CANCELLABLE = (CampaignState.SCHEDULED, CampaignState.SENDING, CampaignState.PAUSED)
+_WAITING = [state.value for state in WAITING_STATES]
+
+
+class LifecycleError(Exception):
+    """Not done (unknown campaign, wrong state): one line, nothing changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Paused:
+    id: int
+    held: int  # deliveries put on hold
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    id: int
+    state: str
+    shift_s: float
+    released: int  # held deliveries back in the queue
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    id: int
+    removed: int  # deliveries deleted from the queue before they were sent
+    cancelled: int  # recipient rows that will get nothing
+
+
+def pause(engine: Engine, campaign_id: int, *, clock: Callable[[], float] = time.time) -> Paused:
+    with write_transaction(engine) as conn:
+        _in_state(conn, campaign_id, _PAUSABLE, "paused")
+        now = clock()
+        _set_campaign(conn, campaign_id, state=CampaignState.PAUSED.value, paused_at=now)
+        held = conn.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.message_id.in_(campaign_messages(campaign_id)),
+                deliveries.c.state.in_([DeliveryState.QUEUED.value, DeliveryState.DEFERRED.value]),
+            )
+            .values(
+                state=DeliveryState.HELD.value, lease_owner=None, lease_until=None, updated_at=now
+            )
+        ).rowcount
+    return Paused(campaign_id, int(held))
+
+
+def resume(engine: Engine, campaign_id: int, *, clock: Callable[[], float] = time.time) -> Resumed:
+    with write_transaction(engine) as conn:
+        row = _in_state(conn, campaign_id, (CampaignState.PAUSED,), "resumed")
+        now = clock()
+        paused_at = row.paused_at if row.paused_at is not None else now
+        shift = max(now - paused_at, 0.0)
+        start_at = row.start_at if row.start_at is not None else now
+        if start_at > paused_at:  # it had not started: its start moves with the rest
+            start_at += shift
+        state = CampaignState.SCHEDULED if start_at > now else CampaignState.SENDING
+        _set_campaign(conn, campaign_id, state=state.value, paused_at=None, start_at=start_at)
+        conn.execute(
+            update(campaign_recipients)
+            .where(
+                campaign_recipients.c.campaign_id == campaign_id,
+                campaign_recipients.c.state == RecipientState.PENDING.value,
+            )
+            .values(release_at=campaign_recipients.c.release_at + shift, updated_at=now)
+        )
+        released = conn.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.message_id.in_(campaign_messages(campaign_id)),
+                deliveries.c.state == DeliveryState.HELD.value,
+            )
+            .values(
+                state=DeliveryState.QUEUED.value,
+                next_attempt_at=deliveries.c.next_attempt_at + shift,
+                updated_at=now,
+            )
+        ).rowcount
+    return Resumed(campaign_id, state.value, shift, int(released))
+
+
+def cancel(
+    engine: Engine, campaign_id: int, *, clock: Callable[[], float] = time.time
+) -> Cancelled:
+    with write_transaction(engine) as conn:
+        _in_state(conn, campaign_id, _CANCELLABLE, "cancelled")
+        now = clock()
+        _set_campaign(conn, campaign_id, state=CampaignState.CANCELLED.value, finished_at=now)
+        rows = campaign_recipients.c.campaign_id == campaign_id
+        cancelled = _stop_rows(conn, rows, RecipientState.CANCELLED, "", now)
+        removed = _withdraw_messages(conn, rows, RecipientState.CANCELLED, now)
+    return Cancelled(campaign_id, removed, cancelled)
+
+
+def withdraw_contact(conn: Connection, project_id: int, contact_id: int, now: float) -> int:
+    """An unsubscribed contact's campaign mail not sent yet stops (see the module
+    docstring); the number of its queued deliveries removed."""
+    rows = (campaign_recipients.c.contact_id == contact_id) & campaign_recipients.c.campaign_id.in_(
+        select(campaigns.c.id).where(campaigns.c.project_id == project_id)
+    )
+    _stop_rows(conn, rows, RecipientState.SKIPPED, "unsubscribed", now)
+    return _withdraw_messages(conn, rows, RecipientState.SKIPPED, now, reason="unsubscribed")
+
+
+def campaign_messages(campaign_id: int) -> Any:
+    """The queue ids of the campaign's messages (a subquery)."""
+    return select(campaign_recipients.c.message_id).where(
+        campaign_recipients.c.campaign_id == campaign_id,
+        campaign_recipients.c.state == RecipientState.QUEUED.value,
+    )
+
+
+def _stop_rows(conn: Connection, rows: Any, state: RecipientState, reason: str, now: float) -> int:
+    """Pending rows → `state`; and queued rows whose delivery still waits, marked before
+    `_withdraw_messages` deletes it (a row whose message is long delivered and purged
+    from the queue must keep saying queued)."""
+    stopped = conn.execute(
+        update(campaign_recipients)
+        .where(rows, campaign_recipients.c.state == RecipientState.PENDING.value)
+        .values(
+            state=state.value, reason=reason, lease_owner=None, lease_until=None, updated_at=now
+        )
+    ).rowcount
+    waiting = exists().where(
+        deliveries.c.message_id == campaign_recipients.c.message_id,
+        deliveries.c.state.in_(_WAITING),
+    )
+    stopped += conn.execute(
+        update(campaign_recipients)
+        .where(rows, campaign_recipients.c.state == RecipientState.QUEUED.value, waiting)
+        .values(state=state.value, reason=reason, updated_at=now)
+    ).rowcount
+    return int(stopped)
+
+
+def _withdraw_messages(
+    conn: Connection, rows: Any, state: RecipientState, now: float, *, reason: str = ""
+) -> int:
+    """The stopped rows' messages out of the queue, and out of the contacts' history."""
+    stopped_messages = select(campaign_recipients.c.message_id).where(
+        rows,
+        campaign_recipients.c.state == state.value,
+        campaign_recipients.c.reason == reason,
+        campaign_recipients.c.message_id.is_not(None),
+    )
+    removed = remove_waiting(conn, stopped_messages, now)
+    if removed:
+        conn.execute(
+            delete(campaign_sends).where(campaign_sends.c.message_id.in_(stopped_messages))
+        )
+    return removed
+
+
+def _in_state(
+    conn: Connection, campaign_id: int, allowed: tuple[CampaignState, ...], verb: str
+) -> Any:
+    row = conn.execute(select(campaigns).where(campaigns.c.id == campaign_id)).first()
+    if row is None:
+        raise LifecycleError(f"no campaign {campaign_id}")
+    if row.state not in allowed:
+        names = [state.value for state in allowed]
+        states = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+        raise LifecycleError(
+            f"campaign {campaign_id} is {row.state}: only a {states} campaign is {verb}"
+        )
+    return row
+
+
+def _set_campaign(conn: Connection, campaign_id: int, **values: Any) -> None:
+    conn.execute(update(campaigns).where(campaigns.c.id == campaign_id).values(**values))
