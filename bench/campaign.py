@@ -339,9 +339,10 @@ class RssSampler:
             self.samples += 1
 
 
-def hwm_sum_kib(root: int) -> int:
-    """Sum of each live process's own peak RSS (VmHWM) in the tree of `root`."""
-    return sum(status_kib(pid, "VmHWM") for pid in sample_tree(root).live)
+def hwm_kib(root: int) -> list[int]:
+    """Each live process's own peak RSS (VmHWM) in the tree of `root`, the root first."""
+    live = sample_tree(root).live
+    return [status_kib(pid, "VmHWM") for pid in sorted(live, key=lambda pid: pid != root)]
 
 
 def cgroup_memory_peak_mb(meter: Any) -> float | None:
@@ -374,6 +375,7 @@ class CampaignRun:
     cpu_source: str = ""
     rss_peak_sampled_mb: float = 0.0
     rss_hwm_sum_mb: float = 0.0
+    rss_hwm_by_process_mb: list[float] = field(default_factory=list)  # serve first, then workers
     rss_samples: int = 0
     cgroup_memory_peak_mb: float | None = None
     sink_count: int = 0
@@ -519,7 +521,9 @@ def run_postroom_campaign(
             result.cpu_source = meter.source
             if not args.dry_run:
                 measure_launch(args, result, setup, server, meter, counters, root)
-            result.rss_hwm_sum_mb = round(hwm_sum_kib(root) / 1024, 1)
+            peaks = hwm_kib(root)
+            result.rss_hwm_sum_mb = round(sum(peaks) / 1024, 1)
+            result.rss_hwm_by_process_mb = [round(peak / 1024, 1) for peak in peaks]
             result.cgroup_memory_peak_mb = cgroup_memory_peak_mb(meter)
             status = server.stop()
             result.checks["serve_exit_0_on_sigterm"] = status == 0
@@ -657,7 +661,8 @@ def print_campaign_run(result: CampaignRun) -> None:
             f"{produced}; launch command {result.launch_s:.2f} s, {result.launch_cpu_s:.2f} s "
             f"CPU)  server CPU {result.server_cpu_total_s:.2f} s "
             f"({result.server_cpu_ms_per_msg:.3f} ms/msg)  RSS peak {result.rss_hwm_sum_mb:.0f} "
-            f"MB (sum of VmHWM; sampled sum {result.rss_peak_sampled_mb:.0f} MB, "
+            f"MB (sum of VmHWM {result.rss_hwm_by_process_mb}; sampled sum "
+            f"{result.rss_peak_sampled_mb:.0f} MB, "
             f"{result.rss_samples} samples; cgroup memory.peak "
             f"{result.cgroup_memory_peak_mb if result.cgroup_memory_peak_mb is not None else '-'})"
             f"  {flag}",
