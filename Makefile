@@ -107,6 +107,7 @@ lint: install-test
 bench: install-test test-debs
 	@$(MAKE) --no-print-directory debs DEBS="$(BENCH_DEBS)"
 	$(BIN)/python bench/relay.py --sign
+	$(BIN)/python bench/campaign.py
 	$(BIN)/python bench/crash.py
 	$(BIN)/python bench/signing.py
 	$(BIN)/python bench/submission.py
