@@ -325,6 +325,7 @@ contact_events = Table(
     Column("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="SET NULL"), nullable=True),
     Index("ix_contact_events_contact", "contact_id", "created_at"),
     Index("ix_contact_events_delivery", "delivery_id"),
+    Index("ix_contact_events_campaign", "campaign_id"),  # `campaign status` counts
 )
 
 lists = Table(
