@@ -16,10 +16,12 @@ On PostgreSQL (SQLite runs writers one at a time) two more rules hold:
   message leaves anyway; one a claim took first stays `queued`.
 - `pause`: a `scheduled` or `sending` campaign → `paused`, `paused_at` = now;
   its deliveries still waiting in the queue (queued, deferred; not in flight)
-  → `held`, the queue's operator hold: never claimed until released.
+  → `held` (never claimed until released), marked `held_by = 'campaign'`.
 - `resume`: a `paused` campaign; shift = now − paused_at. Every pending row's
-  `release_at` and every held delivery's `next_attempt_at` move by the shift
-  (held → queued), so the pace and the parts' gaps are kept; a campaign that had
+  `release_at` and the `next_attempt_at` of every delivery its pause held move
+  by the shift (held → queued), so the pace and the parts' gaps are kept; one
+  an operator holds (`queue hold`, before or during the pause) stays held
+  until `queue release`; a campaign that had
   not started yet (start_at after the pause) has its start moved too and is
   `scheduled` again while it is ahead, else `sending`.
 - `cancel`: a `scheduled`, `sending` or `paused` campaign → `cancelled`,
@@ -57,7 +59,7 @@ from postroom.db.models import (
     deliveries,
 )
 from postroom.db.states import DeliveryState
-from postroom.mta.queue.admin import WAITING_STATES, remove_waiting
+from postroom.mta.queue.admin import HELD_BY_CAMPAIGN, WAITING_STATES, remove_waiting
 
 _PAUSABLE = (CampaignState.SCHEDULED, CampaignState.SENDING)
 _CANCELLABLE = (CampaignState.SCHEDULED, CampaignState.SENDING, CampaignState.PAUSED)
@@ -79,7 +81,7 @@ class Resumed:
     id: int
     state: str
     shift_s: float
-    released: int  # held deliveries back in the queue
+    released: int  # deliveries its pause held, back in the queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +103,11 @@ def pause(engine: Engine, campaign_id: int, *, clock: Callable[[], float] = time
                 deliveries.c.state.in_([DeliveryState.QUEUED.value, DeliveryState.DEFERRED.value]),
             )
             .values(
-                state=DeliveryState.HELD.value, lease_owner=None, lease_until=None, updated_at=now
+                state=DeliveryState.HELD.value,
+                held_by=HELD_BY_CAMPAIGN,
+                lease_owner=None,
+                lease_until=None,
+                updated_at=now,
             )
         ).rowcount
     return Paused(campaign_id, int(held))
@@ -131,9 +137,11 @@ def resume(engine: Engine, campaign_id: int, *, clock: Callable[[], float] = tim
             .where(
                 deliveries.c.message_id.in_(campaign_messages(campaign_id)),
                 deliveries.c.state == DeliveryState.HELD.value,
+                deliveries.c.held_by == HELD_BY_CAMPAIGN,
             )
             .values(
                 state=DeliveryState.QUEUED.value,
+                held_by=None,
                 next_attempt_at=deliveries.c.next_attempt_at + shift,
                 updated_at=now,
             )
