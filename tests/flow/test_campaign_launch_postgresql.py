@@ -2,19 +2,26 @@
 audience is read through a server-side cursor, release times from one UPDATE with
 integer division), the gate's rollback, pause/resume/cancel, the status aggregates and
 an unsubscribe — the same cases as the SQLite unit tests, each on a fresh database of
-the suite's PostgreSQL."""
+the suite's PostgreSQL. And the races SQLite cannot have (it runs writers one at a
+time): a cancel racing a delivery engine's claim, a pause racing a producer's commit."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, make_url, select, text, update
 from tests.peers.postgres import PostgresServer
 from tests.unit.campaign import test_launch, test_lifecycle
-from tests.unit.campaign.campaign_world import CampaignWorld
+from tests.unit.campaign.campaign_world import SENDER, CampaignWorld
+
+from postroom.campaign.lifecycle import cancel, pause
+from postroom.db.models import MessageOrigin, campaign_recipients, campaigns, deliveries
+from postroom.mta.queue.outbox import store_queued
 
 pytestmark = pytest.mark.flow
 
@@ -57,5 +64,79 @@ def test_lifecycle_on_postgresql(case: Case, database_url: str, tmp_path: Path) 
     world = test_lifecycle.seeded(CampaignWorld(tmp_path, database_url))
     try:
         case(world)
+    finally:
+        world.engine.dispose()
+
+
+BLOCKED_S = 0.5  # long enough for the other transaction to reach the lock it waits on
+
+
+def test_a_cancel_never_marks_a_row_whose_delivery_a_claim_took(
+    database_url: str, tmp_path: Path
+) -> None:
+    world = test_lifecycle.seeded(CampaignWorld(tmp_path, database_url))
+    try:
+        campaign_id, queue_ids = test_lifecycle.launched(world)  # c2 deferred, c3 queued
+        # The pool outlives the connection: its thread waits for that commit (or rollback).
+        with ThreadPoolExecutor(1) as pool, world.engine.connect() as claim:
+            claiming = claim.begin()
+            # A delivery engine mid-claim of c3's delivery: locked, in flight, not committed.
+            claim.execute(
+                select(deliveries.c.id)
+                .where(deliveries.c.message_id == queue_ids[3])
+                .with_for_update()
+            )
+            claim.execute(
+                update(deliveries)
+                .where(deliveries.c.message_id == queue_ids[3])
+                .values(state="inflight")
+            )
+            cancelling = pool.submit(cancel, world.engine, campaign_id)
+            time.sleep(BLOCKED_S)
+            assert not cancelling.done()  # it waits for the claim...
+            claiming.commit()  # ...which commits: c3's message leaves
+            done = cancelling.result(timeout=10)
+        assert done.removed == 1
+        assert [state for state, _ in test_lifecycle.states_of(world, campaign_id)[2:4]] == [
+            "cancelled",
+            "queued",
+        ]
+        assert world.delivery(queue_ids[3]).state == "inflight"
+    finally:
+        world.engine.dispose()
+
+
+def test_a_pause_waits_for_a_producer_commit_and_holds_what_it_queued(
+    database_url: str, tmp_path: Path
+) -> None:
+    world = test_lifecycle.seeded(CampaignWorld(tmp_path, database_url))
+    try:
+        campaign_id, _ = test_lifecycle.launched(world)  # c2 deferred, c3 queued, c4 pending
+        with ThreadPoolExecutor(1) as pool, world.engine.connect() as producer:
+            producing = producer.begin()
+            # The producer's commit: the campaign FOR SHARE, then c4's message queued.
+            producer.execute(
+                select(campaigns.c.state)
+                .where(campaigns.c.id == campaign_id)
+                .with_for_update(read=True)
+            )
+            queue_id = store_queued(
+                producer, SENDER, ["c4@shop.test"], b"Subject: x\r\n\r\nhi\r\n", "default",
+                MessageOrigin.CAMPAIGN,
+            )  # fmt: skip
+            producer.execute(
+                update(campaign_recipients)
+                .where(
+                    campaign_recipients.c.campaign_id == campaign_id,
+                    campaign_recipients.c.seq == 4,
+                )
+                .values(state="queued", message_id=queue_id)
+            )
+            pausing = pool.submit(pause, world.engine, campaign_id)
+            time.sleep(BLOCKED_S)
+            assert not pausing.done()
+            producing.commit()
+            assert pausing.result(timeout=10).held == 3  # c2, c3 and the one just committed
+        assert world.delivery(queue_id).state == "held"
     finally:
         world.engine.dispose()

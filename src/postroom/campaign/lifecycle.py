@@ -4,12 +4,24 @@ Each is ONE write transaction (`db.engine.write_transaction`), safe beside
 running serve workers; the producer in `serve` agrees with it because it only
 claims pending rows of `scheduled`/`sending` campaigns and queues a row only
 while it is still pending and its campaign still sendable.
+On PostgreSQL (SQLite runs writers one at a time) two more rules hold:
+- the campaign row is locked first (`SELECT ... FOR UPDATE`): the producer
+  holds it `FOR SHARE` while it commits a batch, so a pause or cancel either
+  waits for that batch and then sees its deliveries, or is seen by it and
+  nothing more is queued; its state is read as committed, never stale;
+- before recipient rows are marked for a cancel or an unsubscribe, the
+  deliveries still waiting are locked in id order (`FOR UPDATE`): a delivery
+  engine's claim (`SKIP LOCKED`) passes them by, so the rows marked are exactly
+  those whose delivery is then deleted — never a row saying cancelled whose
+  message leaves anyway; one a claim took first stays `queued`.
 - `pause`: a `scheduled` or `sending` campaign → `paused`, `paused_at` = now;
   its deliveries still waiting in the queue (queued, deferred; not in flight)
-  → `held`, the queue's operator hold: never claimed until released.
+  → `held` (never claimed until released), marked `held_by = 'campaign'`.
 - `resume`: a `paused` campaign; shift = now − paused_at. Every pending row's
-  `release_at` and every held delivery's `next_attempt_at` move by the shift
-  (held → queued), so the pace and the parts' gaps are kept; a campaign that had
+  `release_at` and the `next_attempt_at` of every delivery its pause held move
+  by the shift (held → queued), so the pace and the parts' gaps are kept; one
+  an operator holds (`queue hold`, before or during the pause) stays held
+  until `queue release`; a campaign that had
   not started yet (start_at after the pause) has its start moved too and is
   `scheduled` again while it is ahead, else `sending`.
 - `cancel`: a `scheduled`, `sending` or `paused` campaign → `cancelled`,
@@ -35,9 +47,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, exists, select, update
+from sqlalchemy import Connection, Engine, delete, exists, func, select, update
 
-from postroom.db.engine import write_transaction
+from postroom.db.engine import is_postgresql, write_transaction
 from postroom.db.models import (
     CampaignState,
     RecipientState,
@@ -47,7 +59,7 @@ from postroom.db.models import (
     deliveries,
 )
 from postroom.db.states import DeliveryState
-from postroom.mta.queue.admin import WAITING_STATES, remove_waiting
+from postroom.mta.queue.admin import HELD_BY_CAMPAIGN, WAITING_STATES, remove_waiting
 
 _PAUSABLE = (CampaignState.SCHEDULED, CampaignState.SENDING)
 _CANCELLABLE = (CampaignState.SCHEDULED, CampaignState.SENDING, CampaignState.PAUSED)
@@ -69,7 +81,7 @@ class Resumed:
     id: int
     state: str
     shift_s: float
-    released: int  # held deliveries back in the queue
+    released: int  # deliveries its pause held, back in the queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +103,11 @@ def pause(engine: Engine, campaign_id: int, *, clock: Callable[[], float] = time
                 deliveries.c.state.in_([DeliveryState.QUEUED.value, DeliveryState.DEFERRED.value]),
             )
             .values(
-                state=DeliveryState.HELD.value, lease_owner=None, lease_until=None, updated_at=now
+                state=DeliveryState.HELD.value,
+                held_by=HELD_BY_CAMPAIGN,
+                lease_owner=None,
+                lease_until=None,
+                updated_at=now,
             )
         ).rowcount
     return Paused(campaign_id, int(held))
@@ -121,9 +137,11 @@ def resume(engine: Engine, campaign_id: int, *, clock: Callable[[], float] = tim
             .where(
                 deliveries.c.message_id.in_(campaign_messages(campaign_id)),
                 deliveries.c.state == DeliveryState.HELD.value,
+                deliveries.c.held_by == HELD_BY_CAMPAIGN,
             )
             .values(
                 state=DeliveryState.QUEUED.value,
+                held_by=None,
                 next_attempt_at=deliveries.c.next_attempt_at + shift,
                 updated_at=now,
             )
@@ -177,12 +195,35 @@ def _stop_rows(conn: Connection, rows: Any, state: RecipientState, reason: str, 
         deliveries.c.message_id == campaign_recipients.c.message_id,
         deliveries.c.state.in_(_WAITING),
     )
+    if is_postgresql(conn.engine):
+        _lock_waiting(conn, rows)
     stopped += conn.execute(
         update(campaign_recipients)
         .where(rows, campaign_recipients.c.state == RecipientState.QUEUED.value, waiting)
         .values(state=state.value, reason=reason, updated_at=now)
     ).rowcount
     return int(stopped)
+
+
+def _lock_waiting(conn: Connection, rows: Any) -> None:
+    """PostgreSQL: the waiting deliveries of these rows' messages locked, in id order
+    (two withdrawals never deadlock); one being claimed is waited for, then seen in
+    flight and left out. Counted in SQL: no id travels to Python."""
+    locked = (
+        select(deliveries.c.id)
+        .where(
+            deliveries.c.message_id.in_(
+                select(campaign_recipients.c.message_id).where(
+                    rows, campaign_recipients.c.state == RecipientState.QUEUED.value
+                )
+            ),
+            deliveries.c.state.in_(_WAITING),
+        )
+        .order_by(deliveries.c.id)
+        .with_for_update()
+        .subquery()
+    )
+    conn.execute(select(func.count()).select_from(locked))
 
 
 def _withdraw_messages(
@@ -206,7 +247,10 @@ def _withdraw_messages(
 def _in_state(
     conn: Connection, campaign_id: int, allowed: tuple[CampaignState, ...], verb: str
 ) -> Any:
-    row = conn.execute(select(campaigns).where(campaigns.c.id == campaign_id)).first()
+    # FOR UPDATE: first, so the producer's commit (FOR SHARE) and this one are ordered.
+    row = conn.execute(
+        select(campaigns).where(campaigns.c.id == campaign_id).with_for_update()
+    ).first()
     if row is None:
         raise LifecycleError(f"no campaign {campaign_id}")
     if row.state not in allowed:

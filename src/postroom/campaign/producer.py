@@ -27,7 +27,9 @@ drains). Its loop, a batch at a time:
   The first production moves a `scheduled` campaign to `sending`. Due-now
   deliveries come back as claimed jobs for the delivery engine; later ones wait
   `queued` for its claim loop (an interval campaign is paced by release times).
-- finish: a campaign with no pending row left becomes `sent` (`finished_at`).
+- finish: a campaign with no pending row left and no message of it still due
+  later (a paced campaign's `queued` deliveries wait for their release time)
+  becomes `sent` (`finished_at`); until then it can be paused or cancelled.
 
 Exactly once: a row changes state and its message is stored in one transaction;
 a crash loses both or neither, and a restarted node first returns the leases it
@@ -63,7 +65,9 @@ from postroom.db.models import (
     campaign_sends,
     campaigns,
     contacts,
+    deliveries,
 )
+from postroom.db.states import DeliveryState
 from postroom.mailbox.usage import ProjectUsage
 from postroom.mta.delivery.engine import DeliveryEngine
 from postroom.mta.queue.ids import new_queue_id
@@ -486,17 +490,25 @@ class CampaignProducer:
             ).rowcount
 
     def _finish_if_done(self, campaign_id: int) -> None:
+        now = self.clock()
         pending = exists().where(
             _R.campaign_id == campaign_id, _R.state == RecipientState.PENDING.value
         )
+        # Released later: the few deliveries due in the future (ix_deliveries_due) first.
+        released_later = exists().where(
+            deliveries.c.state == DeliveryState.QUEUED.value,
+            deliveries.c.next_attempt_at > now,
+            deliveries.c.message_id == _R.message_id,
+            _R.campaign_id == campaign_id,
+        )
+        unfinished = or_(pending, released_later)
         with self.engine.connect() as conn:  # a read first: the common answer is "not yet"
-            if conn.execute(select(pending)).scalar():
+            if conn.execute(select(unfinished)).scalar():
                 return
-        now = self.clock()
         with write_transaction(self.engine) as conn:
             finished = conn.execute(
                 update(campaigns)
-                .where(campaigns.c.id == campaign_id, campaigns.c.state.in_(SENDABLE), ~pending)
+                .where(campaigns.c.id == campaign_id, campaigns.c.state.in_(SENDABLE), ~unfinished)
                 .values(state=CampaignState.SENT.value, finished_at=now, updated_at=now)
             ).rowcount
         if finished:

@@ -173,6 +173,9 @@ deliveries = Table(
     Column("last_stage", String(16), nullable=False, default=""),
     Column("remote_mta", Text, nullable=False, default=""),
     Column("source", String(64), nullable=False, default=""),
+    # Who holds a `held` delivery: NULL an operator (`queue hold`), "campaign" a
+    # campaign's pause (its resume releases only those).
+    Column("held_by", String(16), nullable=True),
     Index("ix_deliveries_due", "state", "next_attempt_at"),
     Index("ix_deliveries_message", "message_id"),
     Index("ix_deliveries_lease", "lease_owner", "state"),
@@ -325,6 +328,7 @@ contact_events = Table(
     Column("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="SET NULL"), nullable=True),
     Index("ix_contact_events_contact", "contact_id", "created_at"),
     Index("ix_contact_events_delivery", "delivery_id"),
+    Index("ix_contact_events_campaign", "campaign_id"),  # `campaign status` counts
 )
 
 lists = Table(

@@ -4,7 +4,9 @@
 with the verified domain PROJECT.test, a confirmed sender news@PROJECT.test, a
 template greeting `contact.first_name`, N contacts c0000@dest.test ... (with a
 first_name) on the list "customers", and a draft campaign over that list
-(`campaign_id`); `launch(...)` writes its snapshot (the launch stand-in).
+(`campaign_id`); `launch(...)` launches it with the real `campaign.launch.launch`
+(address checks without DNS, the world's clock; the sender is two-way, so no DMARC
+lookup).
 `producer(node)` is a `CampaignProducer` over a real `QueueStore` whose delivery
 engine is a `JobSink` (it keeps the jobs handed over); start the store inside a
 running loop.
@@ -15,13 +17,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
-from tests.fakes.campaign_launch import snapshot_launch
 
+from postroom.campaign.addresses import ValidationPolicy, Validator
 from postroom.campaign.audience import AudienceFilter
 from postroom.campaign.drafts import Campaigns
+from postroom.campaign.launch import Launched, launch
+from postroom.campaign.launch_settings import SendingSettings
 from postroom.campaign.producer import CampaignProducer
 from postroom.campaign.render import TemplateSource
 from postroom.campaign.templates import Templates
@@ -117,10 +120,32 @@ class ProducerWorld:
             project, "spring", self.sender(project), "spring", audience
         )
 
-    def launch(self, **settings: Any) -> int:
-        """`snapshot_launch` of the campaign, starting at the world's clock by default."""
-        settings.setdefault("start_at", self.clock.now)
-        return snapshot_launch(self.engine, self.campaign_id, **settings)
+    def launch(
+        self,
+        *,
+        start_at: float | None = None,
+        interval_s: float = 0.0,
+        part_size: int | None = None,
+        part_gap_s: float = 0.0,
+        pool: str = "mailings",
+        from_name: str | None = None,
+        history: bool = True,
+    ) -> Launched:
+        """The real launch of the campaign, starting now on the world's clock by default."""
+        settings = SendingSettings(
+            start_at=start_at,
+            interval_s=interval_s,
+            parts=None,
+            part_size=part_size,
+            part_gap_s=part_gap_s,
+            pool=pool,
+            from_name=from_name,
+            history=history,
+        )
+        validator = Validator(ValidationPolicy(dns=False))
+        return launch(
+            self.engine, self.config, self.campaign_id, settings, validator, clock=self.clock
+        )
 
     @staticmethod
     def sender(project: str) -> str:

@@ -16,6 +16,7 @@ from postroom.campaign.lifecycle import LifecycleError, cancel, pause, resume
 from postroom.campaign.status import campaign_status, progress_line
 from postroom.campaign.unsubscribe import UnsubscribeClaim, unsubscribe
 from postroom.db.models import campaign_sends, contact_events, messages
+from postroom.mta.queue.admin import QueueAdmin
 from postroom.rating.contacts import contact_id_of
 
 CONTACTS = 6
@@ -67,6 +68,22 @@ def test_pause_holds_what_waits_and_resume_shifts_it_by_the_pause(world: Campaig
     assert pending == [140, 150]
     with pytest.raises(LifecycleError, match="is sending: only a paused campaign is resumed"):
         resume(world.engine, campaign_id)
+
+
+def test_resume_releases_only_what_its_pause_held(world: CampaignWorld) -> None:
+    campaign_id, queue_ids = launched(world)  # c2 deferred, c3 queued
+    operator = QueueAdmin(world.engine)
+    assert operator.hold(queue_ids[3]) == 1  # held by hand before the pause
+    assert pause(world.engine, campaign_id, clock=world.clock).held == 1
+    assert resume(world.engine, campaign_id, clock=world.clock).released == 1
+    assert [world.delivery(q).state for q in queue_ids[2:]] == ["queued", "held"]
+    # Held by the pause, then by hand: the operator's hold wins over the resume.
+    pause(world.engine, campaign_id, clock=world.clock)
+    assert operator.hold(queue_ids[2]) == 1
+    assert resume(world.engine, campaign_id, clock=world.clock).released == 0
+    assert [world.delivery(q).state for q in queue_ids[2:]] == ["held", "held"]
+    assert operator.release(queue_ids[2]) == 1
+    assert world.delivery(queue_ids[2]).state == "queued"
 
 
 def test_a_campaign_paused_before_its_start_starts_later(world: CampaignWorld) -> None:

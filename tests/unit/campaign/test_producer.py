@@ -1,10 +1,9 @@
 """The campaign producer against a real SQLite file and a real queue store.
 
-Recipient rows are written by the launch stand-in (`tests/fakes/campaign_launch.py`,
-design15's snapshot); the delivery engine is a `JobSink` keeping the jobs it is
-handed. Claims (leases, expiry, two producers), the exactly-once transaction,
-release times, skips at production, the sent transition, the message limit, and
-rating events that name the campaign.
+Recipient rows are written by the real `campaign.launch.launch`; the delivery
+engine is a `JobSink` keeping the jobs it is handed. Claims (leases, expiry, two
+producers), the exactly-once transaction, release times, skips at production, the
+sent transition, the message limit, and rating events that name the campaign.
 """
 
 from __future__ import annotations
@@ -191,6 +190,13 @@ async def test_release_times_become_next_attempt_times(
     # Only the row due now is in flight and handed over; the later ones wait queued.
     assert [d.state for d in found] == ["inflight"] + ["queued"] * 4
     assert [job.deliveries[0].recipient for job in sink.jobs] == [world.address(0)]
+    # Every row queued, but messages still wait for their release: not sent yet
+    # (it can still be paused or cancelled); once the last one is due, it is.
+    await producer.produce_once()
+    assert _campaign_state(world) == "sending"
+    world.clock.now = start + 60
+    await producer.produce_once()
+    assert _campaign_state(world) == "sent"
 
 
 async def test_a_scheduled_campaign_starts_sending_at_its_first_message(

@@ -6,7 +6,9 @@ Each action is one short transaction, safe while `serve` runs: the server
 picks up retried and released deliveries at its next claim (about a second).
 Held deliveries are never claimed; a delivery already in flight when it is held
 or deleted may still complete that attempt, but its outcome is then ignored:
-the operator's word stands.
+the operator's word stands. A campaign's pause holds deliveries too
+(`held_by = HELD_BY_CAMPAIGN`, released by its resume); `hold` takes such a
+delivery over (`held_by` NULL: the resume leaves it), `release` frees either.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from postroom.mta.queue.stats import queue_stats
 _NOT_FINAL = deliveries.c.state.not_in([state.value for state in FINAL_STATES])
 WAITING_STATES = (DeliveryState.QUEUED, DeliveryState.DEFERRED, DeliveryState.HELD)
 """Not handed to a remote server yet, nor being handed (in flight), nor final."""
+HELD_BY_CAMPAIGN = "campaign"
+"""`deliveries.held_by` of a delivery a campaign's pause held (NULL: an operator)."""
 
 
 class NoSuchMessage(LookupError):
@@ -97,8 +101,9 @@ class QueueAdmin:
         return self._set(
             (deliveries.c.message_id == queue_id)
             & _NOT_FINAL
-            & (deliveries.c.state != DeliveryState.HELD),
+            & ((deliveries.c.state != DeliveryState.HELD) | deliveries.c.held_by.is_not(None)),
             state=DeliveryState.HELD,
+            held_by=None,
             lease_owner=None,
             lease_until=None,
             updated_at=time.time(),
@@ -110,6 +115,7 @@ class QueueAdmin:
         return self._set(
             (deliveries.c.message_id == queue_id) & (deliveries.c.state == DeliveryState.HELD),
             state=DeliveryState.QUEUED,
+            held_by=None,
             next_attempt_at=now,
             updated_at=now,
         )
