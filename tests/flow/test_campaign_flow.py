@@ -100,13 +100,7 @@ def postroom(
         extra='[http]\npublic_url = "https://links.news.test"\n[addresses]\ndns = false\n',
     )
     with PostroomServer(directory, text, port).start() as server:
-        server.cli("project", "add", "acme")
-        proof = link_domain(server, nsd, zones, LINKED)
-        generated = server.cli("domain", "dns", LINKED, "--format", "bind").stdout.splitlines()
-        kept = [line for line in generated if " MX " not in line]
-        zones.publish(nsd, LINKED, [*kept, f'@ IN TXT "{proof}"', *TO_SINK])
-        server.cli("mailbox", "add", SENDER, "--password-stdin", stdin="copper-meadow-lantern-61")
-        confirm_sender(server, world, SENDER)
+        ready_to_send(server, nsd, zones, world)
         server.cli("channel", "add", "telegram", CHANNEL_URL, "--project", "acme")
         (directory / "news.html").write_text(HTML)
         (directory / "buttons.toml").write_text(BUTTONS)
@@ -122,6 +116,20 @@ def postroom(
             "--project", "acme", "--list", "customers",
         )  # fmt: skip
         yield server
+
+
+def ready_to_send(
+    server: PostroomServer, nsd: NsdServer, zones: ApplianceZones, world: World
+) -> None:
+    """Project acme with LINKED verified (its zone published, mail to the sink) and SENDER
+    a mailbox and a confirmed sender: what every campaign of these modules sends from."""
+    server.cli("project", "add", "acme")
+    proof = link_domain(server, nsd, zones, LINKED)
+    generated = server.cli("domain", "dns", LINKED, "--format", "bind").stdout.splitlines()
+    kept = [line for line in generated if " MX " not in line]
+    zones.publish(nsd, LINKED, [*kept, f'@ IN TXT "{proof}"', *TO_SINK])
+    server.cli("mailbox", "add", SENDER, "--password-stdin", stdin="copper-meadow-lantern-61")
+    confirm_sender(server, world, SENDER)
 
 
 def confirm_sender(server: PostroomServer, world: World, address: str) -> None:

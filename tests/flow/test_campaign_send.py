@@ -35,8 +35,8 @@ from typing import Any
 
 import pytest
 from tests.flow.conftest import SCRIPT_IP, World, with_token
-from tests.flow.linking import MAIL_HOST, ApplianceZones, link_domain
-from tests.flow.test_campaign_flow import LINKED, SENDER, TO_SINK, confirm_sender
+from tests.flow.linking import MAIL_HOST, ApplianceZones
+from tests.flow.test_campaign_flow import LINKED, SENDER, TO_SINK, ready_to_send
 from tests.peers.dns import NsdServer
 from tests.peers.mail_dkim import mail_dkim_verify
 from tests.peers.postroom import PostroomServer, flow_config, free_tcp_port
@@ -128,13 +128,7 @@ def postroom(
         delivery='default_pool = "transactional"',
     )
     with PostroomServer(directory, text, port).start() as server:
-        server.cli("project", "add", "acme")
-        proof = link_domain(server, nsd, zones, LINKED)
-        generated = server.cli("domain", "dns", LINKED, "--format", "bind").stdout.splitlines()
-        kept = [line for line in generated if " MX " not in line]
-        zones.publish(nsd, LINKED, [*kept, f'@ IN TXT "{proof}"', *TO_SINK])
-        server.cli("mailbox", "add", SENDER, "--password-stdin", stdin="copper-meadow-lantern-61")
-        confirm_sender(server, world, SENDER)
+        ready_to_send(server, nsd, zones, world)
         (directory / "news.html").write_text(HTML)
         server.cli(
             "template", "add", "hello", "--project", "acme",
