@@ -104,7 +104,7 @@ def submission_world(directory: Path, workers: int = 1) -> Iterator[World]:
             + 'pool = "transactional"\n'
             + f'auth_max_failures = 4\nauth_lockout = "{LOCKOUT_S}s"\n',
         )
-        with PostroomServer(directory, text, port).start() as postroom:
+        with PostroomServer(directory, text, port) as postroom:
             postroom.cli("project", "add", "acme", "--message-limit", "1000")
             link_domain(postroom, nsd, zones, "shop.test")
             publish_generated(postroom, nsd, zones, "shop.test")

@@ -68,7 +68,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             # The relay client stands in for an app: its mail gets VERP return paths too.
             extra='[bounce]\nverp = ["relay", "submission", "campaign"]\n',
         )
-        with PostroomServer(directory, text, smtp_port).start() as postroom:
+        with PostroomServer(directory, text, smtp_port) as postroom:
             postroom.cli("project", "add", "acme")
             link_domain(postroom, nsd, zones, "shop.test")
             postroom.cli("mailbox", "add", "alice@shop.test", "--password-stdin", stdin=PASSWORD)

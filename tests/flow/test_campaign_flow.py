@@ -99,7 +99,7 @@ def postroom(
         hostname=MAIL_HOST,
         extra='[http]\npublic_url = "https://links.news.test"\n[addresses]\ndns = false\n',
     )
-    with PostroomServer(directory, text, port).start() as server:
+    with PostroomServer(directory, text, port) as server:
         ready_to_send(server, nsd, zones, world)
         server.cli("channel", "add", "telegram", CHANNEL_URL, "--project", "acme")
         (directory / "news.html").write_text(HTML)

@@ -127,7 +127,7 @@ def postroom(
         extra=EXTRA,
         delivery='default_pool = "transactional"',
     )
-    with PostroomServer(directory, text, port).start() as server:
+    with PostroomServer(directory, text, port) as server:
         ready_to_send(server, nsd, zones, world)
         (directory / "news.html").write_text(HTML)
         server.cli(

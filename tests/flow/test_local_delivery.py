@@ -77,7 +77,7 @@ def appliance(
             # the "no such selector" answer for the zone's 60 s negative TTL.
             + '\n[dkim]\ncheck_interval = "1s"\n',
         ).replace('timeout = "2s"', 'timeout = "2s"\ncache_max_ttl = "0s"')
-        with PostroomServer(directory, text, port).start() as postroom:
+        with PostroomServer(directory, text, port) as postroom:
             postroom.cli("project", "add", "acme")
             link_domain(postroom, nsd, zones, "shop.test")
             link_domain(postroom, nsd, zones, "catchall.test")

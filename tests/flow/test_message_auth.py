@@ -110,7 +110,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             hostname=MAIL_HOST,
             extra=EGRESS + '\n[dkim]\nalgorithms = ["rsa", "ed25519"]\n',
         ).replace('timeout = "2s"', 'timeout = "1s"\ncache_max_ttl = "0s"')
-        with PostroomServer(directory, text, port).start() as postroom:
+        with PostroomServer(directory, text, port) as postroom:
             postroom.cli("project", "add", "acme")
             link_domain(postroom, nsd, zones, "shop.test")
             publish_generated(postroom, nsd, zones, "shop.test")

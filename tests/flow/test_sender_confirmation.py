@@ -90,7 +90,7 @@ def postroom(
     directory = tmp_path_factory.mktemp("senders")
     port = free_tcp_port()
     text = config_text(directory, nsd, world, port, 'code_lifetime = "24h"')
-    with PostroomServer(directory, text, port).start() as server:
+    with PostroomServer(directory, text, port) as server:
         server.cli("project", "add", "acme")
         yield server
 

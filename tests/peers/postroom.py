@@ -3,8 +3,12 @@
 `PostroomServer(directory, config_text)` writes the config, runs `python -m
 postroom.cli.main -c FILE serve` as a child process (its log in
 `directory/serve.log`), and waits (bounded) until the inbound port accepts
-connections. `stop()` sends SIGTERM and waits for the drain; `kill()` is
-SIGKILL, for crash tests; `start()` again reuses the same state directory.
+connections and the service said READY=1 on a notify socket of its own (unless the
+caller's env names one): with several workers, port 25 answers as soon as one
+worker does, and READY comes once every worker is ready — a test that read the
+workers' pinning or killed one before then raced their start. `stop()` sends
+SIGTERM and waits for the drain; `kill()` is SIGKILL, for crash tests; `start()`
+again reuses the same state directory.
 `cli(*args)` runs another `postroom` command against the same config;
 `worker_pids()` lists the worker processes when `[server] workers` > 1.
 `flow_config(...)` renders the config most flow tests need.
@@ -12,6 +16,7 @@ SIGKILL, for crash tests; `start()` again reuses the same state directory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -97,30 +102,58 @@ class PostroomServer(Peer):
         self.env = env or {}
 
     def start(self) -> Self:
+        if self.process is not None and self.process.poll() is None:
+            # `with server.start():` would start it twice; the second could not bind.
+            raise RuntimeError("postroom serve is already running: `with` starts it")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        with contextlib.ExitStack() as cleanup:
+            notify: socket.socket | None = None
+            if "NOTIFY_SOCKET" not in self.env:  # else the caller reads READY itself
+                notify = cleanup.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM))
+                name = f"@postroom-test-{os.getpid()}-{time.monotonic_ns()}"
+                notify.bind("\0" + name[1:])
+                notify.setblocking(False)
+                env["NOTIFY_SOCKET"] = name
+            self._spawn(env)
+            if self._wait_until_ready(notify):
+                return self
+        self.kill()
+        raise RuntimeError(f"postroom serve was not ready within {START_TIMEOUT_S}s:\n{self.log()}")
+
+    def _spawn(self, env: dict[str, str]) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "postroom.cli.main", "-c", str(self.config_path), "serve"],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+            env=env,
             preexec_fn=die_with_parent,
         )
         log.close()
+
+    def _wait_until_ready(self, notify: socket.socket | None) -> bool:
+        """Port 25 greets and (with `notify`) READY=1 came; False after START_TIMEOUT_S."""
+        assert self.process is not None
+        said_ready = notify is None
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"postroom serve exited early:\n{self.log()}")
+            while notify is not None and not said_ready:
+                try:
+                    said_ready = b"READY=1" in notify.recv(4096)
+                except BlockingIOError:
+                    break
             try:
                 with socket.create_connection(("127.0.0.1", self.smtp_port), timeout=0.5) as probe:
                     probe.recv(256)
                     probe.sendall(b"QUIT\r\n")
-                return self
+                if said_ready:
+                    return True
             except OSError:
-                time.sleep(0.1)
-        self.kill()
-        raise RuntimeError(
-            f"postroom serve did not listen within {START_TIMEOUT_S}s:\n{self.log()}"
-        )
+                pass
+            time.sleep(0.1)
+        return False
 
     def stop(self) -> int | None:
         if self.process is None or self.process.poll() is not None:
