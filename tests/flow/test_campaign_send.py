@@ -281,7 +281,8 @@ def test_pause_holds_what_waits_and_resume_sends_the_rest(
     paused = postroom.cli("campaign", "pause", str(campaign_id)).stdout
     held = int(paused.split(": ")[1].split()[0])
     assert held >= PAUSED_COUNT - 4, paused  # at most one more was handed over meanwhile
-    time.sleep(1.0)  # a message in flight when paused still goes
+    # A message in flight when paused still goes; then everything else is held.
+    _wait(lambda: _arrived(world, "h") + held == PAUSED_COUNT, 10, "what was in flight")
     before = _arrived(world, "h")
     time.sleep(2.5)  # unpaused, two or three more would arrive 1 s apart
     assert _arrived(world, "h") == before < PAUSED_COUNT
