@@ -88,6 +88,20 @@ LIMIT_RETRY_S = 60.0  # a campaign whose project reached its limit looks again a
 
 SENDABLE = (CampaignState.SCHEDULED.value, CampaignState.SENDING.value)
 _R = campaign_recipients.c
+# A produced row, queued (with its message) or skipped (with why), in one statement
+# built once: it runs in the production transaction, under the database's write lock.
+_SETTLE_ROWS = (
+    update(campaign_recipients)
+    .where(_R.id == bindparam("row_id"))
+    .values(
+        state=bindparam("settled"),
+        reason=bindparam("why"),
+        message_id=bindparam("queue_id"),
+        lease_owner=None,
+        lease_until=None,
+        updated_at=bindparam("now"),
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,37 +416,22 @@ class CampaignProducer:
                 committed.over_limit = True
                 to_queue = []
         now = self.clock()
-        if to_skip:
-            conn.execute(
-                update(campaign_recipients)
-                .where(_R.id == bindparam("row_id"))
-                .values(
-                    state=RecipientState.SKIPPED.value,
-                    reason=bindparam("why"),
-                    lease_owner=None,
-                    lease_until=None,
-                    updated_at=now,
-                ),
-                [{"row_id": entry.row.row_id, "why": reason} for entry, reason in to_skip],
-            )
+        messages = [entry.message for entry in to_queue if entry.message is not None]
+        skipped = RecipientState.SKIPPED.value
+        queued = RecipientState.QUEUED.value
+        settled = [
+            {"row_id": entry.row.row_id, "settled": skipped, "why": why, "queue_id": None}
+            for entry, why in to_skip
+        ] + [
+            {"row_id": entry.row.row_id, "settled": queued, "why": "", "queue_id": message.queue_id}
+            for entry, message in zip(to_queue, messages, strict=True)
+        ]
+        for row in settled:
+            row["now"] = now
+        if settled:
+            conn.execute(_SETTLE_ROWS, settled)
         if not to_queue:
             return []
-        messages = [entry.message for entry in to_queue if entry.message is not None]
-        conn.execute(
-            update(campaign_recipients)
-            .where(_R.id == bindparam("row_id"))
-            .values(
-                state=RecipientState.QUEUED.value,
-                message_id=bindparam("queue_id"),
-                lease_owner=None,
-                lease_until=None,
-                updated_at=now,
-            ),
-            [
-                {"row_id": entry.row.row_id, "queue_id": message.queue_id}
-                for entry, message in zip(to_queue, messages, strict=True)
-            ],
-        )
         if launched.history:
             conn.execute(
                 insert(campaign_sends),
