@@ -4,7 +4,8 @@ Contract: `with PostgresServer() as pg:` creates a temp cluster (initdb, trust
 auth, superuser `postgres`), starts it listening only on 127.0.0.1 at a free
 port and on a Unix socket inside the temp dir, waits (bounded) until
 `pg_isready` answers, creates the database `postroom_test`, and exposes
-`pg.url` (SQLAlchemy, psycopg 3 driver) and `pg.libpq_url`. On exit it stops the
+`pg.url` (SQLAlchemy, psycopg 3 driver) and `pg.libpq_url`; `pg.new_database(prefix)`
+makes another, empty one and returns its URL. On exit it stops the
 server with `pg_ctl stop -m fast` (then `immediate`) and deletes the cluster.
 
 Privileges: initdb and postgres refuse to run as root. As root, every server
@@ -29,6 +30,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from tests.peers.lifecycle import Peer
@@ -119,6 +121,16 @@ class PostgresServer(Peer):
     def libpq_url(self) -> str:
         """The same server as a libpq URI (psql, psycopg.connect)."""
         return f"postgresql://{SERVER_USER}@{self.host}:{self.port}/{self.database}"
+
+    def new_database(self, prefix: str) -> str:
+        """A fresh, empty database `PREFIX_<random>` on this server; its SQLAlchemy URL.
+        For a module whose fixtures (a project "acme", a linked domain) must not meet
+        another module's in the shared database."""
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        self._run(
+            "createdb", "-h", str(self.socket_dir), "-p", str(self.port), "-U", SERVER_USER, name
+        )
+        return f"postgresql+psycopg://{SERVER_USER}@{self.host}:{self.port}/{name}"
 
     def _base(self) -> Path:
         if self.base_dir is None:

@@ -48,13 +48,17 @@ def flow_config(
     database_url: str = "",
     hostname: str = "relay.postroom.test",
     workers: int = 1,
+    node_name: str = "",
 ) -> str:
     database = f'[database]\nurl = "{database_url}"\n' if database_url else ""
+    # Nodes sharing one database need names of their own (default: the hostname).
+    node = f'node_name = "{node_name}"' if node_name else ""
     return f"""
 [server]
 hostname = "{hostname}"
 drain_timeout = "10s"
 workers = {workers}
+{node}
 
 [state]
 dir = "{state_dir}"
