@@ -72,6 +72,11 @@ def test_every_message_is_delivered_once_whichever_worker_took_it(
                 client.sendmail("app@src.test", ["user@dest.test"], message(token))
         for token in tokens:
             assert len(wait_token(world.dest, token)) == 1
+        # The migrations ran in a child: the long-lived supervisor never loaded the
+        # database layer (it would keep some 50 MB for the node's life).
+        assert server.process is not None
+        maps = Path(f"/proc/{server.process.pid}/maps").read_text()
+        assert "sqlalchemy" not in maps and "alembic" not in maps
     finally:
         server.stop()
 
@@ -95,6 +100,28 @@ def test_a_broken_config_stops_the_start_before_any_worker(world: World, tmp_pat
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{taken} (smtp.inbound.listen[0])" in result.stderr
     assert "worker 0 started" not in result.stderr
+
+
+def test_a_database_that_cannot_be_reached_stops_the_start_in_one_line(
+    world: World, tmp_path: Path
+) -> None:
+    server = start_postroom(tmp_path, world, workers=2)
+    server.stop()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]  # bound, never listening: connections are refused
+    text = server.config_path.read_text()
+    server.config_path.write_text(
+        f'{text}\n[database]\nurl = "postgresql+psycopg://postroom@127.0.0.1:{port}/none"\n'
+    )
+    try:
+        result = server.cli("serve", check=False)
+    finally:
+        closed.close()
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("postroom:")]
+    assert len(errors) == 1 and "database error" in errors[0], result.stderr
+    assert "Traceback" not in result.stderr and "worker 0 started" not in result.stderr
 
 
 def test_a_worker_that_keeps_dying_stops_the_node(world: World, tmp_path: Path) -> None:

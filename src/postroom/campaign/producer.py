@@ -31,11 +31,15 @@ drains). Its loop, a batch at a time:
   later (a paced campaign's `queued` deliveries wait for their release time)
   becomes `sent` (`finished_at`); until then it can be paused or cancelled.
 
+Pipelined: a batch's commit runs while the next batch is claimed and rendered
+(at most one batch committing, one rendering), so the rendering thread and the
+queue's commit thread work at once.
+
 Exactly once: a row changes state and its message is stored in one transaction;
 a crash loses both or neither, and a restarted node first returns the leases it
-held (`release_own_leases`). Bounded memory: one batch at a time, and none while
-the delivery engine holds `BACKLOG_MAX` deliveries or more. Idle cost: one query
-a second (the active campaigns). `stop()` finishes the batch in hand.
+held (`release_own_leases`). Bounded memory: two batches at most, and no new one
+while the delivery engine holds `BACKLOG_MAX` deliveries or more. Idle cost: one query
+a second (the active campaigns). `stop()` finishes the batches in hand.
 
 Config keys: [campaign] (through the composer), [secrets] key_file, node name.
 """
@@ -171,6 +175,7 @@ class CampaignProducer:
         self._render_failures: dict[int, Counter[str]] = {}
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._committing: asyncio.Task[None] | None = None  # the batch being stored
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -201,14 +206,17 @@ class CampaignProducer:
                 log.exception("campaign production failed; trying again")
                 pause = IDLE_S
             if pause:
+                await self.settled()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), pause)
+        await self.settled()
 
     # -- one pass -----------------------------------------------------------------
 
     async def produce_once(self) -> float:
         """Produce one batch if any is claimable; how long to wait before the next pass
-        (0: go on at once)."""
+        (0: go on at once). The batch may still be committing on return (`settled()`
+        waits for it): the next pass claims and renders meanwhile."""
         if self.delivery.backlog >= self.backlog_max:
             return BACKPRESSURE_S
         active = await asyncio.to_thread(self._active_campaigns)
@@ -225,6 +233,7 @@ class CampaignProducer:
             if rows:
                 await self._produce(campaign_id, rows)
                 return 0.0
+            await self.settled()  # its last rows may be in that commit
             await asyncio.to_thread(self._finish_if_done, campaign_id)
         return IDLE_S
 
@@ -272,13 +281,11 @@ class CampaignProducer:
         return sorted(rows, key=lambda row: (row.release_at, row.row_id))
 
     async def _produce(self, campaign_id: int, rows: list[Claimed]) -> None:
-        committed = Committed()
+        """Render the batch, then hand it to the queue's commit without waiting for it:
+        the next batch is claimed and rendered while this one commits (one in flight)."""
         try:
             launched = await asyncio.to_thread(self._launch, campaign_id)
             made = await asyncio.to_thread(self._render, launched, rows)
-            jobs = await self.store.enqueue_produced(
-                lambda conn: self._commit(conn, launched, made, committed)
-            )
         except CampaignError as error:  # its template is gone or no longer compiles
             log.error("campaign %d cannot be produced: %s", campaign_id, error)
             self._resting[campaign_id] = self.clock() + LIMIT_RETRY_S
@@ -287,6 +294,28 @@ class CampaignProducer:
         except Exception:
             await asyncio.to_thread(self.release, rows)
             raise
+        await self.settled()
+        self._committing = asyncio.get_running_loop().create_task(
+            self._store(launched, rows, made), name="campaign-commit"
+        )
+
+    async def settled(self) -> None:
+        """The batch in commit, if any, stored (or released)."""
+        if self._committing is not None:
+            committing, self._committing = self._committing, None
+            await committing
+
+    async def _store(self, launched: Launched, rows: list[Claimed], made: list[Made]) -> None:
+        committed = Committed()
+        campaign_id = launched.campaign.id
+        try:
+            jobs = await self.store.enqueue_produced(
+                lambda conn: self._commit(conn, launched, made, committed)
+            )
+        except Exception:  # a database hiccup: the rows go back, the next pass retries them
+            log.exception("campaign %d: storing a batch failed; its rows are released", campaign_id)
+            await self._release_quietly(rows)
+            return
         project_id = launched.campaign.project_id
         if committed.over_limit:
             self._resting[campaign_id] = self.clock() + LIMIT_RETRY_S
@@ -297,10 +326,17 @@ class CampaignProducer:
                     launched.campaign.project,
                     campaign_id,
                 )
-            await asyncio.to_thread(self.release, rows)
+            await self._release_quietly(rows)
             return
         self._limit_logged.discard(project_id)
         self.delivery.submit(jobs)
+
+    async def _release_quietly(self, rows: list[Claimed]) -> None:
+        """Release, logging a failure: the leases then expire by themselves (LEASE_S)."""
+        try:
+            await asyncio.to_thread(self.release, rows)
+        except Exception:
+            log.exception("returning %d campaign recipients failed", len(rows))
 
     # -- rendering (a worker thread) ------------------------------------------------
 

@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="I/N",
         help="internal: how serve starts its own worker processes (workers/role.py)",
     )
+    serve.add_argument(
+        "--prepare",
+        action="store_true",
+        help="internal: the supervisor's migrations and lease returns (workers/prepare.py)",
+    )
     serve.set_defaults(handler=_serve)
 
     db = verbs.add_parser("db", help="database schema")
@@ -99,10 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
 
-    from postroom.app import serve
     from postroom.cli.common import setup_logging_from
 
+    if args.prepare:
+        from postroom.workers.prepare import prepare_node
+
+        return prepare_node(setup_logging_from(args.config))
     if args.worker is not None:
+        from postroom.app import serve
         from postroom.workers.role import WorkerRole
 
         role = WorkerRole.from_environment(args.worker)
@@ -111,7 +120,10 @@ def _serve(args: argparse.Namespace) -> int:
     config = setup_logging_from(args.config)
     count = config.server.worker_count()
     if count == 1:
+        from postroom.app import serve
+
         return _run_node(serve(args.config))
+    # The supervisor lives as long as the node: it imports no more than it uses.
     from postroom.workers.supervisor import supervise
 
     return asyncio.run(supervise(args.config, config, count))

@@ -1,7 +1,8 @@
 """`postroom serve` with `[server] workers` > 1: one supervisor, one node per worker.
 
 The supervisor handles no mail. Start: apply the migrations (once, before any worker),
-return every lease this node and its workers held (none of them runs now), bind the
+return every lease this node and its workers held (none of them runs now) — both in a
+short-lived child (prepare.py), so the supervisor never loads the database layer — bind the
 listeners (sockets.py) and load the TLS certificate, so that a mistake in either is one
 line and exit 2 before any worker starts; then start N workers (`postroom -c FILE serve
 --worker I/N`, role.py), each on its own port 25 sockets (SO_REUSEPORT) and, with
@@ -48,11 +49,8 @@ from typing import Any
 from postroom.config import Config, ConfigError, load_config
 from postroom.core import sdnotify
 from postroom.core.tls import server_context
-from postroom.db.engine import make_engine
-from postroom.db.migrate import ensure_current
 from postroom.mta.inbound.shared_limits import SharedCounts
 from postroom.mta.inbound.sockets import Listening, bind_listeners
-from postroom.mta.queue.store import leases_of, release_leases
 from postroom.workers.role import (
     CONNECTION_COUNTS_ENV,
     LISTEN_FDS_ENV,
@@ -61,7 +59,7 @@ from postroom.workers.role import (
     SUPERVISOR_PID_ENV,
     WORKER_CPU_ENV,
 )
-from postroom.workers.shares import limits_below_workers, worker_name_prefix
+from postroom.workers.shares import limits_below_workers
 
 log = logging.getLogger("postroom.supervisor")
 
@@ -340,16 +338,27 @@ class _WorkerGone(Exception):
     pass
 
 
+async def _prepare(config_path: str) -> int:
+    """`serve --prepare` (prepare.py) in a child: the migrations and the leases; its
+    exit status."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "postroom.cli.main",
+        "-c",
+        config_path,
+        "serve",
+        "--prepare",
+        stdin=asyncio.subprocess.DEVNULL,
+    )
+    return await child.wait()
+
+
 async def supervise(config_path: str, config: Config, count: int) -> int:
     """Prepare what the workers share, then run them until SIGTERM; the exit status."""
-    engine = make_engine(config.database_url)
-    ensure_current(engine)
-    node = config.node_name
-    with engine.begin() as conn:
-        released = release_leases(conn, leases_of(node, worker_name_prefix(node)))
-    engine.dispose()
-    if released:
-        log.info("returned %d deliveries this node held before it stopped", released)
+    prepared = await _prepare(config_path)
+    if prepared != 0:
+        return 2  # the child said why, in one line
     for key in limits_below_workers(config, count):
         log.warning("%s is below the %d workers: each worker allows 1", key, count)
     listening = bind_listeners(config, count)

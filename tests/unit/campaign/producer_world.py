@@ -182,3 +182,10 @@ class ProducerWorld:
                     .order_by(campaign_recipients.c.seq)
                 )
             )
+
+
+async def one_pass(producer: CampaignProducer) -> float:
+    """One production pass with its batch stored (a pass leaves its commit in flight)."""
+    pause = await producer.produce_once()
+    await producer.settled()
+    return pause

@@ -8,6 +8,7 @@ sent transition, the message limit, and rating events that name the campaign.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
-from tests.unit.campaign.producer_world import ProducerWorld
+from tests.unit.campaign.producer_world import ProducerWorld, one_pass
 
 from postroom.campaign.producer import LEASE_S, Committed
 from postroom.db.models import (
@@ -104,7 +105,7 @@ async def test_one_pass_queues_each_leased_row_once_with_its_message(
 ) -> None:
     world.launch(pool="mailings", from_name="Spring Sale")
     producer, sink = world.producer("node-a", store)
-    assert await producer.produce_once() == 0.0
+    assert await one_pass(producer) == 0.0
     rows = world.rows()
     assert [row.state for row in rows] == ["queued"] * 5
     assert all(row.lease_owner is None for row in rows)
@@ -122,7 +123,7 @@ async def test_one_pass_queues_each_leased_row_once_with_its_message(
         sends = conn.execute(select(campaign_sends.c.kind, campaign_sends.c.message_id)).all()
     assert sorted(sends) == sorted(("campaign", row.message_id) for row in rows)
     # Nothing pending: another pass finds nothing and the campaign is sent.
-    assert await producer.produce_once() > 0
+    assert await one_pass(producer) > 0
     assert _campaign_state(world) == "sent"
     assert len(_deliveries(world)) == 5
 
@@ -182,7 +183,7 @@ async def test_release_times_become_next_attempt_times(
     start = world.clock.now
     world.launch(start_at=start, interval_s=2.0, part_size=2, part_gap_s=30)
     producer, sink = world.producer("node-a", store)
-    await producer.produce_once()
+    await one_pass(producer)
     releases = [row.release_at for row in world.rows()]
     assert releases == [start, start + 2, start + 30, start + 32, start + 60]
     found = _deliveries(world)
@@ -192,10 +193,10 @@ async def test_release_times_become_next_attempt_times(
     assert [job.deliveries[0].recipient for job in sink.jobs] == [world.address(0)]
     # Every row queued, but messages still wait for their release: not sent yet
     # (it can still be paused or cancelled); once the last one is due, it is.
-    await producer.produce_once()
+    await one_pass(producer)
     assert _campaign_state(world) == "sending"
     world.clock.now = start + 60
-    await producer.produce_once()
+    await one_pass(producer)
     assert _campaign_state(world) == "sent"
 
 
@@ -204,11 +205,11 @@ async def test_a_scheduled_campaign_starts_sending_at_its_first_message(
 ) -> None:
     world.launch(start_at=world.clock.now + 3600)
     producer, _ = world.producer("node-a", store)
-    await producer.produce_once()
+    await one_pass(producer)
     assert _campaign_state(world) == "scheduled"  # released in an hour: beyond the lookahead
     assert _deliveries(world) == []
     world.clock.now += 3600
-    await producer.produce_once()
+    await one_pass(producer)
     assert _campaign_state(world) == "sending"
     assert len(_deliveries(world)) == 5
 
@@ -258,7 +259,7 @@ async def test_a_contact_lacking_a_variable_is_skipped(
             update(contacts).where(contacts.c.address == world.address(0)).values(variables="{}")
         )
     producer, _ = world.producer("node-a", store)
-    await producer.produce_once()
+    await one_pass(producer)
     assert [(row.state, row.reason) for row in world.rows()][:2] == [
         ("skipped", "undefined_variable"),
         ("queued", ""),
@@ -272,12 +273,68 @@ async def test_the_project_limit_stops_production_and_rows_stay_pending(
     with world.engine.begin() as conn:
         conn.execute(update(projects).values(message_limit=3))
     producer, _ = world.producer("node-a", store, batch_rows=2)
-    await producer.produce_once()  # 2 of 3
-    await producer.produce_once()  # 2 more would pass the limit: nothing
-    await producer.produce_once()  # resting: not even claimed
+    await one_pass(producer)  # 2 of 3
+    await one_pass(producer)  # 2 more would pass the limit: nothing
+    await one_pass(producer)  # resting: not even claimed
     assert [row.state for row in world.rows()] == ["queued"] * 2 + ["pending"] * 3
     assert all(row.lease_owner is None for row in world.rows())
     assert len(_deliveries(world)) == 2
+
+
+async def test_the_next_batch_is_claimed_and_rendered_while_the_last_one_commits(
+    world: ProducerWorld, store: QueueStore
+) -> None:
+    world.launch()
+    producer, sink = world.producer("node-a", store, batch_rows=2)
+    assert await producer.produce_once() == 0.0
+    # Returned with its commit still to run: rows 0 and 1 are leased, not queued yet.
+    assert [(row.state, row.lease_owner) for row in world.rows()][:3] == [
+        ("pending", "node-a"),
+        ("pending", "node-a"),
+        ("pending", None),
+    ]
+    assert await producer.produce_once() == 0.0  # rows 2 and 3, once 0 and 1 are stored
+    assert [row.state for row in world.rows()][:2] == ["queued"] * 2
+    await one_pass(producer)
+    assert [row.state for row in world.rows()] == ["queued"] * 5
+    assert sorted(job.message_id for job in sink.jobs) == sorted(
+        row.message_id for row in world.rows()
+    )
+
+
+async def test_a_batch_whose_commit_fails_goes_back_pending_and_is_produced_later(
+    world: ProducerWorld, store: QueueStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.launch()
+    producer, _ = world.producer("node-a", store)
+
+    async def database_gone(produce: object) -> list[object]:
+        raise OSError("disk I/O error")
+
+    monkeypatch.setattr(store, "enqueue_produced", database_gone)
+    await one_pass(producer)
+    assert {(row.state, row.lease_owner) for row in world.rows()} == {("pending", None)}
+    assert _deliveries(world) == []
+    monkeypatch.undo()
+    await one_pass(producer)
+    assert [row.state for row in world.rows()] == ["queued"] * 5
+    assert len(_deliveries(world)) == 5
+
+
+async def test_stop_waits_for_the_batch_in_commit(world: ProducerWorld, store: QueueStore) -> None:
+    world.launch()
+    producer, _ = world.producer("node-a", store, batch_rows=2)
+    producer.start()
+    deadline = time.monotonic() + 20
+    while not any(row.state == "queued" for row in world.rows()):
+        assert time.monotonic() < deadline, "nothing produced"
+        await asyncio.sleep(0.01)
+    await producer.stop(timeout_s=30)
+    rows = world.rows()
+    # Whatever was claimed before the stop was stored; nothing is left leased.
+    assert all(row.lease_owner is None for row in rows)
+    queued = [row for row in rows if row.state == "queued"]
+    assert len(_deliveries(world)) == len(queued)
 
 
 async def test_a_restarted_node_takes_back_its_leases(
@@ -288,7 +345,7 @@ async def test_a_restarted_node_takes_back_its_leases(
     assert len(crashed.claim(world.campaign_id)) == 3
     single, _ = world.producer("host", store)
     assert single.release_own_leases(worker_prefix="host/w") == 3
-    await single.produce_once()
+    await one_pass(single)
     assert [row.state for row in world.rows()] == ["queued"] * 5
 
 
@@ -297,7 +354,7 @@ async def test_a_bounce_of_a_campaign_message_names_the_campaign(
 ) -> None:
     world.launch()
     producer, _ = world.producer("node-a", store)
-    await producer.produce_once()
+    await one_pass(producer)
     row = world.rows()[0]
     rated = Contacts(world.engine, Rules(world.config.rating))
     observer = RatingObserver(rated, Classifier.load([]).classify)

@@ -4,7 +4,10 @@
 the original message and its recipients that failed in one batch, it returns
 the DSN as a `NewMessage` from the null sender to the original envelope sender,
 or None when no DSN may be sent: the original came from the null sender (a
-bounce of a bounce would loop, RFC 5321 4.5.5) or was itself a DSN.
+bounce of a bounce would loop, RFC 5321 4.5.5) or was itself a DSN; or none is
+wanted: a campaign's message (its failure is recorded on the contact, rating event
+naming the campaign, and counted by `campaign status`; mailing it back would put a
+DSN per bad address of a 100,000-contact audience into the sender's mailbox).
 Expired deliveries are reported as failed with status 4.4.7 (RFC 3463: delivery
 time expired) and the last remote reply as their diagnostic.
 """
@@ -32,6 +35,11 @@ class BounceFactory:
     ) -> NewMessage | None:
         if not original.mail_from or original.origin == MessageOrigin.DSN:
             log.info("queue_id=%s: no DSN for a message from the null sender", original.queue_id)
+            return None
+        if original.origin == MessageOrigin.CAMPAIGN:
+            log.info(
+                "queue_id=%s: a campaign message's failure stays on its contact", original.queue_id
+            )
             return None
         recipients = tuple(
             RecipientStatus(
