@@ -54,13 +54,11 @@ from sqlalchemy.engine import Connection
 
 from postroom.campaign.addresses.validator import Validator
 from postroom.campaign.audience import AudienceFilter, audience_conditions, audience_query
+from postroom.campaign.skip_reasons import SKIP_REASONS, UNDEFINED_VARIABLE
 from postroom.config.schema import RatingConfig
 from postroom.db.models import contact_variables, contacts
 from postroom.rating.rules import ContactState, GateResult, gate
 
-SKIP_REASONS = ("blocked", "unsubscribed", "invalid", "duplicate")
-UNDEFINED_VARIABLE = "undefined_variable"
-SNAPSHOT_SKIP_REASONS = (*SKIP_REASONS, UNDEFINED_VARIABLE)  # a launch's skips
 BATCH_ROWS = 5000
 
 

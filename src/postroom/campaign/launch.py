@@ -49,12 +49,13 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, literal, update
 
 from postroom.campaign.addresses.validator import Validator
-from postroom.campaign.audience_report import SNAPSHOT_SKIP_REASONS, GateTally, classified
+from postroom.campaign.audience_report import GateTally, classified
 from postroom.campaign.compose import campaign_template
 from postroom.campaign.drafts import Campaign, CampaignError, load
 from postroom.campaign.launch_settings import SendingSettings
 from postroom.campaign.sender_reach import SenderMode, dmarc_risk
 from postroom.campaign.senders import SenderError, require_confirmed
+from postroom.campaign.skip_reasons import SNAPSHOT_SKIP_REASONS
 from postroom.campaign.templates import source_snapshot
 from postroom.config.schema import Config
 from postroom.db.engine import write_transaction
