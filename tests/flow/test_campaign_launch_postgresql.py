@@ -37,7 +37,7 @@ LAUNCH_CASES: list[Case] = [
 ]
 LEASE_CASES: list[Callable[[CampaignWorld, pytest.MonkeyPatch], None]] = [
     test_launch_chunks.test_each_chunk_is_committed_while_the_campaign_is_launching,
-    test_launch_chunks.test_an_error_between_chunks_leaves_a_draft_and_a_relaunch_starts_clean,
+    test_launch_chunks.error_between_chunks,
     test_launch_chunks.test_a_launch_killed_mid_way_is_started_over_by_the_next,
     test_launch_chunks.test_a_second_launch_while_the_first_runs_is_refused,
     test_launch_chunks.test_a_launch_that_lost_its_campaign_writes_nothing_more,

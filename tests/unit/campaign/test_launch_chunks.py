@@ -138,18 +138,25 @@ def test_the_launch_cases_hold_in_chunks_of_two(
     case(CampaignWorld(tmp_path))
 
 
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
 def test_an_error_between_chunks_leaves_a_draft_and_a_relaunch_starts_clean(
-    world: CampaignWorld, monkeypatch: pytest.MonkeyPatch
+    world: CampaignWorld, monkeypatch: pytest.MonkeyPatch, error: type[BaseException]
+) -> None:
+    error_between_chunks(world, monkeypatch, error)
+
+
+def error_between_chunks(
+    world: CampaignWorld, monkeypatch: pytest.MonkeyPatch, error: type[BaseException] = RuntimeError
 ) -> None:
     chunked(monkeypatch)
 
     def fail(chunk: int) -> None:
         if chunk == 3:
-            raise RuntimeError("injected between chunks")
+            raise error("injected between chunks")  # a Ctrl-C of the CLI too
 
     Chunks(world, monkeypatch, before=fail)
     campaign_id = world.draft()
-    with pytest.raises(RuntimeError, match="injected"):
+    with pytest.raises(error, match="injected"):
         world.launch(campaign_id)
     stored = campaign_row(world, campaign_id)
     assert (stored.state, stored.launch_owner, stored.launch_lease_until) == ("draft", None, None)
