@@ -1,9 +1,12 @@
-"""The launch's SQL on a real PostgreSQL: the snapshot (batched inserts while the
-audience is read through a server-side cursor, release times from one UPDATE with
-integer division), the gate's rollback, pause/resume/cancel, the status aggregates and
-an unsubscribe — the same cases as the SQLite unit tests, each on a fresh database of
-the suite's PostgreSQL. And the races SQLite cannot have (it runs writers one at a
-time): a cancel racing a delivery engine's claim, a pause racing a producer's commit."""
+"""The launch's SQL on a real PostgreSQL: the snapshot (chunks of two rows, each its
+own transaction, while the audience is read through a server-side cursor on another
+connection; `--parts` placed by chunked UPDATEs with integer division), the gate's
+refusal deleting the rows, pause/resume/cancel, the status aggregates and an
+unsubscribe — the same cases as the SQLite unit tests, each on a fresh database of the
+suite's PostgreSQL; the launch's lease (test_launch_chunks: killed mid-way and started
+over, alive elsewhere, taken over, two launches at once). And the races SQLite cannot
+have (it runs writers one at a time): a cancel racing a delivery engine's claim, a
+pause racing a producer's commit."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, make_url, select, text, update
 from tests.peers.postgres import PostgresServer
-from tests.unit.campaign import test_launch, test_lifecycle
+from tests.unit.campaign import test_launch, test_launch_chunks, test_lifecycle
 from tests.unit.campaign.campaign_world import SENDER, CampaignWorld
 
 from postroom.campaign.lifecycle import cancel, pause
@@ -31,6 +34,13 @@ LAUNCH_CASES: list[Case] = [
     test_launch.test_release_times_follow_the_interval_and_the_parts,
     test_launch.test_without_parts_every_recipient_is_one_interval_after_the_last,
     test_launch.test_the_gate_refuses_a_low_rated_audience_and_leaves_a_draft,
+]
+LEASE_CASES: list[Callable[[CampaignWorld, pytest.MonkeyPatch], None]] = [
+    test_launch_chunks.test_each_chunk_is_committed_while_the_campaign_is_launching,
+    test_launch_chunks.error_between_chunks,
+    test_launch_chunks.test_a_launch_killed_mid_way_is_started_over_by_the_next,
+    test_launch_chunks.test_a_second_launch_while_the_first_runs_is_refused,
+    test_launch_chunks.test_a_launch_that_lost_its_campaign_writes_nothing_more,
 ]
 LIFECYCLE_CASES: list[Case] = [
     test_lifecycle.test_pause_holds_what_waits_and_resume_shifts_it_by_the_pause,
@@ -51,8 +61,41 @@ def database_url(postgres_server: PostgresServer) -> Iterator[str]:
 
 
 @pytest.mark.parametrize("case", LAUNCH_CASES, ids=lambda case: case.__name__)
-def test_launch_on_postgresql(case: Case, database_url: str, tmp_path: Path) -> None:
+def test_launch_on_postgresql(
+    case: Case, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    test_launch_chunks.chunked(monkeypatch, 2)
     world = CampaignWorld(tmp_path, database_url)
+    try:
+        case(world)
+    finally:
+        world.engine.dispose()
+
+
+@pytest.mark.parametrize("case", LEASE_CASES, ids=lambda case: case.__name__)
+def test_launch_lease_on_postgresql(
+    case: Callable[[CampaignWorld, pytest.MonkeyPatch], None],
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world = test_launch_chunks.populated(CampaignWorld(tmp_path, database_url))
+    try:
+        case(world, monkeypatch)
+    finally:
+        world.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        test_launch_chunks.test_a_launch_alive_elsewhere_is_refused_until_its_lease_runs_out,
+        test_launch_chunks.test_of_two_concurrent_launches_one_writes_the_rows,
+    ],
+    ids=lambda case: case.__name__,
+)
+def test_launch_claims_on_postgresql(case: Case, database_url: str, tmp_path: Path) -> None:
+    world = test_launch_chunks.populated(CampaignWorld(tmp_path, database_url))
     try:
         case(world)
     finally:

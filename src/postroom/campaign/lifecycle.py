@@ -35,7 +35,9 @@ On PostgreSQL (SQLite runs writers one at a time) two more rules hold:
   → `skipped` (reason `unsubscribed`), and its campaign messages still waiting
   deleted (those rows skipped the same way).
 The campaign's deliveries are those of the messages its `queued` rows name.
-A wrong state or an unknown campaign is a `LifecycleError` (one line, exit 2).
+A wrong state or an unknown campaign is a `LifecycleError` (one line, exit 2):
+a `launching` campaign (its audience snapshot being written, campaign/launch.py)
+is neither paused, resumed nor cancelled; the message says to wait for the launch.
 
 Config keys: none.
 """
@@ -256,8 +258,9 @@ def _in_state(
     if row.state not in allowed:
         names = [state.value for state in allowed]
         states = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+        launching = " (wait for its launch to end)" if row.state == CampaignState.LAUNCHING else ""
         raise LifecycleError(
-            f"campaign {campaign_id} is {row.state}: only a {states} campaign is {verb}"
+            f"campaign {campaign_id} is {row.state}: only a {states} campaign is {verb}{launching}"
         )
     return row
 

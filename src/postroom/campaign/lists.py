@@ -43,6 +43,7 @@ from postroom.rating.rules import ContactState
 # Campaigns that still read their audience: a list they name cannot go.
 _UNFINISHED = (
     CampaignState.DRAFT,
+    CampaignState.LAUNCHING,
     CampaignState.SCHEDULED,
     CampaignState.SENDING,
     CampaignState.PAUSED,

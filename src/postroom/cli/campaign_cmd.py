@@ -30,6 +30,8 @@ and `postroom contact history`.
   [--allow-send-only-dmarc]`: the audience snapshot and the gate
   (`campaign.launch`; settings: `campaign.launch_settings`). Exit 1 when the
   gate, DMARC or an empty audience refuses it: the draft stays, nothing queued.
+  While the snapshot is written the campaign is `launching`; exit 2 when another
+  launch of it is under way; one that died is started over (a note on stderr).
 - `campaign pause|resume|cancel ID` (`campaign.lifecycle`); cancel says how
   many queued messages it removed.
 - `campaign status ID [--json] [--watch]` (`campaign.status`): `--watch`
@@ -566,7 +568,7 @@ def _resend(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     engine = open_database(args.config)
     campaign = _get(_campaigns_on(engine), args.id)
-    if campaign.state in (CampaignState.DRAFT, CampaignState.CANCELLED):
+    if campaign.state in (CampaignState.DRAFT, CampaignState.LAUNCHING, CampaignState.CANCELLED):
         raise CliError(
             f"campaign {campaign.id} is {campaign.state}: only a launched campaign is resent "
             "(campaign test sends a draft's copy)"
@@ -640,6 +642,12 @@ def _launch(args: argparse.Namespace) -> int:
             print(f"postroom: {error}", file=sys.stderr)
             return 1
         raise CliError(str(error)) from None
+    if launched.interrupted:
+        print(
+            f"postroom: campaign {launched.id}: the interrupted launch ({launched.interrupted}) "
+            "was started over",
+            file=sys.stderr,
+        )
     if args.json:
         print_json(launched.as_json())
         return 0

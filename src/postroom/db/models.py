@@ -115,9 +115,12 @@ class RecipientState(StrEnum):
 
 
 class CampaignState(StrEnum):
-    """Part 1 makes drafts; launching (part 2) moves them on."""
+    """Part 1 makes drafts; launching (part 2) moves them on. `launching` is transient:
+    the audience snapshot being written (campaign/launch.py); it ends `scheduled` or
+    `sending`, or a draft again when the launch is refused."""
 
     DRAFT = "draft"
+    LAUNCHING = "launching"
     SCHEDULED = "scheduled"
     SENDING = "sending"
     PAUSED = "paused"
@@ -418,6 +421,9 @@ campaigns = Table(
     Column("history", Integer, nullable=False, server_default=text("1")),
     Column("paused_at", Float, nullable=True),
     Column("finished_at", Float, nullable=True),  # sent or cancelled
+    # While `launching`: the launch's process (campaign/launch_lease.py) and its lease.
+    Column("launch_owner", String(128), nullable=True),
+    Column("launch_lease_until", Float, nullable=True),
     Index("ix_campaigns_project_state", "project_id", "state"),
 )
 

@@ -1,7 +1,8 @@
 """The launch tests' world: the sender world plus a confirmed two-way sender
 (news@acme.test), a confirmed send-only one (news@far.test), a template that
 needs `contact.first_name`, contacts on the list "customers", drafts, launches at
-the world's clock, and a stand-in for the producer (`produce`: what `serve`
+the world's clock, a campaign another host is launching (`launching_elsewhere`), and a
+stand-in for the producer (`produce`: what `serve`
 does to one pending row, through the queue's own `store_queued`).
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from tests.unit.campaign.senders_world import SenderWorld
 
 from postroom.campaign.addresses import ValidationPolicy, Validator
@@ -21,7 +22,13 @@ from postroom.campaign.launch import Launched, launch
 from postroom.campaign.launch_settings import sending_settings
 from postroom.campaign.render import TemplateSource
 from postroom.campaign.templates import Templates
-from postroom.db.models import MessageOrigin, campaign_recipients, contacts, deliveries
+from postroom.db.models import (
+    MessageOrigin,
+    campaign_recipients,
+    campaigns,
+    contacts,
+    deliveries,
+)
 from postroom.mta.queue.outbox import store_queued
 from postroom.rating.contacts import Contacts
 from postroom.rating.rules import Rules
@@ -34,6 +41,7 @@ TEMPLATE = TemplateSource(
 )
 CUSTOMERS = AudienceFilter(lists=("customers",))
 STRICT_DMARC = "far.test publishes DMARC policy reject (_dmarc.far.test) and postroom cannot sign"
+ELSEWHERE = "4242.0badf00d@other-host.test"  # a launch's owner: pid 4242 on another host
 
 
 class CampaignWorld(SenderWorld):
@@ -93,6 +101,26 @@ class CampaignWorld(SenderWorld):
             dmarc_check=dmarc_check,
             clock=self.clock,
         )
+
+    def launching_elsewhere(self, lease_until: float) -> int:
+        """A new draft that another host (`ELSEWHERE`) is launching, with a lease until
+        then, two of its rows (c0, c1 @shop.test) written."""
+        campaign_id = self.draft()
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(campaigns)
+                .where(campaigns.c.id == campaign_id)
+                .values(state="launching", launch_owner=ELSEWHERE, launch_lease_until=lease_until)
+            )
+            conn.execute(
+                insert(campaign_recipients),
+                [
+                    {"campaign_id": campaign_id, "address": f"c{seq}@shop.test", "seq": seq,
+                     "state": "pending", "release_at": 0.0, "updated_at": 0.0}
+                    for seq in range(2)
+                ],
+            )  # fmt: skip
+        return campaign_id
 
     def rows(self, campaign_id: int) -> list[Any]:
         with self.engine.connect() as conn:

@@ -198,17 +198,3 @@ def test_only_a_draft_launches(world: CampaignWorld) -> None:
     with world.engine.begin() as conn:
         conn.execute(update(campaigns).where(campaigns.c.id == campaign_id).values(state="sent"))
     assert len(world.rows(campaign_id)) == 1
-
-
-def test_rows_are_inserted_in_batches_as_the_walk_goes(
-    world: CampaignWorld, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from postroom.campaign import launch as launch_module
-
-    monkeypatch.setattr(launch_module, "INSERT_BATCH_ROWS", 2)
-    for index in range(5):
-        world.contact(f"c{index}@shop.test")
-    campaign_id = world.draft()
-    world.launch(campaign_id, interval="1s")
-    assert [row.seq for row in world.rows(campaign_id)] == [0, 1, 2, 3, 4]
-    assert [row.release_at - world.clock.now for row in world.rows(campaign_id)] == [0, 1, 2, 3, 4]

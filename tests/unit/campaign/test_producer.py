@@ -92,11 +92,12 @@ def test_claims_are_leased_disjoint_and_an_expired_lease_is_claimable(
     }
 
 
-def test_a_paused_or_draft_campaign_is_not_claimed(world: ProducerWorld) -> None:
+@pytest.mark.parametrize("state", ["paused", "launching"])
+def test_a_paused_or_launching_campaign_is_not_claimed(world: ProducerWorld, state: str) -> None:
     world.launch()
     producer, _ = world.producer("node-a")
     with world.engine.begin() as conn:
-        conn.execute(update(campaigns).values(state="paused"))
+        conn.execute(update(campaigns).values(state=state))
     assert producer.claim(world.campaign_id) == []
 
 

@@ -7,6 +7,7 @@ own database."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,33 @@ def test_refusals_exit_1_and_leave_the_draft(world: CampaignWorld, run: Run) -> 
         and err.count("\n") == 1
     )
     assert json.loads(run("campaign", "status", low, "--json")[1])["audience"] == 0
+
+
+def test_a_launch_under_way_is_refused_and_a_dead_one_is_started_over(
+    world: CampaignWorld, run: Run
+) -> None:
+    alive = str(world.launching_elsewhere(time.time() + 60))
+    status, out, err = run("campaign", "launch", alive)
+    assert (status, out) == (2, "") and err.count("\n") == 1
+    assert err.startswith(
+        f"postroom: campaign {alive} is being launched (pid 4242 on other-host.test, lease until "
+    )
+    assert run("campaign", "pause", alive) == (
+        2, "", f"postroom: campaign {alive} is launching: only a scheduled or sending campaign is "
+        "paused (wait for its launch to end)\n",
+    )  # fmt: skip
+    shown = json.loads(run("campaign", "status", alive, "--json")[1])
+    assert (shown["state"], shown["pending"]) == ("launching", 2)
+
+    dead = str(world.launching_elsewhere(time.time() - 1))  # its lease ran out
+    status, out, err = run("campaign", "launch", dead, "--json")
+    assert (status, json.loads(out)["audience"]) == (0, 3)
+    assert err == (
+        f"postroom: campaign {dead}: the interrupted launch (pid 4242 on other-host.test) "
+        "was started over\n"
+    )
+    shown = json.loads(run("campaign", "status", dead, "--json")[1])
+    assert (shown["state"], shown["pending"], shown["skipped"]["blocked"]) == ("sending", 3, 1)
 
 
 @pytest.mark.parametrize(
