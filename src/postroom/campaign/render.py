@@ -22,7 +22,10 @@ A button placed with `{{ button("name") }}` is drawn there (a bulletproof
 button in HTML, a "Text: URL" line in text); the buttons a part does not place
 are appended after its content (before `</body>` in HTML). The subject is one
 line: whitespace runs (line breaks included) become one space. Without a text
-template the text part is derived from the rendered HTML (`mailsafe.py`).
+template the text part is derived from the HTML: once, at compile time, as a text
+template (`text_template.py`, exposed as `CompiledTemplate.derived_text`) where
+that is faithful, else from each rendered HTML (`mailsafe.py`), with each button
+as a "Text: URL" paragraph; either way the text is tidied (`mailsafe.tidy_text`).
 `contact_variables()` names the contact variables the template needs.
 
 Untrusted input: the template (operators') and the contact's values (imports).
@@ -48,7 +51,7 @@ from postroom.campaign.buttons import (
     button_text,
     validate_buttons,
 )
-from postroom.campaign.mailsafe import text_from_html
+from postroom.campaign.mailsafe import text_from_html, tidy_text
 from postroom.campaign.sandbox import (
     MAX_VALUE_CHARS,
     BoundedEnvironment,
@@ -57,6 +60,7 @@ from postroom.campaign.sandbox import (
     UndefinedVariable,
     bound_template,
 )
+from postroom.campaign.text_template import Underivable, derive_text_template, text_environment
 
 __all__ = [
     "CampaignView",
@@ -145,9 +149,15 @@ class RenderedContent:
 
 
 def compile_template(
-    source: TemplateSource, *, html_file: str = "html", text_file: str = "text"
+    source: TemplateSource,
+    *,
+    html_file: str = "html",
+    text_file: str = "text",
+    derive_text_once: bool = True,
 ) -> CompiledTemplate:
-    """The template compiled, or a TemplateError naming the part and line."""
+    """The template compiled, or a TemplateError naming the part and line.
+    `derive_text_once=False`: no text template derived from the HTML (the reading
+    per message, what the derived one is measured and tested against)."""
     _check_size("subject", source.subject, MAX_SUBJECT_SOURCE_CHARS)
     _check_size(html_file, source.html, MAX_SOURCE_CHARS)
     if source.text is not None:
@@ -162,24 +172,46 @@ def compile_template(
     html = _parse(html_env, source.html, html_file, names)
     text = None if source.text is None else _parse(text_env, source.text, text_file, names)
     variables = frozenset().union(*(_contact_variables(part) for part in (subject, html, text)))
+    derived = None
+    if text is None and derive_text_once:
+        derived = _text_template_from_html(source.html, html, html_env, html_file, names)
     return CompiledTemplate(
         source=source,
         buttons={button.name: button for button in buttons},
+        derived_text=None if derived is None else derived[0],
         _subject=_compiled(text_env, subject, "subject"),
         _html=_compiled(html_env, html, html_file),
         _text=None if text is None else _compiled(text_env, text, text_file),
+        _derived_text=None if derived is None else derived[1],
         _variables=variables,
         _files=(html_file, text_file),
     )
+
+
+def _text_template_from_html(
+    html: str, parsed: nodes.Template, html_env: BoundedEnvironment, file: str, buttons: set[str]
+) -> tuple[str, Template] | None:
+    """The text template derived from the HTML template (its source and itself,
+    compiled as a hand-written one would be: bounded, buttons checked), or None: the
+    text is read per message. Jinja refusing a derived template (no case known) is a
+    reason to read per message, never to refuse a template that compiles."""
+    try:
+        source = derive_text_template(html, parsed, html_env)
+        env = text_environment()
+        return source, _compiled(env, _parse(env, source, file, buttons), file)
+    except (Underivable, TemplateError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)
 class CompiledTemplate:
     source: TemplateSource
     buttons: Mapping[str, Button]
+    derived_text: str | None  # the text template derived from the HTML (Jinja source)
     _subject: Template
     _html: Template
     _text: Template | None
+    _derived_text: Template | None
     _variables: frozenset[str]
     _files: tuple[str, str]
 
@@ -197,12 +229,13 @@ class CompiledTemplate:
         subject = _WHITESPACE.sub(" ", self._run(self._subject, values, "subject")).strip()
         if len(subject) > MAX_SUBJECT_CHARS:
             raise RenderError(f"subject: longer than {MAX_SUBJECT_CHARS} characters as rendered")
-        html = self._part(self._html, values, html_file, urls, _html_button)
+        html = self._part(self._html, values, html_file, urls, _HTML_BUTTONS)
         if self._text is not None:
-            text = self._part(self._text, values, text_file, urls, _text_button)
+            text = self._part(self._text, values, text_file, urls, _TEXT_BUTTONS)
+        elif self._derived_text is not None:  # the HTML's constructs: it failed first if any
+            text = tidy_text(self._part(self._derived_text, values, html_file, urls, _LINES))
         else:
-            # The HTML again, with each button as a "Text: URL" paragraph, read as text.
-            text = text_from_html(self._part(self._html, values, html_file, urls, _derived_button))
+            text = text_from_html(self._part(self._html, values, html_file, urls, _PARAGRAPHS))
         return RenderedContent(subject=subject, html=html, text=text)
 
     def _part(
@@ -211,7 +244,7 @@ class CompiledTemplate:
         values: dict[str, Any],
         file: str,
         urls: Mapping[str, str],
-        draw: Callable[[Button, str], str],
+        drawing: _ButtonDrawing,
     ) -> str:
         placed: list[str] = []
 
@@ -219,15 +252,11 @@ class CompiledTemplate:
             if name not in urls:
                 raise RenderError(f"{file}: no button named {name!r}")
             placed.append(name)
-            return draw(self.buttons[name], urls[name])
+            return drawing.draw(self.buttons[name], urls[name])
 
         content = self._run(template, {**values, "button": button}, file)
-        rest = "".join(draw(self.buttons[name], urls[name]) for name in urls if name not in placed)
-        if not rest:
-            return content
-        if draw is _text_button:
-            return f"{content.rstrip()}\n\n{rest}"
-        return insert_before_body_end(content, rest)
+        rest = [drawing.draw(self.buttons[name], urls[name]) for name in urls if name not in placed]
+        return drawing.append(content, rest) if rest else content
 
     def _run(self, template: Template, values: dict[str, Any], file: str) -> str:
         limit = MAX_SUBJECT_CHARS * 4 if file == "subject" else MAX_RENDERED_CHARS
@@ -288,16 +317,36 @@ def insert_before_body_end(html: str, addition: str) -> str:
     return html[:body_end] + addition + html[body_end:]
 
 
-def _html_button(button: Button, url: str) -> str:
-    return Markup(button_html(button, url))
+@dataclass(frozen=True, slots=True)
+class _ButtonDrawing:
+    """How a part draws a button where placed, and appends those it does not place."""
+
+    draw: Callable[[Button, str], str]
+    append: Callable[[str, list[str]], str]  # (content, the drawn buttons) -> the part
 
 
-def _text_button(button: Button, url: str) -> str:
-    return button_text(button, url) + "\n"
+def _before_body_end(content: str, drawn: list[str]) -> str:
+    return insert_before_body_end(content, "".join(drawn))
 
 
-def _derived_button(button: Button, url: str) -> str:
-    return Markup(f"<p>{escape(button_text(button, url))}</p>")
+def _after_text(content: str, drawn: list[str]) -> str:
+    return f"{content.rstrip()}\n\n{''.join(drawn)}"
+
+
+def _after_text_as_paragraphs(content: str, drawn: list[str]) -> str:
+    return f"{content.rstrip()}\n\n" + "\n\n".join(drawn)
+
+
+_HTML_BUTTONS = _ButtonDrawing(
+    lambda button, url: Markup(button_html(button, url)), _before_body_end
+)
+_TEXT_BUTTONS = _ButtonDrawing(lambda button, url: button_text(button, url) + "\n", _after_text)
+# The HTML read as text per message: a button is a "Text: URL" paragraph.
+_PARAGRAPHS = _ButtonDrawing(
+    lambda button, url: Markup(f"<p>{escape(button_text(button, url))}</p>"), _before_body_end
+)
+# The derived text template: a placed button's paragraph is already laid out around it.
+_LINES = _ButtonDrawing(button_text, _after_text_as_paragraphs)
 
 
 def _template_values(context: RenderContext) -> dict[str, Any]:
