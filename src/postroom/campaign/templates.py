@@ -55,7 +55,8 @@ class StoredTemplate:
     updated_at: float
 
     def compiled(self) -> CompiledTemplate:
-        return compile_template(self.source)
+        """Compiled to be inspected (its variables), not rendered: no derived text part."""
+        return compile_template(self.source, derive_text_once=False)
 
 
 class Templates:
@@ -72,7 +73,8 @@ class Templates:
         text_file: str = "text",
     ) -> StoredTemplate:
         _check_name(name)
-        compile_template(source, html_file=html_file, text_file=text_file)
+        # Checked only: deriving the text part is for rendering (compose.py).
+        compile_template(source, html_file=html_file, text_file=text_file, derive_text_once=False)
         with self.engine.begin() as conn:
             project_id = _project_id(conn, project)
             if _row(conn, project_id, name) is not None:
@@ -117,6 +119,7 @@ class Templates:
                 source,
                 html_file=html_file if html is not None else f"{name} (stored html)",
                 text_file=text_file if text is not None else f"{name} (stored text)",
+                derive_text_once=False,
             )
             _check_channels(conn, project_id, source.buttons)
             conn.execute(
