@@ -2,7 +2,8 @@
 
 `RatingObserver` is the queue store's `QueueObserver`:
 - `messages_queued`: mail sent by a project (its sender on a linked domain)
-  makes each new recipient a contact at the automatic rating; with
+  makes each new recipient a contact at the automatic rating (a campaign's
+  messages do not: they go to contacts, or are test copies); with
   `log_blocked_sends` (`[rating] blocked_transactional = "send"`), recipients
   that are blocked contacts are logged, one query per group commit;
 - `deliveries_failed`: a delivery that failed for good is classified from the
@@ -28,7 +29,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from postroom.db.models import DomainState, domains, messages
+from postroom.db.models import DomainState, MessageOrigin, domains, messages
 from postroom.mailbox.names import lookup_form
 from postroom.mta.queue.records import FailedDelivery, NewMessage
 from postroom.rating.contacts import Cause, Contacts
@@ -54,10 +55,13 @@ class RatingObserver:
         self.log_blocked_sends = log_blocked_sends
 
     def messages_queued(self, conn: Connection, new_messages: list[NewMessage]) -> None:
+        # A campaign's recipients are its audience's contacts, never blocked ones (the
+        # producer checks both as it commits); its test copies make no contact. Ensuring
+        # them again cost an INSERT per message and a worker-memory cache of every address.
         wanted = [
             (message.project_id, recipient, message.queue_id)
             for message in new_messages
-            if message.project_id is not None
+            if message.project_id is not None and message.origin != MessageOrigin.CAMPAIGN
             for recipient in message.recipients
         ]
         self.contacts.ensure_many(conn, wanted, detail="mail sent to a new address")  # type: ignore[arg-type]

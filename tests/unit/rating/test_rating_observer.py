@@ -89,21 +89,32 @@ def _fail(
 def test_messages_queued_creates_contacts_only_for_project_mail(
     observer: RatingObserver, contacts: Contacts, engine: Engine, project: Project
 ) -> None:
-    def message(queue_id: str, recipient: str, project_id: int | None) -> NewMessage:
+    def message(
+        queue_id: str,
+        recipient: str,
+        project_id: int | None,
+        origin: MessageOrigin = MessageOrigin.SUBMISSION,
+    ) -> NewMessage:
         return NewMessage(
             queue_id=queue_id,
             mail_from="news@shop.test",
             recipients=(recipient, f"second-{recipient}"),
             body=b"x",
             pool="default",
-            origin=MessageOrigin.SUBMISSION,
+            origin=origin,
             created_at=time.time(),
             project_id=project_id,
         )
 
     with engine.begin() as conn:
         observer.messages_queued(
-            conn, [message("Q1", "a@remote.test", project.id), message("Q2", "b@remote.test", None)]
+            conn,
+            [
+                message("Q1", "a@remote.test", project.id),
+                message("Q2", "b@remote.test", None),
+                # A campaign's test copy to an address of no contact makes none.
+                message("Q3", "c@remote.test", project.id, MessageOrigin.CAMPAIGN),
+            ],
         )
     for address in ("a@remote.test", "second-a@remote.test"):
         created = contacts.contact("shop", address)
@@ -114,8 +125,9 @@ def test_messages_queued_creates_contacts_only_for_project_mail(
             "Q1",
             "mail sent to a new address",
         )
-    with pytest.raises(ContactError):
-        contacts.contact("shop", "b@remote.test")
+    for address in ("b@remote.test", "c@remote.test"):
+        with pytest.raises(ContactError):
+            contacts.contact("shop", address)
 
 
 @pytest.mark.usefixtures("known")
