@@ -232,7 +232,7 @@ def test_two_nodes_share_a_campaign_each_recipient_once(
 ) -> None:
     addresses = _addresses("n", SHARED_COUNT)
     campaign_id = _campaign(nodes["node-a"], "shared", addresses)
-    assert _launch(nodes["node-a"], campaign_id) == SHARED_COUNT
+    assert _launch(nodes["node-a"], campaign_id)["audience"] == SHARED_COUNT
     _wait(
         lambda: _sent_and_delivered(nodes["node-b"], campaign_id, SHARED_COUNT),
         60,
