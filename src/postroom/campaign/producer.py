@@ -25,8 +25,10 @@ drains). Its loop, a batch at a time:
   (`ProjectUsage.reserve_batch`): over it, nothing is queued, the rows stay
   pending and the campaign waits (`LIMIT_RETRY_S`, logged once per project).
   The first production moves a `scheduled` campaign to `sending`. Due-now
-  deliveries come back as claimed jobs for the delivery engine; later ones wait
-  `queued` for its claim loop (an interval campaign is paced by release times).
+  deliveries come back as claimed jobs for the delivery engine, marked with the
+  campaign's id (a pause or cancel takes them back: `campaign.stopped`); later
+  ones wait `queued` for its claim loop (an interval campaign is paced by
+  release times).
 - finish: a campaign with no pending row left and no message of it still due
   later (a paced campaign's `queued` deliveries wait for their release time)
   becomes `sent` (`finished_at`); until then it can be paused or cancelled.
@@ -397,6 +399,7 @@ class CampaignProducer:
                 created_at=now,
                 project_id=campaign.project_id,
                 release_at=row.release_at,
+                campaign_id=campaign.id,  # its jobs can be stopped in the engine's memory
             )
             made.append(Made(row, message, composed.subject))
         return made
