@@ -430,6 +430,9 @@ class CampaignProducer:
         if self._postgresql:  # a pause or cancel waits for this transaction, and sees it
             state_query = state_query.with_for_update(read=True)
         if conn.execute(state_query).scalar() not in SENDABLE:
+            # Paused or cancelled meanwhile: the rows go back now, not when their lease
+            # ends (a resume within LEASE_S would wait for them).
+            self._release(conn, [entry.row for entry in made])
             return []
         mine_query = select(_R.id).where(
             _R.id.in_([entry.row.row_id for entry in made]),
@@ -499,7 +502,11 @@ class CampaignProducer:
     def release(self, rows: Sequence[Claimed]) -> int:
         """Rows of a batch that was not produced go back, claimable at once."""
         with write_transaction(self.engine) as conn:
-            return conn.execute(
+            return self._release(conn, rows)
+
+    def _release(self, conn: Connection, rows: Sequence[Claimed]) -> int:
+        return int(
+            conn.execute(
                 update(campaign_recipients)
                 .where(
                     _R.id.in_([row.row_id for row in rows]),
@@ -508,6 +515,7 @@ class CampaignProducer:
                 )
                 .values(lease_owner=None, lease_until=None)
             ).rowcount
+        )
 
     def release_own_leases(self, worker_prefix: str | None = None) -> int:
         """At start: the pending rows of active campaigns this node (with `worker_prefix`,
