@@ -6,8 +6,9 @@ each with its share of the limits (workers/shares.py), and speaks to systemd its
 Start: bind the listeners (or take the supervisor's), apply migrations, open the
 queue, return this node's old leases, start the feedback worker (bounces,
 complaints, replies: its own threads), serve the listeners, start the delivery
-engine and the campaign producer, then tell systemd READY (a worker tells its
-supervisor).
+engine (which asks `campaign.stopped` before it sends a campaign's job: paused or
+cancelled campaigns, re-read once a second) and the campaign producer, then tell
+systemd READY (a worker tells its supervisor).
 SIGTERM: stop accepting (listeners close), let the router's shielded work
 (messages being queued, reservations being given back) finish within `[server]
 drain_timeout`, let the campaign producer finish its batch, then the feedback
@@ -29,6 +30,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from postroom.campaign.producer import CampaignProducer
+from postroom.campaign.stopped import StoppedCampaigns
 from postroom.campaign.unsubscribe import UNSUBSCRIBE_KEY_INFO, UnsubscribeTokens
 from postroom.config import Config, ConfigError, load_config
 from postroom.core import sdnotify
@@ -163,6 +165,8 @@ async def _node(
     )
     if released:
         log.info("returned %d deliveries this node held before it stopped", released)
+    stopped = StoppedCampaigns(engine, store, config.delivery.max_queue_lifetime)
+    stopped.refresh()  # before the engine's first claim
     delivery = DeliveryEngine(
         store,
         Resolver.from_config(config.dns),
@@ -170,6 +174,7 @@ async def _node(
         config.delivery,
         verp=rating.verp,
         verp_origins=frozenset(config.bounce.verp),
+        withholder=stopped,
     )
     local = LocalMail(Accounts(engine, Path(config.mail_root)), config.server.hostname)
     local.load_domains()
@@ -218,6 +223,10 @@ async def _node(
             keep_fresh(local.load_domains, "the verified domains"), name="local-domains"
         ),
         asyncio.create_task(keep_fresh(signing_keys.load, "the DKIM keys"), name="dkim-keys"),
+        asyncio.create_task(
+            keep_fresh(stopped.refresh, "the paused and cancelled campaigns", stopped.refresh_s),
+            name="stopped-campaigns",
+        ),
     ]
     if worker is None or worker.index == 0:  # key rotation is the node's, done once
         background.append(

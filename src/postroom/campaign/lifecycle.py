@@ -35,6 +35,10 @@ On PostgreSQL (SQLite runs writers one at a time) two more rules hold:
   → `skipped` (reason `unsubscribed`), and its campaign messages still waiting
   deleted (those rows skipped the same way).
 The campaign's deliveries are those of the messages its `queued` rows name.
+What a delivery engine already holds in memory is stopped by `campaign.stopped`
+with the two pieces these verbs are made of, in the queue's transaction:
+`hold_waiting(conn, which, now)` (the pause's hold) and
+`cancel_messages(conn, campaign_id, message_ids, now)` (the cancel's removal).
 A wrong state or an unknown campaign is a `LifecycleError` (one line, exit 2):
 a `launching` campaign (its audience snapshot being written, campaign/launch.py)
 is neither paused, resumed nor cancelled; the message says to wait for the launch.
@@ -49,7 +53,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, exists, func, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, delete, exists, func, select, update
 
 from postroom.db.engine import is_postgresql, write_transaction
 from postroom.db.models import (
@@ -98,21 +102,8 @@ def pause(engine: Engine, campaign_id: int, *, clock: Callable[[], float] = time
         _in_state(conn, campaign_id, _PAUSABLE, "paused")
         now = clock()
         _set_campaign(conn, campaign_id, state=CampaignState.PAUSED.value, paused_at=now)
-        held = conn.execute(
-            update(deliveries)
-            .where(
-                deliveries.c.message_id.in_(campaign_messages(campaign_id)),
-                deliveries.c.state.in_([DeliveryState.QUEUED.value, DeliveryState.DEFERRED.value]),
-            )
-            .values(
-                state=DeliveryState.HELD.value,
-                held_by=HELD_BY_CAMPAIGN,
-                lease_owner=None,
-                lease_until=None,
-                updated_at=now,
-            )
-        ).rowcount
-    return Paused(campaign_id, int(held))
+        held = hold_waiting(conn, deliveries.c.message_id.in_(campaign_messages(campaign_id)), now)
+    return Paused(campaign_id, held)
 
 
 def resume(engine: Engine, campaign_id: int, *, clock: Callable[[], float] = time.time) -> Resumed:
@@ -158,10 +149,48 @@ def cancel(
         _in_state(conn, campaign_id, _CANCELLABLE, "cancelled")
         now = clock()
         _set_campaign(conn, campaign_id, state=CampaignState.CANCELLED.value, finished_at=now)
-        rows = campaign_recipients.c.campaign_id == campaign_id
-        cancelled = _stop_rows(conn, rows, RecipientState.CANCELLED, "", now)
-        removed = _withdraw_messages(conn, rows, RecipientState.CANCELLED, now)
+        cancelled, removed = _cancel_rows(
+            conn, campaign_recipients.c.campaign_id == campaign_id, now
+        )
     return Cancelled(campaign_id, removed, cancelled)
+
+
+def hold_waiting(conn: Connection, which: ColumnElement[bool], now: float) -> int:
+    """In the caller's transaction: the waiting deliveries (queued, deferred) that
+    `which` selects → held by their campaign's pause (its resume releases them)."""
+    return int(
+        conn.execute(
+            update(deliveries)
+            .where(
+                which,
+                deliveries.c.state.in_([DeliveryState.QUEUED.value, DeliveryState.DEFERRED.value]),
+            )
+            .values(
+                state=DeliveryState.HELD.value,
+                held_by=HELD_BY_CAMPAIGN,
+                lease_owner=None,
+                lease_until=None,
+                updated_at=now,
+            )
+        ).rowcount
+    )
+
+
+def cancel_messages(conn: Connection, campaign_id: int, message_ids: list[str], now: float) -> int:
+    """In the caller's transaction: of a cancelled campaign, these messages' waiting
+    deliveries removed and their rows cancelled, as `cancel` does to every waiting
+    one; the number of deliveries removed."""
+    rows = (
+        campaign_recipients.c.campaign_id == campaign_id
+    ) & campaign_recipients.c.message_id.in_(message_ids)
+    return _cancel_rows(conn, rows, now)[1]
+
+
+def _cancel_rows(conn: Connection, rows: Any, now: float) -> tuple[int, int]:
+    """These rows that get nothing now → cancelled, their waiting messages out of the
+    queue: (rows cancelled, deliveries removed)."""
+    cancelled = _stop_rows(conn, rows, RecipientState.CANCELLED, "", now)
+    return cancelled, _withdraw_messages(conn, rows, RecipientState.CANCELLED, now)
 
 
 def withdraw_contact(conn: Connection, project_id: int, contact_id: int, now: float) -> int:

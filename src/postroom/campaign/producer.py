@@ -25,8 +25,10 @@ drains). Its loop, a batch at a time:
   (`ProjectUsage.reserve_batch`): over it, nothing is queued, the rows stay
   pending and the campaign waits (`LIMIT_RETRY_S`, logged once per project).
   The first production moves a `scheduled` campaign to `sending`. Due-now
-  deliveries come back as claimed jobs for the delivery engine; later ones wait
-  `queued` for its claim loop (an interval campaign is paced by release times).
+  deliveries come back as claimed jobs for the delivery engine, marked with the
+  campaign's id (a pause or cancel takes them back: `campaign.stopped`); later
+  ones wait `queued` for its claim loop (an interval campaign is paced by
+  release times).
 - finish: a campaign with no pending row left and no message of it still due
   later (a paced campaign's `queued` deliveries wait for their release time)
   becomes `sent` (`finished_at`); until then it can be paused or cancelled.
@@ -397,6 +399,7 @@ class CampaignProducer:
                 created_at=now,
                 project_id=campaign.project_id,
                 release_at=row.release_at,
+                campaign_id=campaign.id,  # its jobs can be stopped in the engine's memory
             )
             made.append(Made(row, message, composed.subject))
         return made
@@ -427,6 +430,9 @@ class CampaignProducer:
         if self._postgresql:  # a pause or cancel waits for this transaction, and sees it
             state_query = state_query.with_for_update(read=True)
         if conn.execute(state_query).scalar() not in SENDABLE:
+            # Paused or cancelled meanwhile: the rows go back now, not when their lease
+            # ends (a resume within LEASE_S would wait for them).
+            self._release(conn, [entry.row for entry in made])
             return []
         mine_query = select(_R.id).where(
             _R.id.in_([entry.row.row_id for entry in made]),
@@ -496,7 +502,11 @@ class CampaignProducer:
     def release(self, rows: Sequence[Claimed]) -> int:
         """Rows of a batch that was not produced go back, claimable at once."""
         with write_transaction(self.engine) as conn:
-            return conn.execute(
+            return self._release(conn, rows)
+
+    def _release(self, conn: Connection, rows: Sequence[Claimed]) -> int:
+        return int(
+            conn.execute(
                 update(campaign_recipients)
                 .where(
                     _R.id.in_([row.row_id for row in rows]),
@@ -505,6 +515,7 @@ class CampaignProducer:
                 )
                 .values(lease_owner=None, lease_until=None)
             ).rowcount
+        )
 
     def release_own_leases(self, worker_prefix: str | None = None) -> int:
         """At start: the pending rows of active campaigns this node (with `worker_prefix`,

@@ -172,7 +172,8 @@ async def test_rows_lost_or_a_campaign_paused_meanwhile_get_nothing_queued(
         lambda conn: producer._commit(conn, launched, made, Committed())
     )
     assert paused == [] and len(_deliveries(world)) == 3
-    assert world.rows()[0].state == "pending"
+    # Pending and released, not leased on: a resume claims it at once.
+    assert (world.rows()[0].state, world.rows()[0].lease_owner) == ("pending", None)
     assert sink.jobs == []
     with world.engine.connect() as conn:  # history off: no campaign_sends rows
         assert conn.execute(select(campaign_sends)).first() is None

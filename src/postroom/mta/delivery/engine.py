@@ -9,6 +9,11 @@
 - Periodically: claim due deliveries (retries, expired leases of crashed nodes)
   while fewer than `max_in_memory` deliveries are held, and renew this node's
   leases.
+- With a `Withholder` (`withhold.py`): a job it says must wait is taken back
+  from its lane right before a connection would send it, and a deferred
+  outcome of such a job is recorded, then the job withheld as well; the
+  recorder hands withheld jobs over after the outcomes recorded before them.
+  Claimed jobs are shown to it before they are routed.
 - `drain()` stops claiming, closes lanes, and flushes outcomes; what is still
   waiting keeps its lease and returns to the queue at the next start.
 """
@@ -27,7 +32,14 @@ from postroom.core.dns import Resolver
 from postroom.mta.bounce.verp import Verp
 from postroom.mta.delivery.client import ConnectSettings
 from postroom.mta.delivery.mx import Destination, DestinationError, resolve_destination
-from postroom.mta.delivery.outcome import Outcome, Stage, from_destination_error, from_error
+from postroom.mta.delivery.outcome import (
+    Outcome,
+    Stage,
+    Verdict,
+    from_destination_error,
+    from_error,
+)
+from postroom.mta.delivery.withhold import Withholder
 from postroom.mta.lanes.lane import Lane, limits_for
 from postroom.mta.lanes.pools import PoolTable
 from postroom.mta.queue.records import ClaimedDelivery, DeliveryResult, Job, split_job
@@ -50,8 +62,10 @@ class DeliveryEngine:
         claim_interval_s: float = 1.0,
         verp: Verp | None = None,
         verp_origins: frozenset[str] = frozenset(),
+        withholder: Withholder | None = None,
     ) -> None:
         self.store = store
+        self.withholder = withholder
         self.verp = verp
         self.verp_origins = verp_origins
         self.resolver = resolver
@@ -61,6 +75,7 @@ class DeliveryEngine:
         self._waiting: dict[str, list[Job]] = defaultdict(list)
         self._lanes: dict[tuple[str, str], Lane] = {}
         self._results: list[DeliveryResult] = []
+        self._withheld: list[Job] = []  # handed to the withholder after `_results`
         self._results_ready = asyncio.Event()
         self._in_memory = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -152,6 +167,17 @@ class DeliveryEngine:
 
     # -- LaneHost ---------------------------------------------------------------
 
+    def withheld(self, job: Job) -> bool:
+        if self.withholder is None or not self.withholder.must_wait(job):
+            return False
+        self._in_memory -= len(job.deliveries)
+        self._withhold(job)
+        return True
+
+    def _withhold(self, job: Job) -> None:
+        self._withheld.append(job)
+        self._results_ready.set()
+
     async def body_for(self, job: Job) -> bytes | None:
         if job.body is not None:
             return job.body
@@ -187,6 +213,12 @@ class DeliveryEngine:
             )
         self._in_memory -= len(results)
         self._results_ready.set()
+        if self.withholder is not None:
+            # Its retry must not go out while its producer stops it: recorded first
+            # (the recorder keeps the order), then withheld.
+            deferred = [d for d, outcome in results if outcome.verdict is Verdict.DEFERRED]
+            if deferred and self.withholder.must_wait(job):
+                self._withhold(replace(job, deliveries=deferred))
 
     # -- background work ------------------------------------------------------
 
@@ -204,6 +236,8 @@ class DeliveryEngine:
                 room = self.max_in_memory - self._in_memory
                 if room > 0:
                     jobs = await self.store.claim_due(min(room, 1000))
+                    if jobs and self.withholder is not None:
+                        await self._show_claimed(jobs)
                     self.submit(jobs)
                 if time.monotonic() >= next_renewal:
                     await self.store.renew_leases()
@@ -230,23 +264,45 @@ class DeliveryEngine:
         }
         self._lanes = {key: lane for key, lane in self._lanes.items() if not lane.is_idle()}
 
+    async def _show_claimed(self, jobs: list[Job]) -> None:
+        assert self.withholder is not None
+        try:
+            await self.withholder.claimed(jobs)
+        except Exception:  # unmarked, they are sent as they would have been
+            log.exception("the withholder could not look at %d claimed jobs", len(jobs))
+
     async def _record_loop(self) -> None:
         while True:
-            if not self._results:
+            if not self._results and not self._withheld:
                 if self._stopping.is_set():
                     return
                 self._results_ready.clear()
                 await self._results_ready.wait()
                 continue
             batch, self._results = self._results, []
-            try:
-                dsn_jobs = await self.store.record(batch)
-            except Exception:
-                # The leases stay; the deliveries return to the queue and are retried.
-                log.exception("recording %d delivery outcomes failed", len(batch))
-                continue
-            if dsn_jobs and not self._stopping.is_set():
-                self.submit(dsn_jobs)
+            withheld, self._withheld = self._withheld, []
+            if batch:
+                await self._record(batch)
+            if withheld:
+                await self._hand_over_withheld(withheld)
+
+    async def _record(self, batch: list[DeliveryResult]) -> None:
+        try:
+            dsn_jobs = await self.store.record(batch)
+        except Exception:
+            # The leases stay; the deliveries return to the queue and are retried.
+            log.exception("recording %d delivery outcomes failed", len(batch))
+            return
+        if dsn_jobs and not self._stopping.is_set():
+            self.submit(dsn_jobs)
+
+    async def _hand_over_withheld(self, jobs: list[Job]) -> None:
+        assert self.withholder is not None
+        try:
+            await self.withholder.withhold(jobs)
+        except Exception:
+            # The leases stay (renewed while this node runs); they return at its next start.
+            log.exception("withholding %d jobs failed", len(jobs))
 
     def drain(self) -> None:
         self._stopping.set()

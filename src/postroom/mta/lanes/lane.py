@@ -11,6 +11,10 @@ MX failed), the lane reports that outcome for every job it holds and suspends
 itself for a while, so that a dead site does not take a connection attempt per
 message (Postfix's dead-destination rule). Recipient and message outcomes only
 reach their own deliveries.
+
+Right before a connection takes a job, the lane asks its host whether the job
+is withheld (its producer stopped it: `mta.delivery.withhold`); such a job
+leaves the lane unsent and takes no slot of the rate window.
 """
 
 from __future__ import annotations
@@ -95,6 +99,10 @@ class RateWindow:
 
 class LaneHost(Protocol):
     """What a lane needs from the delivery engine."""
+
+    def withheld(self, job: Job) -> bool:
+        """True: `job` must not be sent now, and the host has taken it back."""
+        ...
 
     async def body_for(self, job: Job) -> bytes | None: ...
 
@@ -193,6 +201,9 @@ class Lane:
         deadline = self._clock() + self.limits.idle_connection_timeout_s
         while not self._closing:
             if self._jobs:
+                if self._host.withheld(self._jobs[0]):
+                    self._jobs.popleft()
+                    continue
                 wait = self._rate.wait_s()
                 if wait <= 0:
                     self._rate.record()

@@ -3,7 +3,9 @@
 - `NewMessage`: what a producer (SMTP session, DSN generator, campaigns)
   hands to the queue: envelope, bytes, pool, origin, release time.
 - `Job`: the claimed deliveries of one message to one destination domain; what a
-  lane sends in one SMTP transaction.
+  lane sends in one SMTP transaction. Its `campaign_id` (in memory only, never
+  stored by the queue) lets the campaign that produced it stop it before it is
+  sent (`mta.delivery.withhold`).
 - `DeliveryResult`: what happened to one delivery, as the store records it.
 - `FailedDelivery`, `OriginalMessage`: what the DSN builder and the queue's
   observer (`QueueObserver`: the rating engine) learn of final failures.
@@ -36,6 +38,7 @@ class NewMessage:
     # Not to be sent before this time (a campaign's release time): a delivery due later
     # than its insert is stored `queued` for the delivery engine's claim loop.
     release_at: float = 0.0
+    campaign_id: int | None = None  # the campaign that produced it (copied to its jobs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,9 @@ class Job:
     origin: str = ""  # MessageOrigin value: decides whether the return path is VERP
     # Kept in memory for fresh small messages; None means "read it from the store".
     body: bytes | None = field(default=None, repr=False)
+    # The campaign whose message this is, when known: set by the producer for fresh
+    # jobs, looked up by the withholder for claimed ones; None for other mail.
+    campaign_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

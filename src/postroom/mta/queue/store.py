@@ -338,6 +338,7 @@ class QueueStore(OutcomeRecording):
                 size_bytes=len(message.body),
                 deliveries=claimed,
                 body=body,
+                campaign_id=message.campaign_id,
             )
             for domain, claimed in by_domain.items()
         ]
