@@ -132,6 +132,16 @@ def ready_to_send(
     confirm_sender(server, world, SENDER)
 
 
+def add_hello_template(server: PostroomServer, html: str) -> None:
+    """acme's template "hello": `html`, and a subject naming the contact's first_name."""
+    path = server.directory / "news.html"
+    path.write_text(html)
+    server.cli(
+        "template", "add", "hello", "--project", "acme",
+        "--subject", "News for {{ contact.first_name }}", "--html", str(path),
+    )  # fmt: skip
+
+
 def confirm_sender(server: PostroomServer, world: World, address: str) -> None:
     def codes() -> list[str]:
         """The codes mailed to `address` so far, oldest first (other modules' servers

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from tests.flow.conftest import SCRIPT_IP, World
 from tests.flow.linking import MAIL_HOST, ApplianceZones
-from tests.flow.test_campaign_flow import LINKED, TO_SINK, ready_to_send
+from tests.flow.test_campaign_flow import LINKED, TO_SINK, add_hello_template, ready_to_send
 from tests.flow.test_campaign_send import _campaign, _db, _status, _wait
 from tests.peers.dns import NsdServer
 from tests.peers.postroom import PostroomServer, flow_config, free_tcp_port
@@ -81,12 +81,7 @@ def postroom(
     )
     with PostroomServer(directory, text, port) as server:
         ready_to_send(server, nsd, zones, world)
-        (directory / "news.html").write_text(f"<p>Hello {{{{ contact.first_name }}}}!</p>{TOKEN}")
-        server.cli(
-            "template", "add", "hello", "--project", "acme",
-            "--subject", "News for {{ contact.first_name }}",
-            "--html", str(directory / "news.html"),
-        )  # fmt: skip
+        add_hello_template(server, f"<p>Hello {{{{ contact.first_name }}}}!</p>{TOKEN}")
         yield server
 
 

@@ -54,7 +54,13 @@ from typing import Any
 import pytest
 from tests.flow.conftest import SCRIPT_IP, World, with_token
 from tests.flow.linking import MAIL_HOST, ApplianceZones
-from tests.flow.test_campaign_flow import LINKED, SENDER, TO_SINK, ready_to_send
+from tests.flow.test_campaign_flow import (
+    LINKED,
+    SENDER,
+    TO_SINK,
+    add_hello_template,
+    ready_to_send,
+)
 from tests.peers.dns import NsdServer
 from tests.peers.lifecycle import die_with_parent
 from tests.peers.mail_dkim import mail_dkim_verify
@@ -177,12 +183,7 @@ def postroom(
     )
     with PostroomServer(directory, text, port) as server:
         ready_to_send(server, nsd, zones, world)
-        (directory / "news.html").write_text(HTML)
-        server.cli(
-            "template", "add", "hello", "--project", "acme",
-            "--subject", "News for {{ contact.first_name }}",
-            "--html", str(directory / "news.html"),
-        )  # fmt: skip
+        add_hello_template(server, HTML)
         yield server
 
 

@@ -32,7 +32,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from tests.flow.conftest import World, with_token
 from tests.flow.linking import MAIL_HOST, ApplianceZones
-from tests.flow.test_campaign_flow import LINKED, TO_SINK, ready_to_send
+from tests.flow.test_campaign_flow import LINKED, TO_SINK, add_hello_template, ready_to_send
 from tests.flow.test_campaign_send import _campaign, _launch, _status, _wait
 from tests.peers.dns import NsdServer
 from tests.peers.postgres import PostgresServer
@@ -126,12 +126,7 @@ def nodes(
     try:
         first.start()  # alone: it migrates the database and makes the secret
         ready_to_send(first, nsd, zones, world)
-        (first.directory / "news.html").write_text(HTML)
-        first.cli(
-            "template", "add", "hello", "--project", "acme",
-            "--subject", "News for {{ contact.first_name }}",
-            "--html", str(first.directory / "news.html"),
-        )  # fmt: skip
+        add_hello_template(first, HTML)
         servers["node-b"].start()
         yield servers
     finally:

@@ -108,6 +108,19 @@ def test_quoted_printable_for_mostly_ascii_base64_for_mostly_not() -> None:
         assert text is not None and content.text.strip() in text.get_content()
 
 
+def test_quoted_printable_parts_decode_to_the_text_in_lines_of_at_most_76() -> None:
+    # What QP must escape or break: "=", trailing spaces and tabs, long lines, a lone
+    # dot, "From " at a line start, a few UTF-8 letters among ASCII.
+    text = "a=b  \n\t tab\t\n.\nFrom here\n" + "x" * 75 + "\n" + "y" * 200 + " café=é\n"
+    message = parsed(build(RenderedContent("s", "<p>hi</p>", text)))
+    plain = message.get_body(("plain",))
+    assert plain is not None and plain["Content-Transfer-Encoding"] == "quoted-printable"
+    raw = plain.get_payload(decode=False)
+    assert max(len(line) for line in raw.split("\r\n")) <= 76
+    decoded = plain.get_payload(decode=True).decode("utf-8").replace("\r\n", "\n")
+    assert decoded.startswith(text.rstrip("\n"))
+
+
 def test_the_footer_is_always_there_and_outside_what_the_template_left_open() -> None:
     unclosed = RenderedContent("s", '<div style="display:none"><p>hidden', "body")
     finished = finished_content(unclosed, unsubscribe=links(), from_name="Acme")
