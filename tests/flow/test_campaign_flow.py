@@ -22,6 +22,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,15 @@ pytestmark = pytest.mark.flow
 LINKED = "news.test"
 SENDER = f"news@{LINKED}"
 TO_SINK = ["@ IN MX 10 mx", f"mx IN A {DEST_IP}"]
+# What every campaign module's serve has: links under news.test, no DNS step in
+# address checks (nothing leaves loopback).
+CAMPAIGN_CONFIG = """
+[http]
+public_url = "https://links.news.test"
+
+[addresses]
+dns = false
+"""
 SHOP_URL = "https://shop.news.test/spring?utm=mail&x=1"
 CHANNEL_URL = "https://t.me/news_test_bot"
 HTML = """<!doctype html>
@@ -90,17 +100,7 @@ def postroom(
     world: World,
 ) -> Iterator[PostroomServer]:
     directory = tmp_path_factory.mktemp("campaigns")
-    port = free_tcp_port()
-    text = flow_config(
-        state_dir=directory / "state",
-        smtp_port=port,
-        nameserver=nsd.nameserver(),
-        delivery_port=world.sink_port,
-        hostname=MAIL_HOST,
-        extra='[http]\npublic_url = "https://links.news.test"\n[addresses]\ndns = false\n',
-    )
-    with PostroomServer(directory, text, port) as server:
-        ready_to_send(server, nsd, zones, world)
+    with campaign_server(directory, nsd, zones, world) as server:
         server.cli("channel", "add", "telegram", CHANNEL_URL, "--project", "acme")
         (directory / "news.html").write_text(HTML)
         (directory / "buttons.toml").write_text(BUTTONS)
@@ -115,6 +115,33 @@ def postroom(
             "contact", "import", str(directory / "contacts.csv"),
             "--project", "acme", "--list", "customers",
         )  # fmt: skip
+        yield server
+
+
+@contextmanager
+def campaign_server(
+    directory: Path,
+    nsd: NsdServer,
+    zones: ApplianceZones,
+    world: World,
+    *,
+    extra: str = "",
+    delivery: str = "",
+) -> Iterator[PostroomServer]:
+    """A serve on the module's NSD, delivering to the session's sinks, with CAMPAIGN_CONFIG
+    and `extra`, and project acme ready to send (`ready_to_send`)."""
+    port = free_tcp_port()
+    text = flow_config(
+        state_dir=directory / "state",
+        smtp_port=port,
+        nameserver=nsd.nameserver(),
+        delivery_port=world.sink_port,
+        hostname=MAIL_HOST,
+        extra=CAMPAIGN_CONFIG + extra,
+        delivery=delivery,
+    )
+    with PostroomServer(directory, text, port) as server:
+        ready_to_send(server, nsd, zones, world)
         yield server
 
 

@@ -24,11 +24,11 @@ from typing import Any
 
 import pytest
 from tests.flow.conftest import SCRIPT_IP, World
-from tests.flow.linking import MAIL_HOST, ApplianceZones
-from tests.flow.test_campaign_flow import LINKED, TO_SINK, add_hello_template, ready_to_send
+from tests.flow.linking import ApplianceZones
+from tests.flow.test_campaign_flow import LINKED, TO_SINK, add_hello_template, campaign_server
 from tests.flow.test_campaign_send import _campaign, _db, _status, _wait
 from tests.peers.dns import NsdServer
-from tests.peers.postroom import PostroomServer, flow_config, free_tcp_port
+from tests.peers.postroom import PostroomServer
 
 pytestmark = pytest.mark.flow
 
@@ -40,13 +40,6 @@ SLOW_S = 1.0
 # takes before serve's next look at the paused campaigns (about a second, one SLOW_S).
 AT_MOST_AFTER_STOP = 3 * CONNECTIONS
 ENGINE_HOLDS = 1500  # produced (queued rows) before the pause: in the engine's memory
-EXTRA = """
-[http]
-public_url = "https://links.news.test"
-
-[addresses]
-dns = false
-"""
 
 
 @pytest.fixture(scope="module")
@@ -69,18 +62,9 @@ def postroom(
     tmp_path_factory: pytest.TempPathFactory, nsd: NsdServer, zones: ApplianceZones, world: World
 ) -> Iterator[PostroomServer]:
     directory = tmp_path_factory.mktemp("campaign-pause-inflight")
-    port = free_tcp_port()
-    text = flow_config(
-        state_dir=directory / "state",
-        smtp_port=port,
-        nameserver=nsd.nameserver(),
-        delivery_port=world.sink_port,
-        hostname=MAIL_HOST,
-        extra=EXTRA,
-        delivery=f"max_connections = {CONNECTIONS}",
-    )
-    with PostroomServer(directory, text, port) as server:
-        ready_to_send(server, nsd, zones, world)
+    with campaign_server(
+        directory, nsd, zones, world, delivery=f"max_connections = {CONNECTIONS}"
+    ) as server:
         add_hello_template(server, f"<p>Hello {{{{ contact.first_name }}}}!</p>{TOKEN}")
         yield server
 

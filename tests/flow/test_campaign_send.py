@@ -59,12 +59,12 @@ from tests.flow.test_campaign_flow import (
     SENDER,
     TO_SINK,
     add_hello_template,
-    ready_to_send,
+    campaign_server,
 )
 from tests.peers.dns import NsdServer
 from tests.peers.lifecycle import die_with_parent
 from tests.peers.mail_dkim import mail_dkim_verify
-from tests.peers.postroom import PostroomServer, flow_config, free_tcp_port
+from tests.peers.postroom import PostroomServer
 from tests.peers.sinks import ReceivedMessage, SmtpSink
 
 pytestmark = pytest.mark.flow
@@ -77,12 +77,6 @@ CROWD_IP = "127.0.0.16"
 # by the test NSD only: nothing is looked up or sent beyond loopback.
 TYPO_DOMAIN = "company.con"
 EXTRA = """
-[http]
-public_url = "https://links.news.test"
-
-[addresses]
-dns = false
-
 [campaign]
 pool = "mailings"
 
@@ -171,18 +165,9 @@ def postroom(
     tmp_path_factory: pytest.TempPathFactory, nsd: NsdServer, zones: ApplianceZones, world: World
 ) -> Iterator[PostroomServer]:
     directory = tmp_path_factory.mktemp("campaign-send")
-    port = free_tcp_port()
-    text = flow_config(
-        state_dir=directory / "state",
-        smtp_port=port,
-        nameserver=nsd.nameserver(),
-        delivery_port=world.sink_port,
-        hostname=MAIL_HOST,
-        extra=EXTRA,
-        delivery='default_pool = "transactional"',
-    )
-    with PostroomServer(directory, text, port) as server:
-        ready_to_send(server, nsd, zones, world)
+    with campaign_server(
+        directory, nsd, zones, world, extra=EXTRA, delivery='default_pool = "transactional"'
+    ) as server:
         add_hello_template(server, HTML)
         yield server
 

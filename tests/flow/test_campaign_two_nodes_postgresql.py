@@ -32,7 +32,13 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from tests.flow.conftest import World, with_token
 from tests.flow.linking import MAIL_HOST, ApplianceZones
-from tests.flow.test_campaign_flow import LINKED, TO_SINK, add_hello_template, ready_to_send
+from tests.flow.test_campaign_flow import (
+    CAMPAIGN_CONFIG,
+    LINKED,
+    TO_SINK,
+    add_hello_template,
+    ready_to_send,
+)
 from tests.flow.test_campaign_send import _campaign, _launch, _status, _wait
 from tests.peers.dns import NsdServer
 from tests.peers.postgres import PostgresServer
@@ -49,15 +55,11 @@ HTML = f"<p>Hello {{{{ contact.first_name }}}}!</p><p>{TOKEN}</p>"
 
 def _extra(node: str, secret: Path) -> str:
     source, address = SOURCES[node]
-    return f"""
+    return (
+        CAMPAIGN_CONFIG
+        + f"""
 [secrets]
 key_file = "{secret}"
-
-[http]
-public_url = "https://links.news.test"
-
-[addresses]
-dns = false
 
 [campaign]
 pool = "mailings"
@@ -71,6 +73,7 @@ helo = "{source}.appliance.test"
 name = "mailings"
 sources = ["{source}"]
 """
+    )
 
 
 @pytest.fixture(scope="module")
