@@ -46,12 +46,12 @@ from postroom.db.engine import is_postgresql
 from postroom.db.models import (
     CampaignState,
     MessageOrigin,
-    campaign_recipients,
     campaigns,
     deliveries,
 )
 from postroom.mta.queue.records import Job
 from postroom.mta.queue.store import QueueStore, leases_of, release_leases
+from postroom.rating.contacts import campaigns_of_messages
 
 log = logging.getLogger("postroom.campaign")
 
@@ -105,18 +105,13 @@ class StoppedCampaigns:
         ]
         if not unmarked:
             return
-        owners = await asyncio.to_thread(self._campaigns_of, {job.message_id for job in unmarked})
+        owners = await asyncio.to_thread(self._campaigns_of, [job.message_id for job in unmarked])
         for job in unmarked:
             job.campaign_id = owners.get(job.message_id)
 
-    def _campaigns_of(self, message_ids: set[str]) -> dict[str, int]:
+    def _campaigns_of(self, message_ids: list[str]) -> dict[str, int]:
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(campaign_recipients.c.message_id, campaign_recipients.c.campaign_id).where(
-                    campaign_recipients.c.message_id.in_(sorted(message_ids))
-                )
-            )
-            return {message_id: campaign_id for message_id, campaign_id in rows}
+            return campaigns_of_messages(conn, message_ids)
 
     # -- taking jobs back (the queue's commit thread) -----------------------------------
 

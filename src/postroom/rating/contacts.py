@@ -530,12 +530,17 @@ def _event(
 
 def campaign_of_message(conn: Connection, message_id: str) -> int | None:
     """The campaign whose recipient got queue message `message_id`, None for other mail."""
-    found = conn.execute(
-        select(campaign_recipients.c.campaign_id)
-        .where(campaign_recipients.c.message_id == message_id)
-        .limit(1)
-    ).scalar()
-    return None if found is None else int(found)
+    return campaigns_of_messages(conn, [message_id]).get(message_id)
+
+
+def campaigns_of_messages(conn: Connection, message_ids: Iterable[str]) -> dict[str, int]:
+    """Queue message id → the campaign whose recipient got it; other mail is absent."""
+    rows = conn.execute(
+        select(campaign_recipients.c.message_id, campaign_recipients.c.campaign_id).where(
+            campaign_recipients.c.message_id.in_(sorted(set(message_ids)))
+        )
+    )
+    return {message_id: int(campaign_id) for message_id, campaign_id in rows}
 
 
 def event_row(
